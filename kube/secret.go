@@ -1,0 +1,103 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/certguard/certguard/pki"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// SecretStore reads and changes the <release>-certs Secret. It implements pki.SecretAPI.
+type SecretStore struct {
+	Client    *Client
+	Namespace string
+	Name      string
+	// Retry bounds how long Get keeps trying while the API is unreachable.
+	Retry time.Duration
+
+	mu   sync.Mutex
+	last *corev1.Secret // the object Get returned, so that an update keeps labels and owners
+}
+
+var _ pki.SecretAPI = (*SecretStore)(nil)
+
+func (s *SecretStore) ref() string { return s.Namespace + "/" + s.Name }
+
+// Get reads the Secret, retrying with backoff while the API is unreachable, for at most Retry.
+func (s *SecretStore) Get(ctx context.Context) (*pki.Secret, error) {
+	deadline := time.Now().Add(s.Retry)
+	wait := 200 * time.Millisecond
+	for {
+		obj, err := s.Client.Core.Secrets(s.Namespace).Get(ctx, s.Name, metav1.GetOptions{})
+		switch {
+		case err == nil:
+			s.mu.Lock()
+			s.last = obj
+			s.mu.Unlock()
+			return &pki.Secret{Namespace: obj.Namespace, Name: obj.Name, UID: string(obj.UID),
+				ResourceVersion: obj.ResourceVersion, Data: obj.Data}, nil
+		case apierrors.IsNotFound(err):
+			return nil, nil
+		case !retriable(err) || time.Now().Add(wait).After(deadline):
+			return nil, Explain(err, "get", "Secret "+s.ref())
+		}
+		select {
+		case <-ctx.Done():
+			return nil, Explain(ctx.Err(), "get", "Secret "+s.ref())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// RemoveKeys removes keys in one Update carrying the resourceVersion that was read, so a
+// concurrent writer makes it fail with a Conflict instead of being overwritten.
+func (s *SecretStore) RemoveKeys(ctx context.Context, sec *pki.Secret, keys []string) error {
+	s.mu.Lock()
+	obj := s.last
+	s.mu.Unlock()
+	if obj == nil || string(obj.UID) != sec.UID || obj.ResourceVersion != sec.ResourceVersion {
+		return fmt.Errorf("Secret %s: %w", s.ref(), pki.ErrSecretChanged)
+	}
+	obj = obj.DeepCopy()
+	for _, k := range keys {
+		delete(obj.Data, k)
+	}
+	updated, err := s.Client.Core.Secrets(s.Namespace).Update(ctx, obj, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return fmt.Errorf("Secret %s: %w", s.ref(), pki.ErrSecretChanged)
+	}
+	if err != nil {
+		return Explain(err, "update", "Secret "+s.ref())
+	}
+	s.mu.Lock()
+	s.last = updated
+	s.mu.Unlock()
+	return nil
+}
+
+// Delete deletes the Secret with UID and resourceVersion preconditions.
+func (s *SecretStore) Delete(ctx context.Context, sec *pki.Secret) error {
+	uid := types.UID(sec.UID)
+	err := s.Client.Core.Secrets(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{
+		Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &sec.ResourceVersion},
+	})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case apierrors.IsConflict(err):
+		return fmt.Errorf("Secret %s: %w", s.ref(), pki.ErrSecretChanged)
+	case err != nil:
+		return Explain(err, "delete", "Secret "+s.ref())
+	}
+	return nil
+}
+
+// ServerTime is the API server's clock.
+func (s *SecretStore) ServerTime() time.Time { return s.Client.ServerTime() }

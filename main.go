@@ -1,0 +1,478 @@
+// Command certguard keeps vcluster's k0s control plane alive when its certificates expire.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/certguard/certguard/kube"
+	"github.com/certguard/certguard/pki"
+	"github.com/certguard/certguard/pki/pkigen"
+)
+
+var version = "dev"
+
+const usage = `certguard keeps vcluster's k0s control plane alive when its certificates expire.
+
+k0s signs its one-year leaves with vcluster's CA (CN "kubernetes"), never renews them, and
+vcluster copies them from the Secret <release>-certs back over /data/k0s/pki on every start.
+certguard, run as an init container before k0s, removes exactly what must go so that fresh
+certificates are generated on boot.
+
+Usage:
+  certguard repair [flags]     the init container: check, back up, repair
+  certguard check [flags]      print every certificate, disk against Secret
+  certguard demo [--dir DIR]   repair an expired vcluster-style PKI in a temp dir, no cluster
+  certguard version
+
+Examples:
+  $ certguard repair --vcluster-name=my-vc
+      In the vcluster pod, before k0s: when k0s's leaves are expired or due within 120 days,
+      remove the 14 k0s leaf files from /data/k0s/pki and from Secret my-vc-certs, after a
+      backup in /data/k0s/pki.old/<UTC time>/. k0s re-signs them with the same CA on boot.
+
+  $ certguard repair --dry-run -o json
+      Print the plan, change nothing.
+
+  $ certguard check --no-secret --pki-dir ./pki
+      Table of every certificate in a directory, no cluster needed.
+
+  $ certguard check --vcluster-name=my-vc --namespace=team-a --kubeconfig ~/.kube/config
+      The same with the Secret, and where disk and Secret disagree.
+
+Flags (every flag can be set as CERTGUARD_<NAME>, e.g. CERTGUARD_RENEW_BEFORE=90d; a flag wins):
+%s
+Exit codes:
+  0  nothing due, or repaired, or nothing to do yet (first start)
+  1  error: could not read or write (API, disk); what was changed is journaled and finished
+     by the next run
+  2  usage: a flag or environment value is wrong
+  3  refused: a repair is needed but unsafe (clock skew, a CA or kept file unusable under
+     --strategy leaves); nothing was changed
+  4  check: something is due, expired or broken
+`
+
+const (
+	exitOK      = 0
+	exitError   = 1
+	exitUsage   = 2
+	exitRefused = 3
+	exitDue     = 4
+)
+
+// duration accepts a "d" unit (120d) in flags and environment.
+type duration time.Duration
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := pki.ParseDuration(string(b))
+	*d = duration(v)
+	return err
+}
+func (d *duration) Set(s string) error { return d.UnmarshalText([]byte(s)) }
+func (d *duration) String() string     { return pki.FormatDuration(time.Duration(*d)) }
+
+type config struct {
+	PKIDir       string   `env:"PKI_DIR" envDefault:"/data/k0s/pki"`
+	BackupDir    string   `env:"BACKUP_DIR"`
+	KeepBackups  int      `env:"KEEP_BACKUPS" envDefault:"5"`
+	VclusterName string   `env:"VCLUSTER_NAME"`
+	SecretName   string   `env:"SECRET_NAME"`
+	Namespace    string   `env:"NAMESPACE"`
+	Kubeconfig   string   `env:"KUBECONFIG"`
+	PodName      string   `env:"POD_NAME"`
+	RenewBefore  duration `env:"RENEW_BEFORE" envDefault:"120d"`
+	Strategy     string   `env:"STRATEGY" envDefault:"auto"`
+	DryRun       bool     `env:"DRY_RUN"`
+	NoSecret     bool     `env:"NO_SECRET"`
+	Output       string   `env:"OUTPUT" envDefault:"text"`
+	LogFormat    string   `env:"LOG_FORMAT" envDefault:"text"`
+	APITimeout   duration `env:"API_TIMEOUT" envDefault:"30s"`
+	MaxClockSkew duration `env:"MAX_CLOCK_SKEW" envDefault:"5m"`
+	Dir          string   `env:"DEMO_DIR"`
+}
+
+// saNamespaceFile is where a pod finds its namespace.
+var saNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// flags declares the flags a command takes, with the environment's values as defaults.
+func (c *config) flags(cmd string) *flag.FlagSet {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	str := func(p *string, name, help string) { fs.StringVar(p, name, *p, help) }
+	switch cmd {
+	case "repair", "check":
+		str(&c.PKIDir, "pki-dir", "k0s pki directory on the data volume")
+		str(&c.VclusterName, "vcluster-name", "vcluster release name (default: from the pod name <release>-<ordinal> or the pod's release label)")
+		str(&c.SecretName, "secret-name", "certificate Secret (default: <vcluster-name>-certs)")
+		str(&c.Namespace, "namespace", "namespace of the Secret and pod (default: the service account's namespace)")
+		str(&c.Kubeconfig, "kubeconfig", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
+		str(&c.PodName, "pod-name", "this pod's name, for Events (default: the hostname)")
+		fs.Var(&c.RenewBefore, "renew-before", "repair leaves that expire within this time (e.g. 120d, 90d, 720h)")
+		str(&c.Output, "o", "output: text or json")
+		str(&c.Output, "output", "output: text or json")
+		str(&c.LogFormat, "log-format", "log format: text or json")
+		fs.Var(&c.APITimeout, "api-timeout", "how long to retry while the API server is unreachable")
+	case "demo":
+		str(&c.Dir, "dir", "directory for the demo PKI (default: a new temp dir)")
+	}
+	switch cmd {
+	case "repair":
+		str(&c.BackupDir, "backup-dir", "where backups go (default: <pki-dir>.old, beside the pki dir)")
+		fs.IntVar(&c.KeepBackups, "keep-backups", c.KeepBackups, "how many completed backups to keep")
+		str(&c.Strategy, "strategy", "auto, leaves or full (see README)")
+		fs.BoolVar(&c.DryRun, "dry-run", c.DryRun, "print the plan, change nothing")
+		fs.Var(&c.MaxClockSkew, "max-clock-skew", "refuse to act when this node's clock is further off the API server's")
+	case "check":
+		fs.BoolVar(&c.NoSecret, "no-secret", c.NoSecret, "read the pki dir only, no cluster")
+	}
+	return fs
+}
+
+func flagHelp() string {
+	var b strings.Builder
+	for _, cmd := range []string{"repair", "check"} {
+		c := config{}
+		fs := c.flags(cmd)
+		fmt.Fprintf(&b, "  %s:\n", cmd)
+		fs.VisitAll(func(f *flag.Flag) {
+			if f.Name == "o" {
+				return
+			}
+			fmt.Fprintf(&b, "    --%-16s %s\n", f.Name, f.Usage)
+		})
+	}
+	return b.String()
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// usageError is a wrong flag or value: exit 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintf(stdout, usage, flagHelp())
+		return exitOK
+	}
+	cmd := args[0]
+	var cfg config
+	if err := env.ParseWithOptions(&cfg, env.Options{Prefix: "CERTGUARD_"}); err != nil {
+		return fail(stderr, usageError{"environment: " + firstLine(err.Error())})
+	}
+	switch cmd {
+	case "repair", "check", "demo":
+	case "version":
+		fmt.Fprintln(stdout, "certguard", version)
+		return exitOK
+	default:
+		return fail(stderr, usageError{fmt.Sprintf("unknown command %q: want repair, check, demo or version (see certguard --help)", cmd)})
+	}
+	fs := cfg.flags(cmd)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, usage, flagHelp())
+			return exitOK
+		}
+		return fail(stderr, usageError{cmd + ": " + err.Error() + " (see certguard --help)"})
+	}
+	if fs.NArg() > 0 {
+		return fail(stderr, usageError{fmt.Sprintf("%s: unexpected argument %q (see certguard --help)", cmd, fs.Arg(0))})
+	}
+	if cfg.Output != "text" && cfg.Output != "json" {
+		return fail(stderr, usageError{fmt.Sprintf("-o: must be text or json (got %q)", cfg.Output)})
+	}
+	log, err := newLogger(cfg.LogFormat, stderr)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	switch cmd {
+	case "repair":
+		return repair(ctx, cfg, stdout, stderr, log)
+	case "check":
+		return check(ctx, cfg, stdout, stderr, log)
+	}
+	return demo(ctx, cfg, stdout, stderr, log)
+}
+
+func newLogger(format string, w io.Writer) (*slog.Logger, error) {
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, nil)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, nil)), nil
+	}
+	return nil, usageError{fmt.Sprintf("--log-format: must be text or json (got %q)", format)}
+}
+
+// fail prints the one line that says what is wrong, also as the pod's termination message so
+// that `kubectl describe pod` shows it, and returns the exit code.
+func fail(stderr io.Writer, err error) int {
+	line := "certguard: " + strings.ReplaceAll(err.Error(), "\n", " ")
+	fmt.Fprintln(stderr, line)
+	if f, ferr := os.OpenFile("/dev/termination-log", os.O_WRONLY|os.O_TRUNC, 0); ferr == nil {
+		fmt.Fprintln(f, line)
+		f.Close()
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitError
+}
+
+func firstLine(s string) string { return strings.SplitN(s, "\n", 2)[0] }
+
+// target resolves namespace, release and Secret, building the API client on the way.
+type target struct {
+	client    *kube.Client
+	namespace string
+	release   string
+	secret    string
+	pod       string
+}
+
+var statefulSetPod = regexp.MustCompile(`^(.+)-([0-9]+)$`)
+
+func resolve(ctx context.Context, cfg config) (*target, error) {
+	rc, err := kube.Config(cfg.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	c, err := kube.NewClient(rc)
+	if err != nil {
+		return nil, err
+	}
+	t := &target{client: c, namespace: cfg.Namespace, release: cfg.VclusterName, pod: cfg.PodName}
+	if t.namespace == "" {
+		b, err := os.ReadFile(saNamespaceFile)
+		if err != nil {
+			return nil, usageError{"cannot tell the namespace (no " + saNamespaceFile + "): set --namespace"}
+		}
+		t.namespace = strings.TrimSpace(string(b))
+	}
+	if t.pod == "" {
+		t.pod, _ = os.Hostname()
+	}
+	if t.release == "" && cfg.SecretName == "" {
+		if m := statefulSetPod.FindStringSubmatch(t.pod); m != nil {
+			t.release = m[1]
+		} else if t.pod != "" {
+			// A Deployment's pod name has hashes, not an ordinal: ask the pod's labels.
+			if r, err := kube.PodRelease(ctx, c, t.namespace, t.pod); err == nil {
+				t.release = r
+			}
+		}
+		if t.release == "" {
+			return nil, usageError{fmt.Sprintf("cannot tell the vcluster release from pod %q: set --vcluster-name=<release> (in vcluster.yaml: the plugin's args)", t.pod)}
+		}
+	}
+	t.secret = cfg.SecretName
+	if t.secret == "" {
+		t.secret = t.release + "-certs"
+	}
+	return t, nil
+}
+
+func repair(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog.Logger) int {
+	strategy, err := pki.ParseStrategy(cfg.Strategy)
+	if err != nil {
+		return fail(stderr, usageError{"--strategy: " + err.Error()})
+	}
+	pkiDir, err := filepath.Abs(cfg.PKIDir)
+	if err != nil {
+		return fail(stderr, usageError{"--pki-dir: " + err.Error()})
+	}
+	backupDir := cfg.BackupDir
+	if backupDir == "" {
+		backupDir = pkiDir + ".old"
+	}
+	if backupDir, err = filepath.Abs(backupDir); err != nil {
+		return fail(stderr, usageError{"--backup-dir: " + err.Error()})
+	}
+	if rel, err := filepath.Rel(pkiDir, backupDir); err == nil && !strings.HasPrefix(rel, "..") {
+		return fail(stderr, usageError{"--backup-dir must be outside --pki-dir: vcluster copies every file in the pki dir into the Secret"})
+	}
+	if cfg.KeepBackups < 1 {
+		return fail(stderr, usageError{"--keep-backups: must be at least 1"})
+	}
+	warnIfNotMounted(pkiDir, log)
+	t, err := resolve(ctx, cfg)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	secrets := &kube.SecretStore{Client: t.client, Namespace: t.namespace, Name: t.secret, Retry: time.Duration(cfg.APITimeout)}
+	events := &kube.Events{Client: t.client, Namespace: t.namespace, Pod: t.pod, Log: log}
+	r := &pki.Repair{
+		PKIDir: pkiDir, RenewBefore: time.Duration(cfg.RenewBefore), DryRun: cfg.DryRun, Log: log, Now: time.Now,
+		Policy: pki.Policy{Strategy: strategy, Secret: t.namespace + "/" + t.secret,
+			MaxClockSkew: time.Duration(cfg.MaxClockSkew), KeepBackups: cfg.KeepBackups},
+		Exec: &pki.Executor{PKIDir: pkiDir, BackupDir: backupDir, Keep: cfg.KeepBackups, Secrets: secrets, Log: log,
+			Failpoint: pki.EnvFailpoint()},
+	}
+	out, err := r.Run(ctx)
+	if cfg.Output == "json" {
+		_ = pki.WriteJSON(stdout, out)
+	} else if out.Report != nil && (cfg.DryRun || out.Plan.Decision != pki.DecideNothing) {
+		pki.WritePlan(stdout, out.Plan)
+	}
+	if err != nil {
+		events.Emit(ctx, "Warning", kube.ReasonRefused, "certificate repair failed: "+err.Error())
+		return fail(stderr, err)
+	}
+	p := out.Plan
+	for _, w := range p.Warnings {
+		log.Warn(w)
+	}
+	if caDue := caWarnings(p); caDue != "" && !cfg.DryRun {
+		events.Emit(ctx, "Warning", kube.ReasonCAExpiryWarning, caDue)
+	}
+	switch {
+	case p.Decision == pki.DecideRefuse:
+		if !cfg.DryRun {
+			events.Emit(ctx, "Warning", kube.ReasonRefused, p.Refusal)
+		}
+		fmt.Fprintln(stderr, "certguard: refused: "+p.Refusal+"; nothing was changed")
+		return exitRefused
+	case cfg.DryRun:
+		log.Info("dry run: nothing changed", "decision", p.Decision, "steps", len(p.Steps), "dry_run", true)
+	case out.Applied:
+		msg := fmt.Sprintf("repaired (%s): %s; backup in %s", p.Decision, strings.Join(p.Why, "; "), out.Backup)
+		log.Info("repaired", "decision", p.Decision, "backup", out.Backup)
+		events.Emit(ctx, "Normal", kube.ReasonRepaired, msg)
+	default:
+		log.Info("nothing to do", "why", strings.Join(p.Why, "; "), "files", len(out.Report.Files))
+	}
+	return exitOK
+}
+
+func caWarnings(p pki.Plan) string {
+	for _, w := range p.Warnings {
+		if strings.Contains(w, "a CA is not renewed") {
+			return w
+		}
+	}
+	return ""
+}
+
+// warnIfNotMounted warns when the pki dir is on the container's root filesystem.
+func warnIfNotMounted(dir string, log *slog.Logger) {
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	if mp := pki.MountPoint(dir, mi); mp == "/" {
+		log.Warn("the pki dir is not on a mounted volume: add volumeMounts [{name: data, mountPath: /data}] to this container, "+
+			"or certguard checks a directory k0s never reads", "pki_dir", dir)
+	}
+}
+
+func check(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog.Logger) int {
+	disk, err := pki.ReadDir(cfg.PKIDir)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	sec := pki.FromSecret(nil)
+	if !cfg.NoSecret {
+		t, err := resolve(ctx, cfg)
+		if err != nil {
+			return fail(stderr, err)
+		}
+		store := &kube.SecretStore{Client: t.client, Namespace: t.namespace, Name: t.secret, Retry: time.Duration(cfg.APITimeout)}
+		s, err := store.Get(ctx)
+		if err != nil {
+			return fail(stderr, err)
+		}
+		if s == nil {
+			log.Warn("Secret not found: showing the disk only", "secret", t.namespace+"/"+t.secret)
+		}
+		sec = pki.FromSecret(s)
+	}
+	r := pki.Inspect(disk, sec, time.Now(), time.Duration(cfg.RenewBefore))
+	if cfg.Output == "json" {
+		_ = pki.WriteJSON(stdout, pki.Expiration(r))
+	} else {
+		_ = pki.WriteTable(stdout, r)
+	}
+	if !disk.Present {
+		log.Info("no pki dir", "pki_dir", cfg.PKIDir)
+	}
+	for _, f := range r.Files {
+		if f.Status != pki.StatusOK && f.Role != pki.RoleUnknown && f.Role != pki.RoleK0sRenewed {
+			return exitDue
+		}
+	}
+	return exitOK
+}
+
+// demo lays out a vcluster v0.25 PKI whose k0s leaves expired 35 days ago, with its Secret held
+// in memory, and runs check → repair → check on it.
+func demo(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog.Logger) int {
+	dir := cfg.Dir
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "certguard-demo-"); err != nil {
+			return fail(stderr, err)
+		}
+	}
+	now := time.Now()
+	p, err := pkigen.Generate(pkigen.Options{Now: now, K0sIssued: now.Add(-400 * 24 * time.Hour)})
+	if err != nil {
+		return fail(stderr, err)
+	}
+	pkiDir := filepath.Join(dir, "pki")
+	if err := pkigen.WriteDir(pkiDir, p.Files); err != nil {
+		return fail(stderr, err)
+	}
+	secret := pkigen.NewMemorySecret("demo", "my-vc-certs", p.SecretData())
+	fmt.Fprintf(stdout, "A vcluster v0.25 + k0s PKI in %s whose k0s leaves expired 35 days ago.\n", pkiDir)
+	fmt.Fprintf(stdout, "The Secret demo/my-vc-certs is simulated in memory (%d keys).\n\n== certguard check (before)\n", len(p.SecretData()))
+	show := func() {
+		disk, err := pki.ReadDir(pkiDir)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return
+		}
+		s, _ := secret.Get(ctx)
+		_ = pki.WriteTable(stdout, pki.Inspect(disk, pki.FromSecret(s), time.Now(), 120*24*time.Hour))
+	}
+	show()
+	fmt.Fprintf(stdout, "\n== certguard repair\n")
+	r := &pki.Repair{PKIDir: pkiDir, RenewBefore: 120 * 24 * time.Hour, Log: log, Now: time.Now,
+		Policy: pki.Policy{Strategy: pki.StrategyAuto, Secret: "demo/my-vc-certs", KeepBackups: 5},
+		Exec:   &pki.Executor{PKIDir: pkiDir, BackupDir: pkiDir + ".old", Keep: 5, Secrets: secret, Log: log}}
+	out, err := r.Run(ctx)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	pki.WritePlan(stdout, out.Plan)
+	s, _ := secret.Get(ctx)
+	fmt.Fprintf(stdout, "\nbackup: %s\nSecret now has %d keys; the pki dir no longer has the 14 k0s leaf files.\n", out.Backup, len(s.Data))
+	fmt.Fprintf(stdout, "\n== certguard check (after): on the next boot k0s re-signs the missing leaves with the same CA\n")
+	show()
+	fmt.Fprintf(stdout, "\n== certguard repair (again): a second run is a no-op\n")
+	out, err = r.Run(ctx)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	pki.WritePlan(stdout, out.Plan)
+	return exitOK
+}

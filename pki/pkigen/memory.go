@@ -1,0 +1,81 @@
+package pkigen
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/certguard/certguard/pki"
+)
+
+// MemorySecret is a pki.SecretAPI held in memory, with resourceVersion semantics like the API
+// server's. `certguard demo` uses it to run without a cluster; the project's Kubernetes tests use
+// the real API server instead.
+type MemorySecret struct {
+	mu     sync.Mutex
+	secret *pki.Secret
+	rv     int
+}
+
+var _ pki.SecretAPI = (*MemorySecret)(nil)
+
+// NewMemorySecret holds a Secret with the given data, or none when data is nil.
+func NewMemorySecret(namespace, name string, data map[string][]byte) *MemorySecret {
+	m := &MemorySecret{}
+	if data != nil {
+		m.rv = 1
+		m.secret = &pki.Secret{Namespace: namespace, Name: name, UID: "memory", ResourceVersion: "1", Data: maps.Clone(data)}
+	}
+	return m
+}
+
+func (m *MemorySecret) Get(context.Context) (*pki.Secret, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.secret == nil {
+		return nil, nil
+	}
+	c := *m.secret
+	c.Data = maps.Clone(m.secret.Data)
+	return &c, nil
+}
+
+func (m *MemorySecret) RemoveKeys(_ context.Context, s *pki.Secret, keys []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.secret == nil || m.secret.ResourceVersion != s.ResourceVersion {
+		return fmt.Errorf("memory Secret: %w", pki.ErrSecretChanged)
+	}
+	for _, k := range keys {
+		delete(m.secret.Data, k)
+	}
+	m.rv++
+	m.secret.ResourceVersion = strconv.Itoa(m.rv)
+	return nil
+}
+
+func (m *MemorySecret) Delete(_ context.Context, s *pki.Secret) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.secret == nil {
+		return nil
+	}
+	if m.secret.ResourceVersion != s.ResourceVersion {
+		return fmt.Errorf("memory Secret: %w", pki.ErrSecretChanged)
+	}
+	m.secret = nil
+	return nil
+}
+
+// Put replaces the Secret's data, as vcluster does when it creates or updates it.
+func (m *MemorySecret) Put(data map[string][]byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rv++
+	m.secret = &pki.Secret{UID: "memory", ResourceVersion: strconv.Itoa(m.rv), Data: maps.Clone(data)}
+}
+
+func (m *MemorySecret) ServerTime() time.Time { return time.Time{} }

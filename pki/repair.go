@@ -1,0 +1,85 @@
+package pki
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Repair is one run of `certguard repair`: finish what a killed run left, read both stores,
+// plan, and apply unless it is a dry run.
+type Repair struct {
+	PKIDir      string
+	RenewBefore time.Duration
+	Policy      Policy
+	DryRun      bool
+	Exec        *Executor
+	Log         *slog.Logger
+	// Now is the clock; every decision of one run uses the instant read at its start.
+	Now func() time.Time
+}
+
+// Outcome is what a run found and did.
+type Outcome struct {
+	Report   *Report  `json:"report"`
+	Plan     Plan     `json:"plan"`
+	Backup   string   `json:"backup,omitempty"`
+	Resumed  []string `json:"resumed,omitempty"`
+	Attempts int      `json:"attempts"`
+	Applied  bool     `json:"applied"`
+}
+
+// maxAttempts bounds re-planning when the Secret keeps changing under us.
+const maxAttempts = 3
+
+// Run does the repair. A Refused plan is not an error here: the caller decides the exit code.
+func (r *Repair) Run(ctx context.Context) (*Outcome, error) {
+	out := &Outcome{}
+	journals, err := r.Exec.Unfinished()
+	if err != nil {
+		return out, err
+	}
+	for _, j := range journals {
+		if r.DryRun {
+			r.Log.Info("would finish an unfinished repair first", "dir", j.Dir, "dry_run", true)
+			continue
+		}
+		r.Log.Info("finishing an unfinished repair", "dir", j.Dir, "decision", j.Plan.Decision)
+		if err := r.Exec.Resume(ctx, j); err != nil {
+			return out, fmt.Errorf("finish unfinished repair %s: %w", j.Dir, err)
+		}
+		out.Resumed = append(out.Resumed, j.Dir)
+	}
+	for out.Attempts = 1; ; out.Attempts++ {
+		sec, err := r.Exec.Secrets.Get(ctx)
+		if err != nil {
+			return out, fmt.Errorf("get Secret %s: %w", r.Policy.Secret, err)
+		}
+		disk, err := ReadDir(r.PKIDir)
+		if err != nil {
+			return out, err
+		}
+		now := r.Now()
+		pol := r.Policy
+		if t := r.Exec.Secrets.ServerTime(); !t.IsZero() {
+			pol.ClockSkew = now.Sub(t)
+		}
+		out.Report = Inspect(disk, FromSecret(sec), now, r.RenewBefore)
+		out.Plan = BuildPlan(out.Report, pol)
+		if r.DryRun || !out.Plan.HasDestructive() {
+			return out, nil
+		}
+		out.Backup, err = r.Exec.Apply(ctx, out.Plan, sec)
+		if errors.Is(err, ErrSecretChanged) && out.Attempts < maxAttempts {
+			r.Log.Warn("the Secret changed while planning; planning again", "attempt", out.Attempts)
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		out.Applied = true
+		return out, nil
+	}
+}

@@ -1,0 +1,153 @@
+package pki
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// dateLayout is k3s's `certificate check` layout.
+const dateLayout = "Jan 02, 2006 15:04 MST"
+
+// tableStatus maps a Status to the k3s column value.
+func tableStatus(s Status) string {
+	switch s {
+	case StatusOK:
+		return "OK"
+	case StatusDue:
+		return "WARNING"
+	case StatusNotYetValid:
+		return "NOT YET VALID"
+	}
+	return strings.ToUpper(strings.ReplaceAll(string(s), "-", " "))
+}
+
+// WriteTable prints the certificates of a report in k3s's layout, plus where disk and Secret
+// disagree. Keys and public keys appear only when something is wrong with them.
+func WriteTable(w io.Writer, r *Report) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FILENAME\tSUBJECT\tUSAGES\tEXPIRES\tRESIDUAL TIME\tSTATUS\tDISK/SECRET")
+	for _, f := range r.Files {
+		if f.Cert == nil && f.Status == StatusOK {
+			if f.Drift == DriftSame || f.Drift == DriftNone {
+				continue
+			}
+		}
+		subject, usage, expires, residual := "-", "-", "-", "-"
+		if f.Cert != nil {
+			subject = f.Cert.Subject
+			usage = strings.Join(f.Cert.Usages, ",")
+			expires = f.Cert.NotAfter.UTC().Format(dateLayout)
+			residual = Residual(f.Cert.NotAfter.Sub(r.Now))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Path, subject, orDash(usage), expires, residual, tableStatus(f.Status), driftText(f))
+	}
+	return tw.Flush()
+}
+
+func driftText(f File) string {
+	switch f.Drift {
+	case DriftNone:
+		return "-"
+	case DriftDiffers:
+		if f.Newer != "" {
+			return "differs (" + string(f.Newer) + " newer)"
+		}
+		return "differs"
+	}
+	return string(f.Drift)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// ExpirationInfo is kubeadm's `certs check-expiration -o json` shape
+// (output.kubeadm.k8s.io CertificateExpirationInfo), with certguard's status and drift added.
+type ExpirationInfo struct {
+	Kind                   string            `json:"kind"`
+	APIVersion             string            `json:"apiVersion"`
+	Now                    time.Time         `json:"now"`
+	Certificates           []ExpirationEntry `json:"certificates"`
+	CertificateAuthorities []ExpirationEntry `json:"certificateAuthorities"`
+}
+
+// ExpirationEntry is one certificate; residualTime is in seconds.
+type ExpirationEntry struct {
+	Name              string    `json:"name"`
+	Subject           string    `json:"subject,omitempty"`
+	ExpirationDate    time.Time `json:"expirationDate,omitzero"`
+	ResidualTime      int64     `json:"residualTime"`
+	CAName            string    `json:"caName,omitempty"`
+	ExternallyManaged bool      `json:"externallyManaged"`
+	Missing           bool      `json:"missing"`
+	Status            Status    `json:"status"`
+	Reason            string    `json:"reason,omitempty"`
+	Role              Role      `json:"role"`
+	Source            Source    `json:"source,omitempty"`
+	Drift             Drift     `json:"drift,omitempty"`
+}
+
+// Expiration converts a report to the kubeadm-shaped JSON document.
+func Expiration(r *Report) ExpirationInfo {
+	out := ExpirationInfo{Kind: "CertificateExpirationInfo", APIVersion: "output.kubeadm.k8s.io/v1alpha3", Now: r.Now,
+		Certificates: []ExpirationEntry{}, CertificateAuthorities: []ExpirationEntry{}}
+	for _, f := range r.Files {
+		if f.Cert == nil && f.Status != StatusMissing && f.Status != StatusCorrupt {
+			continue
+		}
+		e := ExpirationEntry{Name: f.Path, Missing: f.Status == StatusMissing, Status: f.Status, Reason: f.Reason,
+			Role: f.Role, Source: f.Source, Drift: f.Drift}
+		if en, ok := roleOf(f.Path); ok && en.ca != "" {
+			e.CAName = en.ca
+		}
+		if f.Cert != nil {
+			e.Subject = f.Cert.Subject
+			e.ExpirationDate = f.Cert.NotAfter.UTC()
+			e.ResidualTime = max(int64(f.Cert.NotAfter.Sub(r.Now)/time.Second), 0)
+		}
+		if f.Role == RoleCA || f.Role == RoleCACopy || (f.Cert != nil && f.Cert.IsCA) {
+			out.CertificateAuthorities = append(out.CertificateAuthorities, e)
+		} else {
+			out.Certificates = append(out.Certificates, e)
+		}
+	}
+	return out
+}
+
+// WriteJSON writes v indented.
+func WriteJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// WritePlan prints a plan for people.
+func WritePlan(w io.Writer, p Plan) {
+	fmt.Fprintf(w, "decision: %s (strategy %s)\n", p.Decision, p.Strategy)
+	for _, s := range p.Why {
+		fmt.Fprintf(w, "  why: %s\n", s)
+	}
+	for _, s := range p.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", s)
+	}
+	if p.Breaks != "" {
+		fmt.Fprintf(w, "  breaks: %s\n", p.Breaks)
+	}
+	if p.Refusal != "" {
+		fmt.Fprintf(w, "  refused: %s\n", p.Refusal)
+	}
+	for i, s := range p.Steps {
+		target := s.Target
+		if len(s.Keys) > 0 {
+			target += " keys " + strings.Join(s.Keys, ",")
+		}
+		fmt.Fprintf(w, "  %2d. %-18s %s\n", i+1, s.Action, target)
+	}
+}
