@@ -16,6 +16,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"math/big"
 	"net"
 	"os"
@@ -127,8 +128,8 @@ var k0sLeaves = []struct {
 
 // Generate makes a whole PKI.
 func Generate(o Options) (*PKI, error) {
-	o.defaults()
-	p := &PKI{Files: map[string][]byte{}, CAs: map[string]*CA{}, opts: o}
+	p := New(o)
+	o = p.opts
 	for name, cn := range map[string]string{"ca": o.CACN, "front-proxy-ca": "front-proxy-ca", "etcd/ca": "etcd-ca"} {
 		ca, err := p.NewCA(cn, o.CAIssued, o.CALifetime)
 		if err != nil {
@@ -168,14 +169,6 @@ func Generate(o Options) (*PKI, error) {
 		{"etcd/healthcheck-client", "etcd/ca", with(vc(o.CAIssued), "kube-etcd-healthcheck-client", "", false, true, nil, nil)},
 	}
 	k0s := Leaf{Issued: o.K0sIssued, Lifetime: o.K0sLifetime}
-	for _, l := range k0sLeaves {
-		var h []string
-		var ip []net.IP
-		if l.server {
-			h, ip = hosts, ips
-		}
-		jobs = append(jobs, job{l.name, "ca", with(k0s, l.cn, l.o, l.server, l.client, h, ip)})
-	}
 	jobs = append(jobs,
 		job{"etcd/server", "etcd/ca", with(k0s, "etcd-server", "etcd-server", true, true, []string{"localhost"}, ips[:1])},
 		job{"etcd/peer", "etcd/ca", with(k0s, "etcd-peer", "etcd-peer", true, true, []string{"localhost"}, ips[:1])},
@@ -188,11 +181,13 @@ func Generate(o Options) (*PKI, error) {
 		}
 		p.Files[j.path+".crt"], p.Files[j.path+".key"] = crt, key
 	}
-	for _, kc := range []struct{ file, leaf string }{
-		{"admin.conf", "admin"}, {"scheduler.conf", "scheduler"}, {"ccm.conf", "ccm"}, {"konnectivity.conf", "konnectivity"},
-	} {
-		p.Files[kc.file] = p.Kubeconfig(kc.leaf)
+	leaves, err := p.IssueK0sLeaves(p.CAs["ca"], p.Files["ca.crt"])
+	if err != nil {
+		return nil, err
 	}
+	maps.Copy(p.Files, leaves)
+	p.Files["admin.conf"] = p.Kubeconfig("admin")
+	p.Files["scheduler.conf"] = p.Kubeconfig("scheduler")
 	crt, key, err := p.Issue(p.CAs["ca"], with(vc(o.CAIssued), "system:kube-controller-manager", "", false, true, nil, nil))
 	if err != nil {
 		return nil, err
@@ -207,6 +202,67 @@ func with(l Leaf, cn, o string, server, client bool, hosts []string, ips []net.I
 		l.O = []string{o}
 	}
 	return l
+}
+
+// IssueK0sLeaves signs the 14 K0sFiles with ca, as k0s's controller does when they are missing
+// (cmd/controller/certificates.go): server, k0s-api, admin, scheduler, ccm, konnectivity, with
+// ccm.conf and konnectivity.conf embedding theirs.
+func (p *PKI) IssueK0sLeaves(ca *CA, caPEM []byte) (map[string][]byte, error) {
+	o := p.opts
+	hosts := append([]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}, o.Hosts...)
+	ips := []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")}
+	out := map[string][]byte{}
+	for _, l := range k0sLeaves {
+		leaf := with(Leaf{Issued: o.K0sIssued, Lifetime: o.K0sLifetime}, l.cn, l.o, l.server, l.client, nil, nil)
+		if l.server {
+			leaf.Hosts, leaf.IPs = hosts, ips
+		}
+		crt, key, err := p.Issue(ca, leaf)
+		if err != nil {
+			return nil, fmt.Errorf("issue %s: %w", l.name, err)
+		}
+		out[l.name+".crt"], out[l.name+".key"] = crt, key
+		if l.kubeconfig {
+			out[l.name+".conf"] = Kubeconfig(o.Server, caPEM, crt, key)
+		}
+	}
+	return out, nil
+}
+
+// New returns a generator for more certificates with o's key type and times, e.g. to re-issue
+// leaves under a CA loaded with LoadCA.
+func New(o Options) *PKI {
+	o.defaults()
+	return &PKI{Files: map[string][]byte{}, CAs: map[string]*CA{}, opts: o}
+}
+
+// LoadCA reads a CA pair from PEM.
+func LoadCA(crtPEM, keyPEM []byte) (*CA, error) {
+	c, err := pki.ParseCertPEM(crtPEM)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := pem.Decode(keyPEM)
+	if b == nil {
+		return nil, fmt.Errorf("CA key: no PEM block")
+	}
+	var k any
+	switch b.Type {
+	case "RSA PRIVATE KEY":
+		k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
+	case "EC PRIVATE KEY":
+		k, err = x509.ParseECPrivateKey(b.Bytes)
+	default:
+		k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("CA key: %w", err)
+	}
+	signer, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("CA key: %T cannot sign", k)
+	}
+	return &CA{Cert: c, Key: signer}, nil
 }
 
 // Kubeconfig writes a kubeconfig embedding the leaf <name>.crt/.key, as k0s does at start.

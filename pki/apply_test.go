@@ -1,0 +1,364 @@
+package pki_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/certguard/certguard/pki"
+	"github.com/certguard/certguard/pki/pkigen"
+)
+
+// fixture is a pki dir and its Secret, ready for a repair.
+type fixture struct {
+	dir    string
+	backup string
+	secret *pkigen.MemorySecret
+	before map[string]string // manifest of the pki dir before
+	data   map[string][]byte // Secret data before
+}
+
+func newFixture(t *testing.T, gen func(*pkigen.Options)) *fixture {
+	t.Helper()
+	p := genPKI(t, gen)
+	dir := writePKI(t, p.Files)
+	f := &fixture{dir: dir, backup: dir + ".old", data: p.SecretData()}
+	f.secret = pkigen.NewMemorySecret("ns", "vc-certs", f.data)
+	f.before = manifest(t, dir)
+	return f
+}
+
+func (f *fixture) repair(strategy pki.Strategy, fp func(string) error) *pki.Repair {
+	return &pki.Repair{
+		PKIDir: f.dir, RenewBefore: 120 * day, Log: quietLog(), Now: func() time.Time { return now },
+		Policy: pki.Policy{Strategy: strategy, Secret: "ns/vc-certs", MaxClockSkew: 5 * time.Minute, KeepBackups: 5},
+		Exec:   &pki.Executor{PKIDir: f.dir, BackupDir: f.backup, Keep: 5, Secrets: f.secret, Log: quietLog(), Failpoint: fp},
+	}
+}
+
+func (f *fixture) secretData(t *testing.T) map[string][]byte {
+	s, err := f.secret.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s == nil {
+		return nil
+	}
+	return s.Data
+}
+
+// assertNothingLost checks that every original byte is in the pki dir or in a backup, and that
+// the Secret's original data is in place or in a backup's secret.json.
+func (f *fixture) assertNothingLost(t *testing.T) {
+	t.Helper()
+	now := manifest(t, f.dir)
+	backups, _ := filepath.Glob(filepath.Join(f.backup, "*", "pki"))
+	for path, sum := range f.before {
+		found := now[path] == sum
+		for _, b := range backups {
+			found = found || manifest(t, b)[path] == sum
+		}
+		if !found {
+			t.Errorf("%s: original bytes neither in place nor in a backup", path)
+		}
+	}
+	saved, _ := filepath.Glob(filepath.Join(f.backup, "*", "secret.json"))
+	cur := f.secretData(t)
+	for k, v := range f.data {
+		found := cur != nil && string(cur[k]) == string(v)
+		for _, sj := range saved {
+			var s pki.Secret
+			b, _ := os.ReadFile(sj)
+			if json.Unmarshal(b, &s) == nil && string(s.Data[k]) == string(v) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("Secret key %s: original bytes neither in place nor in a backup", k)
+		}
+	}
+}
+
+func TestRepairLeaves(t *testing.T) {
+	f := newFixture(t, expiredLeaves)
+	out, err := f.repair(pki.StrategyAuto, nil).Run(context.Background())
+	if err != nil || !out.Applied || out.Plan.Decision != pki.DecideLeaves {
+		t.Fatalf("Run = %+v, %v", out, err)
+	}
+	after := manifest(t, f.dir)
+	for path, sum := range f.before {
+		gone := slices.Contains(pki.K0sLeafFiles, path)
+		if _, ok := after[path]; ok == gone {
+			t.Errorf("%s: present %v after a leaf repair", path, ok)
+		}
+		if !gone && after[path] != sum {
+			t.Errorf("%s changed", path)
+		}
+	}
+	data := f.secretData(t)
+	if len(data) != len(f.data)-14 {
+		t.Errorf("Secret has %d keys, want %d", len(data), len(f.data)-14)
+	}
+	for k := range data {
+		if slices.Contains(pki.K0sLeafFiles, k) || string(data[k]) != string(f.data[k]) {
+			t.Errorf("Secret key %s kept or changed wrongly", k)
+		}
+	}
+	// The backup holds every removed byte, with restrictive modes, and is marked done.
+	saved := manifest(t, filepath.Join(out.Backup, "pki"))
+	for _, p := range pki.K0sLeafFiles {
+		if saved[p] != f.before[p] {
+			t.Errorf("backup of %s missing or wrong", p)
+		}
+	}
+	for _, name := range []string{"plan.json", "secret.json", "done", "pki/server.key"} {
+		fi, err := os.Stat(filepath.Join(out.Backup, name))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, mode %v", name, err, fi)
+		}
+	}
+	if fi, _ := os.Stat(out.Backup); fi.Mode().Perm() != 0o700 {
+		t.Errorf("backup dir mode %v", fi.Mode().Perm())
+	}
+	f.assertNothingLost(t)
+
+	// A second run is a no-op: nothing due, nothing written.
+	snap := manifest(t, filepath.Dir(f.dir))
+	out, err = f.repair(pki.StrategyAuto, nil).Run(context.Background())
+	if err != nil || out.Applied || out.Plan.Decision != pki.DecideNothing {
+		t.Fatalf("second run = %+v, %v", out.Plan, err)
+	}
+	if !maps.Equal(snap, manifest(t, filepath.Dir(f.dir))) {
+		t.Error("the second run wrote something")
+	}
+}
+
+func TestRepairFull(t *testing.T) {
+	f := newFixture(t, expiredCA)
+	out, err := f.repair(pki.StrategyAuto, nil).Run(context.Background())
+	if err != nil || !out.Applied || out.Plan.Decision != pki.DecideFull {
+		t.Fatalf("Run = %+v, %v", out.Plan, err)
+	}
+	if _, err := os.Stat(f.dir); !os.IsNotExist(err) {
+		t.Errorf("pki dir still there: %v", err)
+	}
+	if !maps.Equal(manifest(t, filepath.Join(out.Backup, "pki")), f.before) {
+		t.Error("the moved pki dir differs from the original")
+	}
+	if f.secretData(t) != nil {
+		t.Error("the Secret was not deleted")
+	}
+	f.assertNothingLost(t)
+	// Next start: nothing on disk, no Secret: a first start, nothing to do.
+	out, err = f.repair(pki.StrategyAuto, nil).Run(context.Background())
+	if err != nil || out.Plan.Decision != pki.DecideNothing {
+		t.Fatalf("run after reset = %+v, %v", out.Plan, err)
+	}
+}
+
+func TestRepairDryRunChangesNothing(t *testing.T) {
+	for _, gen := range []func(*pkigen.Options){expiredLeaves, expiredCA} {
+		f := newFixture(t, gen)
+		r := f.repair(pki.StrategyAuto, nil)
+		r.DryRun = true
+		out, err := r.Run(context.Background())
+		if err != nil || out.Applied || !out.Plan.HasDestructive() {
+			t.Fatalf("dry run = %+v, %v", out.Plan, err)
+		}
+		if !maps.Equal(manifest(t, f.dir), f.before) || !maps.EqualFunc(f.secretData(t), f.data, func(a, b []byte) bool { return string(a) == string(b) }) {
+			t.Error("dry run changed something")
+		}
+		if _, err := os.Stat(f.backup); !os.IsNotExist(err) {
+			t.Error("dry run wrote a backup")
+		}
+	}
+}
+
+var errCrash = errors.New("simulated crash")
+
+// stages lists every failpoint a repair of this fixture passes.
+func stages(t *testing.T, gen func(*pkigen.Options)) []string {
+	f := newFixture(t, gen)
+	var seen []string
+	_, err := f.repair(pki.StrategyAuto, func(name string) error { seen = append(seen, name); return nil }).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seen
+}
+
+func TestRepairConvergesAfterACrashAtEveryStage(t *testing.T) {
+	for name, gen := range map[string]func(*pkigen.Options){"leaves": expiredLeaves, "full": expiredCA} {
+		all := stages(t, gen)
+		if len(all) < 3 {
+			t.Fatalf("%s: only %d stages: %v", name, len(all), all)
+		}
+		for _, stage := range all {
+			t.Run(name+"/"+stage, func(t *testing.T) {
+				f := newFixture(t, gen)
+				_, err := f.repair(pki.StrategyAuto, func(n string) error {
+					if n == stage {
+						return errCrash
+					}
+					return nil
+				}).Run(context.Background())
+				if !errors.Is(err, errCrash) {
+					t.Fatalf("crash run: %v", err)
+				}
+				f.assertNothingLost(t)
+				out, err := f.repair(pki.StrategyAuto, nil).Run(context.Background())
+				if err != nil {
+					t.Fatalf("run after the crash: %v", err)
+				}
+				f.assertNothingLost(t)
+				// Converged: the state equals what an uninterrupted repair leaves.
+				if name == "leaves" {
+					for _, p := range pki.K0sLeafFiles {
+						if _, err := os.Stat(filepath.Join(f.dir, p)); !os.IsNotExist(err) {
+							t.Errorf("%s still on disk", p)
+						}
+						if _, ok := f.secretData(t)[p]; ok {
+							t.Errorf("%s still in the Secret", p)
+						}
+					}
+				} else if _, err := os.Stat(f.dir); !os.IsNotExist(err) || f.secretData(t) != nil {
+					t.Errorf("full reset not finished: dir %v, secret %v", err, f.secretData(t) != nil)
+				}
+				if stage != "during-backup" && stage != "after-backup" && len(out.Resumed) != 1 {
+					t.Errorf("resumed %v, want the journal finished", out.Resumed)
+				}
+				if partial, _ := filepath.Glob(filepath.Join(f.backup, "*.partial")); len(partial) > 0 {
+					t.Errorf("partial backups left: %v", partial)
+				}
+			})
+		}
+	}
+}
+
+// A journal whose world changed since (here: the Secret got new k0s keys after the crash) is
+// abandoned, not replayed over the new bytes.
+func TestResumeAbandonsAStaleJournal(t *testing.T) {
+	f := newFixture(t, expiredLeaves)
+	_, err := f.repair(pki.StrategyAuto, func(n string) error {
+		if n == "after-backup" {
+			return errCrash
+		}
+		return nil
+	}).Run(context.Background())
+	if !errors.Is(err, errCrash) {
+		t.Fatal(err)
+	}
+	// k0s booted meanwhile (without certguard) and vcluster stored fresh leaves under the same CA.
+	ca, err := pkigen.LoadCA(f.data["ca.crt"], f.data["ca.key"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := pkigen.New(pkigen.Options{Now: now, K0sIssued: now}).IssueK0sLeaves(ca, f.data["ca.crt"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := maps.Clone(f.data)
+	maps.Copy(data, fresh)
+	f.secret.Put(data)
+	out, err := f.repair(pki.StrategyAuto, nil).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	abandoned, _ := filepath.Glob(filepath.Join(f.backup, "*", "abandoned"))
+	if len(abandoned) != 1 || len(out.Resumed) != 1 {
+		t.Fatalf("abandoned %v, resumed %v", abandoned, out.Resumed)
+	}
+	// The fresh Secret keys decide now (they are healthy): nothing to do, nothing removed.
+	if out.Plan.Decision != pki.DecideNothing || string(f.secretData(t)["server.crt"]) != string(fresh["server.crt"]) {
+		t.Fatalf("decision %s; the new Secret keys must stay", out.Plan.Decision)
+	}
+}
+
+// conflictOnce makes the first RemoveKeys fail as if another writer updated the Secret between
+// the read and the write.
+type conflictOnce struct {
+	*pkigen.MemorySecret
+	done bool
+}
+
+func (c *conflictOnce) RemoveKeys(ctx context.Context, s *pki.Secret, keys []string) error {
+	if !c.done {
+		c.done = true
+		return fmt.Errorf("test: %w", pki.ErrSecretChanged)
+	}
+	return c.MemorySecret.RemoveKeys(ctx, s, keys)
+}
+
+func TestRepairReplansOnConflict(t *testing.T) {
+	f := newFixture(t, expiredLeaves)
+	r := f.repair(pki.StrategyAuto, nil)
+	r.Exec.Secrets = &conflictOnce{MemorySecret: f.secret}
+	out, err := r.Run(context.Background())
+	if err != nil || !out.Applied || out.Attempts != 2 {
+		t.Fatalf("Run = attempts %d applied %v, %v", out.Attempts, out.Applied, err)
+	}
+	abandoned, _ := filepath.Glob(filepath.Join(f.backup, "*", "abandoned"))
+	done, _ := filepath.Glob(filepath.Join(f.backup, "*", "done"))
+	if len(abandoned) != 1 || len(done) != 1 {
+		t.Fatalf("abandoned %v done %v", abandoned, done)
+	}
+	f.assertNothingLost(t)
+}
+
+func TestPruneKeepsNewest(t *testing.T) {
+	f := newFixture(t, expiredLeaves)
+	for i := range 7 {
+		dir := filepath.Join(f.backup, fmt.Sprintf("2020010%dT000000Z", i+1))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, "done"), nil, 0o600)
+	}
+	foreign := filepath.Join(f.backup, "ca.crt") // a user's own `mv pki pki.old` leftovers
+	os.WriteFile(foreign, []byte("x"), 0o600)
+	unfinishedOld := filepath.Join(f.backup, "20190101T000000Z")
+	os.MkdirAll(unfinishedOld, 0o700)
+	os.WriteFile(filepath.Join(unfinishedOld, "plan.json"), []byte(`{"steps":[]}`), 0o600)
+	if _, err := f.repair(pki.StrategyAuto, nil).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(f.backup)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	// 5 newest finished ones (4 old + this run), the foreign file, and the old journal (now finished
+	// by the run, so counted among the finished ones and pruned as the oldest).
+	if len(names) != 6 || !slices.Contains(names, "ca.crt") || slices.Contains(names, "20200103T000000Z") {
+		t.Fatalf("backup dir after prune: %v", names)
+	}
+}
+
+func TestRepairOnReadOnlyVolumeChangesNothing(t *testing.T) {
+	f := newFixture(t, expiredLeaves)
+	mnt := filepath.Dir(f.dir)
+	// A real read-only filesystem: bind-mount the fixture read-only over itself (root only).
+	if err := syscall.Mount(mnt, mnt, "", syscall.MS_BIND, ""); err != nil {
+		t.Fatalf("bind mount (tests run as root on CI): %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	if err := syscall.Mount("", mnt, "", syscall.MS_REMOUNT|syscall.MS_BIND|syscall.MS_RDONLY, ""); err != nil {
+		t.Fatalf("remount read-only: %v", err)
+	}
+	_, err := f.repair(pki.StrategyAuto, nil).Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "read-only file system") {
+		t.Fatalf("err = %v, want a read-only error", err)
+	}
+	if !maps.Equal(manifest(t, f.dir), f.before) || len(f.secretData(t)) != len(f.data) {
+		t.Fatal("something changed on a read-only volume")
+	}
+}

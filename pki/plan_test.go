@@ -1,0 +1,206 @@
+package pki_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certguard/certguard/pki"
+	"github.com/certguard/certguard/pki/pkigen"
+)
+
+func TestBuildPlan(t *testing.T) {
+	other := genPKI(t, nil)
+	corruptPEM := []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+	cases := []struct {
+		name     string
+		gen      func(*pkigen.Options)
+		mutate   func(files, secret map[string][]byte) (map[string][]byte, map[string][]byte)
+		strategy pki.Strategy
+		skew     time.Duration
+		want     pki.Decision
+		refusal  string // substring of the refusal
+		warning  string // substring of a warning
+	}{
+		{name: "healthy", want: pki.DecideNothing},
+		{name: "leaves expired", gen: expiredLeaves, want: pki.DecideLeaves},
+		{name: "leaves due within renew-before", gen: func(o *pkigen.Options) { o.K0sIssued = now.Add(-300 * day) }, want: pki.DecideLeaves},
+		{name: "leaves due but renew-before is shorter", gen: func(o *pkigen.Options) { o.K0sIssued = now.Add(-200 * day) }, want: pki.DecideNothing},
+		{name: "CA expired under auto: full", gen: expiredCA, want: pki.DecideFull},
+		{name: "CA expired under leaves: refused", gen: expiredCA, strategy: pki.StrategyLeaves, want: pki.DecideRefuse, refusal: "CA is expired"},
+		{name: "CA due: warning, leaves only", gen: func(o *pkigen.Options) {
+			o.CAIssued = now.Add(-10*pkigen.Year + 60*day)
+			o.K0sIssued = now.Add(-400 * day)
+		}, want: pki.DecideLeaves, warning: "CA rotation"},
+		{name: "CA due under full: full", gen: func(o *pkigen.Options) { o.CAIssued = now.Add(-10*pkigen.Year + 60*day) },
+			strategy: pki.StrategyFull, want: pki.DecideFull},
+		{name: "full strategy, nothing due: nothing", strategy: pki.StrategyFull, want: pki.DecideNothing},
+		{name: "k0s's own CA (vcluster < v0.19)", gen: func(o *pkigen.Options) { o.CACN = "kubernetes-ca"; o.K0sIssued = now.Add(-400 * day) }, want: pki.DecideNothing},
+		{name: "CA key missing everywhere: full", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			delete(f, "ca.key")
+			delete(s, "ca.key")
+			return f, s
+		}, want: pki.DecideFull},
+		{name: "CA key missing, leaves strategy: refused", strategy: pki.StrategyLeaves, mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			delete(f, "ca.key")
+			delete(s, "ca.key")
+			return f, s
+		}, want: pki.DecideRefuse, refusal: "ca.key is missing"},
+		{name: "clock skew: leaves not yet valid", gen: func(o *pkigen.Options) { o.K0sIssued = now.Add(2 * time.Hour) }, want: pki.DecideRefuse, refusal: "clock skew"},
+		{name: "clock skew against the API server", gen: expiredLeaves, skew: time.Hour, want: pki.DecideRefuse, refusal: "off the API server's"},
+		{name: "small clock skew is fine", gen: expiredLeaves, skew: time.Minute, want: pki.DecideLeaves},
+		{name: "corrupt k0s leaf in the Secret: leaves", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			s["server.crt"] = corruptPEM
+			return f, s
+		}, want: pki.DecideLeaves},
+		{name: "partial k0s set in the Secret: leaves", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			delete(s, "ccm.conf")
+			delete(f, "ccm.conf")
+			return f, s
+		}, want: pki.DecideLeaves},
+		{name: "corrupt kept file and expired leaves: refused", gen: expiredLeaves, mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			s["apiserver.crt"] = corruptPEM
+			return f, s
+		}, want: pki.DecideRefuse, refusal: "apiserver.crt is corrupt"},
+		{name: "kept key mismatch and expired leaves: refused", gen: expiredLeaves, mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			s["sa.pub"] = other.Files["sa.pub"]
+			return f, s
+		}, want: pki.DecideRefuse, refusal: "sa.pub is key-mismatch"},
+		{name: "corrupt kept file alone: nothing, warned", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			s["apiserver.crt"] = corruptPEM
+			return f, s
+		}, want: pki.DecideNothing, warning: "apiserver.crt is corrupt"},
+		{name: "Secret deleted, disk expired: leaves from disk", gen: expiredLeaves, mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			return f, nil
+		}, want: pki.DecideLeaves, warning: "rebuilds it from the disk"},
+		{name: "first start: no files", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			return map[string][]byte{}, nil
+		}, want: pki.DecideNothing},
+		{name: "Secret but no PKI on the volume: warned", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			return map[string][]byte{}, s
+		}, want: pki.DecideNothing, warning: "holds no PKI"},
+		{name: "expired etcd leaves are ignored: k0s re-issues them at every start", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			exp := genPKI(t, expiredLeaves) // expired, and signed by a foreign etcd CA on top
+			for _, k := range []string{"etcd/server.crt", "etcd/server.key", "etcd/peer.crt", "etcd/peer.key"} {
+				f[k] = exp.Files[k]
+				s[pki.SecretKey(k)] = exp.Files[k]
+			}
+			return f, s
+		}, want: pki.DecideNothing},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := genPKI(t, c.gen)
+			files, secret := clone(p.Files), p.SecretData()
+			if c.mutate != nil {
+				files, secret = c.mutate(files, secret)
+			}
+			dir := writePKI(t, files)
+			strategy := c.strategy
+			if strategy == "" {
+				strategy = pki.StrategyAuto
+			}
+			plan := pki.BuildPlan(inspect(t, dir, secret), pki.Policy{Strategy: strategy, Secret: "ns/vc-certs",
+				ClockSkew: c.skew, MaxClockSkew: 5 * time.Minute, KeepBackups: 5})
+			if plan.Decision != c.want {
+				t.Fatalf("decision %s, want %s; why %q; refusal %q", plan.Decision, c.want, plan.Why, plan.Refusal)
+			}
+			if c.refusal != "" && !strings.Contains(plan.Refusal, c.refusal) {
+				t.Errorf("refusal %q does not say %q", plan.Refusal, c.refusal)
+			}
+			if c.warning != "" && !slices.ContainsFunc(plan.Warnings, func(w string) bool { return strings.Contains(w, c.warning) }) {
+				t.Errorf("warnings %q do not say %q", plan.Warnings, c.warning)
+			}
+			if (c.want == pki.DecideNothing || c.want == pki.DecideRefuse) && plan.HasDestructive() {
+				t.Errorf("a %s plan has destructive steps: %+v", c.want, plan.Steps)
+			}
+			if len(plan.Why) == 0 {
+				t.Error("the plan does not say why")
+			}
+			checkSteps(t, plan, files, secret)
+		})
+	}
+}
+
+// checkSteps verifies what a plan touches: exactly the 14 k0s files for leaves, never one half of
+// a pair, and the whole dir plus the Secret for full.
+func checkSteps(t *testing.T, plan pki.Plan, files, secret map[string][]byte) {
+	t.Helper()
+	var removed, keys []string
+	var moved, deleted bool
+	for _, s := range plan.Steps {
+		switch s.Action {
+		case pki.ActionRemoveFile:
+			removed = append(removed, s.Target)
+		case pki.ActionRemoveSecretKeys:
+			keys = append(keys, s.Keys...)
+		case pki.ActionMovePKI:
+			moved = true
+		case pki.ActionDeleteSecret:
+			deleted = true
+		}
+	}
+	switch plan.Decision {
+	case pki.DecideLeaves:
+		var wantFiles, wantKeys []string
+		for _, p := range pki.K0sLeafFiles {
+			if _, ok := files[p]; ok {
+				wantFiles = append(wantFiles, p)
+			}
+			if _, ok := secret[p]; ok {
+				wantKeys = append(wantKeys, p)
+			}
+		}
+		if !slices.Equal(removed, wantFiles) || !slices.Equal(keys, wantKeys) || moved || deleted {
+			t.Errorf("leaves plan removes files %v keys %v (moved %v, deleted %v); want files %v keys %v", removed, keys, moved, deleted, wantFiles, wantKeys)
+		}
+	case pki.DecideFull:
+		if !moved || deleted != (secret != nil) || len(removed) > 0 || plan.Breaks == "" {
+			t.Errorf("full plan: moved %v deleted %v removed %v breaks %q", moved, deleted, removed, plan.Breaks)
+		}
+	}
+	// Backups come before the first destructive step.
+	first := slices.IndexFunc(plan.Steps, func(s pki.Step) bool {
+		return s.Action == pki.ActionRemoveFile || s.Action == pki.ActionRemoveSecretKeys || s.Action == pki.ActionDeleteSecret || s.Action == pki.ActionMovePKI
+	})
+	for i, s := range plan.Steps {
+		if (s.Action == pki.ActionBackupFile || s.Action == pki.ActionBackupSecret) && first >= 0 && i > first {
+			t.Errorf("backup step %d after the first destructive step %d", i, first)
+		}
+	}
+}
+
+func TestParseStrategy(t *testing.T) {
+	for _, s := range []string{"auto", "leaves", "full"} {
+		if _, err := pki.ParseStrategy(s); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := pki.ParseStrategy("all"); err == nil || !strings.Contains(err.Error(), "auto|leaves|full") {
+		t.Errorf("ParseStrategy(all) = %v", err)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"120d": 120 * day, "90d12h": 90*day + 12*time.Hour, "720h": 720 * time.Hour, "0d": 0, "30s": 30 * time.Second} {
+		got, err := pki.ParseDuration(in)
+		if err != nil || got != want {
+			t.Errorf("ParseDuration(%s) = %s, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "d", "-1d", "12x", "1d-3h", "abc"} {
+		if _, err := pki.ParseDuration(bad); err == nil {
+			t.Errorf("ParseDuration(%q) accepted", bad)
+		}
+	}
+}
+
+func TestMountPoint(t *testing.T) {
+	mi := []byte("22 1 0:21 / / rw - overlay overlay rw\n30 22 8:1 / /data rw - ext4 /dev/sda1 rw\n31 22 8:2 / /data\\040x rw - ext4 /dev/sdb rw\n")
+	for path, want := range map[string]string{"/data/k0s/pki": "/data", "/tmp/pki": "/", "/data x/pki": "/data x", "/datax/pki": "/"} {
+		if got := pki.MountPoint(path, mi); got != want {
+			t.Errorf("MountPoint(%s) = %q, want %q", path, got, want)
+		}
+	}
+}
