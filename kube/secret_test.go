@@ -1,12 +1,24 @@
 package kube_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/kube/kubetest"
+	"github.com/certguard/certguard/pki"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 )
 
 var env *kubetest.Env
@@ -23,10 +35,203 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func TestEnvSmoke(t *testing.T) {
-	ns, err := env.Namespace(context.Background(), "smoke")
+var userN int
+
+// user makes a fresh user bound to a Role with the given verbs on secrets (and events: create
+// when events is true) in ns, and returns its client and name.
+func user(t *testing.T, ns string, secretVerbs []string, events bool) (*kube.Client, string) {
+	t.Helper()
+	ctx := context.Background()
+	userN++
+	name := fmt.Sprintf("user-%s-%d", ns, userN)
+	rules := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: secretVerbs}}
+	if events {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}})
+	}
+	if _, err := env.Client.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
+		Subjects:   []rbacv1.Subject{{Kind: "User", Name: name, APIGroup: "rbac.authorization.k8s.io"}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := env.User(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Log(ns)
+	c, err := kube.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, name
+}
+
+func namespace(t *testing.T) string {
+	ns, err := env.Namespace(context.Background(), "kube")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+func createSecret(t *testing.T, ns string, data map[string][]byte) *corev1.Secret {
+	s, err := env.Client.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "vc-certs", Labels: map[string]string{"app": "vcluster", "vcluster-name": "vc"}},
+		Data:       data,
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+var all = []string{"get", "update", "delete"}
+
+func TestGetAbsentSecret(t *testing.T) {
+	ns := namespace(t)
+	c, _ := user(t, ns, all, false)
+	s, err := (&kube.SecretStore{Client: c, Namespace: ns, Name: "vc-certs"}).Get(context.Background())
+	if s != nil || err != nil {
+		t.Fatalf("Get = %v, %v; want nil, nil", s, err)
+	}
+}
+
+func TestRemoveKeysInOneUpdate(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	data := map[string][]byte{"ca.crt": []byte("ca")}
+	for _, k := range pki.K0sLeafFiles {
+		data[k] = []byte(k)
+	}
+	createSecret(t, ns, data)
+	c, name := user(t, ns, all, false)
+	store := &kube.SecretStore{Client: c, Namespace: ns, Name: "vc-certs"}
+	s, err := store.Get(ctx)
+	if err != nil || len(s.Data) != 15 {
+		t.Fatalf("Get = %v, %v", s, err)
+	}
+	if err := store.RemoveKeys(ctx, s, pki.K0sLeafFiles); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := env.Client.CoreV1().Secrets(ns).Get(ctx, "vc-certs", metav1.GetOptions{})
+	if len(got.Data) != 1 || got.Labels["vcluster-name"] != "vc" {
+		t.Fatalf("after RemoveKeys: %d keys, labels %v", len(got.Data), got.Labels)
+	}
+	reqs, err := env.Requests(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var verbs []string
+	for _, r := range reqs {
+		verbs = append(verbs, r.Verb)
+	}
+	if strings.Join(verbs, ",") != "get,update" {
+		t.Fatalf("requests %v, want exactly get,update", verbs)
+	}
+	if st := store.ServerTime(); st.IsZero() || time.Since(st).Abs() > 3*time.Second {
+		t.Fatalf("ServerTime = %v", st)
+	}
+}
+
+func TestConcurrentUpdateIsAConflict(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	createSecret(t, ns, map[string][]byte{"server.crt": []byte("old"), "ca.crt": []byte("ca")})
+	c, _ := user(t, ns, all, false)
+	store := &kube.SecretStore{Client: c, Namespace: ns, Name: "vc-certs"}
+	s, err := store.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another writer (vcluster) updates the Secret between our GET and our write.
+	other, _ := env.Client.CoreV1().Secrets(ns).Get(ctx, "vc-certs", metav1.GetOptions{})
+	other.Data["server.crt"] = []byte("new")
+	if _, err := env.Client.CoreV1().Secrets(ns).Update(ctx, other, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.RemoveKeys(ctx, s, []string{"server.crt"}); !errors.Is(err, pki.ErrSecretChanged) {
+		t.Fatalf("RemoveKeys after a concurrent update = %v, want ErrSecretChanged", err)
+	}
+	if err := store.Delete(ctx, s); !errors.Is(err, pki.ErrSecretChanged) {
+		t.Fatalf("Delete after a concurrent update = %v, want ErrSecretChanged", err)
+	}
+	got, _ := env.Client.CoreV1().Secrets(ns).Get(ctx, "vc-certs", metav1.GetOptions{})
+	if string(got.Data["server.crt"]) != "new" {
+		t.Fatal("the concurrent write was lost")
+	}
+	// Read again, and the same calls go through.
+	s, _ = store.Get(ctx)
+	if err := store.Delete(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Delete(ctx, s); err != nil {
+		t.Fatalf("deleting a deleted Secret: %v", err)
+	}
+}
+
+func TestForbiddenUpdateSaysWhat(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	createSecret(t, ns, map[string][]byte{"server.crt": []byte("x")})
+	c, _ := user(t, ns, []string{"get"}, false)
+	store := &kube.SecretStore{Client: c, Namespace: ns, Name: "vc-certs"}
+	s, err := store.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = store.RemoveKeys(ctx, s, []string{"server.crt"})
+	if err == nil || !strings.Contains(err.Error(), "forbidden") || !strings.Contains(err.Error(), `RBAC "update"`) {
+		t.Fatalf("RemoveKeys without update = %v", err)
+	}
+}
+
+func TestAPIDownFailsAfterBoundedRetry(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	c, err := kube.NewClient(&rest.Config{Host: "https://" + addr, TLSClientConfig: rest.TLSClientConfig{Insecure: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = (&kube.SecretStore{Client: c, Namespace: "x", Name: "vc-certs", Retry: 2 * time.Second}).Get(context.Background())
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Get with the API down = %v", err)
+	}
+	if took < time.Second || took > 6*time.Second {
+		t.Fatalf("gave up after %s, want about the 2 s retry budget", took)
+	}
+	t.Logf("API down: gave up after %s: %v", took.Round(time.Millisecond), err)
+}
+
+func TestEventsBestEffort(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+
+	denied, _ := user(t, ns, []string{"get"}, false)
+	ev := &kube.Events{Client: denied, Namespace: ns, Pod: "vc-0", Log: log}
+	ev.Emit(ctx, "Warning", kube.ReasonRefused, "first")
+	ev.Emit(ctx, "Warning", kube.ReasonRefused, "second")
+	if n := strings.Count(logs.String(), "events: create"); n != 1 {
+		t.Fatalf("403 logged %d times, want once:\n%s", n, logs.String())
+	}
+
+	allowed, _ := user(t, ns, []string{"get"}, true)
+	(&kube.Events{Client: allowed, Namespace: ns, Pod: "vc-0", Log: log}).Emit(ctx, "Normal", kube.ReasonRepaired, "repaired")
+	list, err := env.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 || list.Items[0].Reason != kube.ReasonRepaired || list.Items[0].InvolvedObject.Name != "vc-0" {
+		t.Fatalf("events = %+v", list.Items)
+	}
 }
