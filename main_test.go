@@ -1,0 +1,507 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certguard/certguard/kube/kubetest"
+	"github.com/certguard/certguard/pki"
+	"github.com/certguard/certguard/pki/pkigen"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// These tests run the real certguard binary against a real kube-apiserver + etcd, the way the
+// init container runs it.
+
+var (
+	kenv *kubetest.Env
+	bin string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "certguard-bin-")
+	if err == nil {
+		bin, err = kubetest.BuildCertguard(dir)
+	}
+	if err == nil {
+		kenv, err = kubetest.Start()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = kenv.Stop()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const day = 24 * time.Hour
+
+// vc is one virtual cluster under test: a pki dir on "the volume", its Secret, and a user.
+type vc struct {
+	t          *testing.T
+	ns, user   string
+	kubeconfig string
+	dir        string // the pki dir
+	pki        *pkigen.PKI
+	before     map[string]string
+	data       map[string][]byte
+}
+
+func newVC(t *testing.T, opts pkigen.Options, withSecret bool) *vc {
+	t.Helper()
+	ctx := context.Background()
+	ns, err := kenv.Namespace(ctx, "vc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pkigen.Generate(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &vc{t: t, ns: ns, pki: p, dir: filepath.Join(t.TempDir(), "data", "k0s", "pki")}
+	if err := pkigen.WriteDir(v.dir, p.Files); err != nil {
+		t.Fatal(err)
+	}
+	if withSecret {
+		v.data = p.SecretData()
+		if _, err := kenv.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "vc-certs"}, Data: v.data}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v.before = manifest(t, v.dir)
+	v.setUser("system:masters")
+	return v
+}
+
+func (v *vc) setUser(groups ...string) {
+	v.user = fmt.Sprintf("certguard-%s-%d", v.ns, time.Now().UnixNano())
+	kc, err := kenv.Kubeconfig(v.t.TempDir(), v.user, groups...)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	v.kubeconfig = kc
+}
+
+// repair runs `certguard repair` for this vcluster and returns exit code, stdout, stderr.
+func (v *vc) run(cmd string, extra ...string) (int, string, string) {
+	v.t.Helper()
+	args := append([]string{cmd, "--pki-dir", v.dir, "--namespace", v.ns, "--kubeconfig", v.kubeconfig,
+		"--pod-name", "vc-0", "--api-timeout", "3s"}, extra...)
+	return runBin(v.t, nil, args...)
+}
+
+func runBin(t *testing.T, envv []string, args ...string) (int, string, string) {
+	t.Helper()
+	c := exec.Command(bin, args...)
+	c.Env = append(os.Environ(), envv...)
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	err := c.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	out := stdout.String() + stderr.String()
+	if strings.Contains(out, "PRIVATE KEY") {
+		t.Fatalf("private key material in the output of %v", args)
+	}
+	return code, stdout.String(), stderr.String()
+}
+
+func (v *vc) secret() map[string][]byte {
+	s, err := kenv.Client.CoreV1().Secrets(v.ns).Get(context.Background(), "vc-certs", metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return s.Data
+}
+
+func (v *vc) requests() []string {
+	reqs, err := kenv.Requests(v.user)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	var out []string
+	for _, r := range reqs {
+		res := ""
+		if r.ObjectRef != nil {
+			res = r.ObjectRef.Resource
+		}
+		out = append(out, r.Verb+" "+res)
+	}
+	return out
+}
+
+func (v *vc) assertUnchanged() {
+	v.t.Helper()
+	if !maps.Equal(manifest(v.t, v.dir), v.before) {
+		v.t.Error("the pki dir changed")
+	}
+	if v.data != nil && !maps.EqualFunc(v.secret(), v.data, bytes.Equal) {
+		v.t.Error("the Secret changed")
+	}
+	if _, err := os.Stat(v.dir + ".old"); !os.IsNotExist(err) {
+		v.t.Error("a backup dir was created")
+	}
+}
+
+func manifest(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(dir, p)
+		sum := sha256.Sum256(b)
+		m[filepath.ToSlash(rel)] = hex.EncodeToString(sum[:])
+		return nil
+	})
+	return m
+}
+
+func expired(now time.Time) pkigen.Options {
+	return pkigen.Options{Now: now, K0sIssued: now.Add(-400 * day)}
+}
+
+func TestRepairExpiredLeaves(t *testing.T) {
+	v := newVC(t, expired(time.Now()), true)
+	code, _, stderr := v.run("repair")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	after := manifest(t, v.dir)
+	for p, sum := range v.before {
+		if slices.Contains(pki.K0sLeafFiles, p) {
+			if _, ok := after[p]; ok {
+				t.Errorf("%s still on disk", p)
+			}
+		} else if after[p] != sum {
+			t.Errorf("%s changed or vanished", p)
+		}
+	}
+	for _, p := range []string{"ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt", "etcd/ca.key", "apiserver.crt", "etcd/healthcheck-client.crt"} {
+		if after[p] == "" {
+			t.Errorf("%s must be kept", p)
+		}
+	}
+	sec := v.secret()
+	for k, b := range v.data {
+		_, kept := sec[k]
+		if slices.Contains(pki.K0sLeafFiles, k) == kept || (kept && !bytes.Equal(sec[k], b)) {
+			t.Errorf("Secret key %s: kept %v", k, kept)
+		}
+	}
+	backups, _ := filepath.Glob(filepath.Join(v.dir+".old", "*", "pki"))
+	if len(backups) != 1 {
+		t.Fatalf("backups %v", backups)
+	}
+	saved := manifest(t, backups[0])
+	for _, p := range pki.K0sLeafFiles {
+		if saved[p] != v.before[p] {
+			t.Errorf("%s not in the backup", p)
+		}
+	}
+	// The Event on the pod says what happened.
+	evs, _ := kenv.Client.CoreV1().Events(v.ns).List(context.Background(), metav1.ListOptions{})
+	if len(evs.Items) != 1 || evs.Items[0].Reason != "CertificatesRepaired" || evs.Items[0].InvolvedObject.Name != "vc-0" {
+		t.Errorf("events %+v", evs.Items)
+	}
+	// A second run is a no-op: one GET, no write.
+	v.setUser("system:masters")
+	snap := manifest(t, filepath.Dir(v.dir))
+	if code, _, stderr := v.run("repair"); code != 0 {
+		t.Fatalf("second run: exit %d: %s", code, stderr)
+	}
+	if got := v.requests(); !slices.Equal(got, []string{"get secrets"}) {
+		t.Errorf("second run made %v", got)
+	}
+	if !maps.Equal(snap, manifest(t, filepath.Dir(v.dir))) {
+		t.Error("the second run changed files")
+	}
+}
+
+func TestRepairExpiredCAResetsEverything(t *testing.T) {
+	now := time.Now()
+	v := newVC(t, pkigen.Options{Now: now, CAIssued: now.Add(-10*pkigen.Year - day), K0sIssued: now.Add(-400 * day)}, true)
+	code, stdout, stderr := v.run("repair", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var out struct {
+		Plan   pki.Plan
+		Backup string
+	}
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil || out.Plan.Decision != pki.DecideFull || out.Plan.Breaks == "" {
+		t.Fatalf("output %v: %s", err, stdout)
+	}
+	if _, err := os.Stat(v.dir); !os.IsNotExist(err) {
+		t.Error("pki dir still in place")
+	}
+	if !maps.Equal(manifest(t, filepath.Join(out.Backup, "pki")), v.before) || filepath.Dir(out.Backup) != v.dir+".old" {
+		t.Errorf("backup %s does not hold the old pki dir", out.Backup)
+	}
+	if v.secret() != nil {
+		t.Error("Secret not deleted")
+	}
+	var saved pki.Secret
+	b, _ := os.ReadFile(filepath.Join(out.Backup, "secret.json"))
+	if err := json.Unmarshal(b, &saved); err != nil || !maps.EqualFunc(saved.Data, v.data, bytes.Equal) {
+		t.Errorf("secret.json does not hold the Secret's data: %v", err)
+	}
+}
+
+func TestDryRunChangesNothing(t *testing.T) {
+	now := time.Now()
+	for name, o := range map[string]pkigen.Options{
+		"leaves": expired(now),
+		"full":   {Now: now, CAIssued: now.Add(-10*pkigen.Year - day), K0sIssued: now.Add(-400 * day)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			v := newVC(t, o, true)
+			code, stdout, stderr := v.run("repair", "--dry-run")
+			if code != 0 || !strings.Contains(stdout, "decision: "+name) {
+				t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+			}
+			v.assertUnchanged()
+			if got := v.requests(); !slices.Equal(got, []string{"get secrets"}) {
+				t.Errorf("dry run made %v", got)
+			}
+		})
+	}
+}
+
+func TestFirstStartChangesNothing(t *testing.T) {
+	v := newVC(t, pkigen.Options{}, false)
+	os.RemoveAll(filepath.Dir(v.dir))
+	code, _, stderr := v.run("repair")
+	if code != 0 || !strings.Contains(stderr, "first start") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Dir(v.dir)); !os.IsNotExist(err) {
+		t.Error("something was created on the volume")
+	}
+	if v.secret() != nil {
+		t.Error("a Secret was created")
+	}
+}
+
+func TestSecretWithoutPKIOnVolumeWarns(t *testing.T) {
+	v := newVC(t, pkigen.Options{}, true)
+	os.RemoveAll(v.dir)
+	code, _, stderr := v.run("repair")
+	if code != 0 || !strings.Contains(stderr, "holds no PKI") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !maps.EqualFunc(v.secret(), v.data, bytes.Equal) {
+		t.Error("the Secret changed")
+	}
+}
+
+func TestHealthyRunIsOneGet(t *testing.T) {
+	v := newVC(t, pkigen.Options{Now: time.Now()}, true)
+	start := time.Now()
+	code, _, stderr := v.run("repair")
+	took := time.Since(start)
+	if code != 0 || !strings.Contains(stderr, "nothing is due") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if got := v.requests(); !slices.Equal(got, []string{"get secrets"}) {
+		t.Fatalf("a healthy run made %v, want exactly one GET of the Secret", got)
+	}
+	v.assertUnchanged()
+	t.Logf("healthy run: %s wall (process start included)", took.Round(time.Millisecond))
+}
+
+func TestForbiddenUpdateChangesNothing(t *testing.T) {
+	v := newVC(t, expired(time.Now()), true)
+	ctx := context.Background()
+	rules := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch", "delete"}}}
+	kenv.Client.RbacV1().Roles(v.ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "no-update"}, Rules: rules}, metav1.CreateOptions{})
+	v.setUser()
+	kenv.Client.RbacV1().RoleBindings(v.ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "no-update"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "no-update"},
+		Subjects: []rbacv1.Subject{{Kind: "User", Name: v.user, APIGroup: "rbac.authorization.k8s.io"}}}, metav1.CreateOptions{})
+	code, _, stderr := v.run("repair")
+	if code != 1 || !strings.Contains(stderr, "forbidden") || strings.Count(strings.TrimSpace(stderr), "certguard: ") != 1 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !maps.Equal(manifest(t, v.dir), v.before) || !maps.EqualFunc(v.secret(), v.data, bytes.Equal) {
+		t.Error("something changed after the 403")
+	}
+	// Nothing lost, and the journal is left for the next run, once RBAC is fixed.
+	v.setUser("system:masters")
+	if code, _, stderr := v.run("repair"); code != 0 || !strings.Contains(stderr, "finishing an unfinished repair") {
+		t.Fatalf("rerun with RBAC fixed: exit %d: %s", code, stderr)
+	}
+}
+
+func TestAPIDownChangesNothing(t *testing.T) {
+	v := newVC(t, expired(time.Now()), true)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	kc := filepath.Join(t.TempDir(), "down.kubeconfig")
+	os.WriteFile(kc, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://"+addr+"', insecure-skip-tls-verify: true}}]\n"+
+		"users: [{name: u, user: {token: x}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n"), 0o600)
+	v.kubeconfig = kc
+	start := time.Now()
+	code, _, stderr := v.run("repair")
+	if code != 1 || !strings.Contains(stderr, "connection refused") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	t.Logf("API down: exit 1 after %s: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(stderr))
+	v.assertUnchanged()
+}
+
+func TestClockSkewRefuses(t *testing.T) {
+	now := time.Now()
+	v := newVC(t, pkigen.Options{Now: now, K0sIssued: now.Add(3 * time.Hour)}, true)
+	code, _, stderr := v.run("repair")
+	if code != 3 || !strings.Contains(stderr, "clock skew") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	v.assertUnchanged()
+}
+
+func TestCorruptKeptFileRefuses(t *testing.T) {
+	v := newVC(t, expired(time.Now()), true)
+	ctx := context.Background()
+	s, _ := kenv.Client.CoreV1().Secrets(v.ns).Get(ctx, "vc-certs", metav1.GetOptions{})
+	s.Data["apiserver.crt"] = s.Data["apiserver.crt"][:120] // truncated
+	kenv.Client.CoreV1().Secrets(v.ns).Update(ctx, s, metav1.UpdateOptions{})
+	v.data = v.secret()
+	code, _, stderr := v.run("repair")
+	if code != 3 || !strings.Contains(stderr, "apiserver.crt is corrupt") || !strings.Contains(stderr, "nothing was changed") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	v.assertUnchanged()
+}
+
+func TestReleaseNameFromPod(t *testing.T) {
+	v := newVC(t, pkigen.Options{}, true)
+	ctx := context.Background()
+	// A Deployment's pod (persistence off): no ordinal, so the release label names the vcluster.
+	if _, err := kenv.Client.CoreV1().Pods(v.ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "vc-7d9f8b6c5-x2k4q", Labels: map[string]string{"app": "vcluster", "release": "vc"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "syncer", Image: "x"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"repair", "--pki-dir", v.dir, "--namespace", v.ns, "--kubeconfig", v.kubeconfig, "--dry-run"}
+	if code, _, stderr := runBin(t, nil, append(args, "--pod-name", "vc-7d9f8b6c5-x2k4q")...); code != 0 {
+		t.Fatalf("from pod labels: exit %d: %s", code, stderr)
+	}
+	if got := v.requests(); !slices.Equal(got, []string{"get pods", "get secrets"}) {
+		t.Errorf("requests %v", got)
+	}
+	code, _, stderr := runBin(t, nil, append(args, "--pod-name", "something")...)
+	if code != 2 || !strings.Contains(stderr, "set --vcluster-name") {
+		t.Fatalf("underivable name: exit %d: %s", code, stderr)
+	}
+}
+
+func TestBadInputExitCodes(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "pki")
+	os.WriteFile(file, nil, 0o600)
+	cases := []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		want string
+	}{
+		{"unknown flag", nil, []string{"repair", "--pki-dri", "/x"}, 2, "flag provided but not defined"},
+		{"bad strategy", nil, []string{"repair", "--strategy", "all"}, 2, "auto|leaves|full"},
+		{"bad duration", nil, []string{"check", "--renew-before", "12x", "--no-secret"}, 2, "invalid duration"},
+		{"bad env", []string{"CERTGUARD_RENEW_BEFORE=soon"}, []string{"check", "--no-secret"}, 2, "environment"},
+		{"bad env fails every command", []string{"CERTGUARD_RENEW_BEFORE=soon"}, []string{"version"}, 2, "environment"},
+		{"backup inside pki", nil, []string{"repair", "--pki-dir", "/data/k0s/pki", "--backup-dir", "/data/k0s/pki/old"}, 2, "outside --pki-dir"},
+		{"pki path is a file", nil, []string{"check", "--no-secret", "--pki-dir", file}, 1, "not a directory"},
+		{"unknown command", nil, []string{"repiar"}, 2, "unknown command"},
+		{"bad output", nil, []string{"check", "-o", "yaml", "--no-secret"}, 2, "text or json"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, stderr := runBin(t, c.env, c.args...)
+			if code != c.code || !strings.Contains(stderr, c.want) || strings.Count(stderr, "\n") != 1 {
+				t.Fatalf("exit %d, want %d; stderr %q should be one line with %q", code, c.code, stderr, c.want)
+			}
+		})
+	}
+	// A flag given explicitly wins over the environment.
+	p, _ := pkigen.Generate(pkigen.Options{})
+	dir := filepath.Join(t.TempDir(), "pki")
+	pkigen.WriteDir(dir, p.Files)
+	if code, _, stderr := runBin(t, []string{"CERTGUARD_PKI_DIR=/nonexistent"}, "check", "--no-secret", "--pki-dir", dir); code != 0 {
+		t.Fatalf("flag over env: exit %d %s", code, stderr)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	now := time.Now()
+	v := newVC(t, expired(now), true)
+	code, stdout, _ := runBin(t, nil, "check", "--no-secret", "--pki-dir", v.dir)
+	if code != 4 || !strings.Contains(stdout, "FILENAME") || !strings.Contains(stdout, "EXPIRED") {
+		t.Fatalf("check expired: exit %d\n%s", code, stdout)
+	}
+	code, stdout, _ = v.run("check", "-o", "json")
+	var info pki.ExpirationInfo
+	if code != 4 || json.Unmarshal([]byte(stdout), &info) != nil || info.Kind != "CertificateExpirationInfo" || len(info.CertificateAuthorities) < 3 {
+		t.Fatalf("check json: exit %d\n%s", code, stdout)
+	}
+	i := slices.IndexFunc(info.Certificates, func(e pki.ExpirationEntry) bool { return e.Name == "server.crt" })
+	if i < 0 || info.Certificates[i].CAName != "ca" || info.Certificates[i].ResidualTime != 0 || info.Certificates[i].Drift != pki.DriftSame {
+		t.Fatalf("server.crt entry %+v", info.Certificates)
+	}
+	h := newVC(t, pkigen.Options{Now: now}, true)
+	if code, stdout, stderr := h.run("check"); code != 0 {
+		t.Fatalf("check healthy: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	code, stdout, stderr := runBin(t, nil, "demo", "--dir", t.TempDir())
+	if code != 0 || !strings.Contains(stdout, "decision: leaves") || !strings.Contains(stdout, "a second run is a no-op") {
+		t.Fatalf("demo: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}
+
+func TestUsageDocumentsEveryFlag(t *testing.T) {
+	_, stdout, _ := runBin(t, nil, "--help")
+	for _, f := range []string{"--pki-dir", "--backup-dir", "--keep-backups", "--vcluster-name", "--secret-name", "--namespace",
+		"--kubeconfig", "--renew-before", "--strategy", "--dry-run", "--log-format", "--no-secret", "Exit codes"} {
+		if !strings.Contains(stdout, f) {
+			t.Errorf("usage lacks %s", f)
+		}
+	}
+}
