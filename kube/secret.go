@@ -44,13 +44,13 @@ func (s *SecretStore) Get(ctx context.Context) (*pki.Secret, error) {
 				ResourceVersion: obj.ResourceVersion, Data: obj.Data}, nil
 		case apierrors.IsNotFound(err):
 			return nil, nil
-		case !retriable(err) || time.Now().Add(wait).After(deadline):
+		case !retriable(err) || !time.Now().Before(deadline):
 			return nil, Explain(err, "get", "Secret "+s.ref())
 		}
 		select {
 		case <-ctx.Done():
 			return nil, Explain(ctx.Err(), "get", "Secret "+s.ref())
-		case <-time.After(wait):
+		case <-time.After(min(wait, time.Until(deadline))):
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
@@ -63,7 +63,7 @@ func (s *SecretStore) RemoveKeys(ctx context.Context, sec *pki.Secret, keys []st
 	obj := s.last
 	s.mu.Unlock()
 	if obj == nil || string(obj.UID) != sec.UID || obj.ResourceVersion != sec.ResourceVersion {
-		return fmt.Errorf("Secret %s: %w", s.ref(), pki.ErrSecretChanged)
+		return fmt.Errorf("secret %s: %w", s.ref(), pki.ErrSecretChanged)
 	}
 	obj = obj.DeepCopy()
 	for _, k := range keys {
@@ -71,7 +71,7 @@ func (s *SecretStore) RemoveKeys(ctx context.Context, sec *pki.Secret, keys []st
 	}
 	updated, err := s.Client.Core.Secrets(s.Namespace).Update(ctx, obj, metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-		return fmt.Errorf("Secret %s: %w", s.ref(), pki.ErrSecretChanged)
+		return fmt.Errorf("secret %s: %w", s.ref(), pki.ErrSecretChanged)
 	}
 	if err != nil {
 		return Explain(err, "update", "Secret "+s.ref())
@@ -92,7 +92,7 @@ func (s *SecretStore) Delete(ctx context.Context, sec *pki.Secret) error {
 	case apierrors.IsNotFound(err):
 		return nil
 	case apierrors.IsConflict(err):
-		return fmt.Errorf("Secret %s: %w", s.ref(), pki.ErrSecretChanged)
+		return fmt.Errorf("secret %s: %w", s.ref(), pki.ErrSecretChanged)
 	case err != nil:
 		return Explain(err, "delete", "Secret "+s.ref())
 	}
