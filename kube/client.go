@@ -1,8 +1,11 @@
 // Package kube is certguard's side of the Kubernetes API: the <release>-certs Secret, Events
-// on the vcluster pod, and the pod itself. It uses the narrow typed core/v1 client only.
+// on the vcluster pod, and the pod itself. It talks REST with a scheme that holds core/v1 only:
+// client-go's typed clients register every API group of Kubernetes, which would double the size
+// of a binary that reads one Secret.
 package kube
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,17 +14,32 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// Client is a core/v1 client that remembers the API server's clock.
+// Client is a core/v1 REST client that remembers the API server's clock.
 type Client struct {
-	Core  corev1client.CoreV1Interface
-	clock *serverClock
+	rc     *rest.RESTClient
+	params runtime.ParameterCodec
+	clock  *serverClock
 }
+
+// coreScheme knows core/v1 and the meta types the API answers with, nothing else.
+var coreScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := corev1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
+	return s
+}()
 
 // Config builds a REST config: an explicit kubeconfig path wins, then $KUBECONFIG, then the
 // in-cluster service account.
@@ -52,11 +70,40 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 	}
 	clock := &serverClock{}
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return clock.wrap(rt) })
-	core, err := corev1client.NewForConfig(cfg)
+	cfg.APIPath = "/api"
+	cfg.GroupVersion = &corev1.SchemeGroupVersion
+	cfg.NegotiatedSerializer = serializer.NewCodecFactory(coreScheme).WithoutConversion()
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "certguard"
+	}
+	rc, err := rest.RESTClientFor(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("build API client: %w", err)
 	}
-	return &Client{Core: core, clock: clock}, nil
+	return &Client{rc: rc, params: runtime.NewParameterCodec(coreScheme), clock: clock}, nil
+}
+
+func (c *Client) getSecret(ctx context.Context, ns, name string) (*corev1.Secret, error) {
+	var s corev1.Secret
+	return &s, c.rc.Get().Namespace(ns).Resource("secrets").Name(name).Do(ctx).Into(&s)
+}
+
+func (c *Client) updateSecret(ctx context.Context, s *corev1.Secret) (*corev1.Secret, error) {
+	var out corev1.Secret
+	return &out, c.rc.Put().Namespace(s.Namespace).Resource("secrets").Name(s.Name).Body(s).Do(ctx).Into(&out)
+}
+
+func (c *Client) deleteSecret(ctx context.Context, ns, name string, opts *metav1.DeleteOptions) error {
+	return c.rc.Delete().Namespace(ns).Resource("secrets").Name(name).Body(opts).Do(ctx).Error()
+}
+
+func (c *Client) createEvent(ctx context.Context, ev *corev1.Event) error {
+	return c.rc.Post().Namespace(ev.Namespace).Resource("events").Body(ev).Do(ctx).Error()
+}
+
+func (c *Client) getPod(ctx context.Context, ns, name string) (*corev1.Pod, error) {
+	var p corev1.Pod
+	return &p, c.rc.Get().Namespace(ns).Resource("pods").Name(name).Do(ctx).Into(&p)
 }
 
 // ServerTime is the API server's clock at its last answer, advanced by the time since.

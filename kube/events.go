@@ -53,7 +53,7 @@ func (e *Events) Emit(ctx context.Context, eventType, reason, message string) {
 		FirstTimestamp: now, LastTimestamp: now, Count: 1,
 		ReportingController: eventSource, ReportingInstance: e.Pod,
 	}
-	_, err := e.Client.Core.Events(e.Namespace).Create(ctx, ev, metav1.CreateOptions{})
+	err := e.Client.createEvent(ctx, ev)
 	switch {
 	case err == nil:
 	case apierrors.IsForbidden(err):

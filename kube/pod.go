@@ -1,10 +1,6 @@
 package kube
 
-import (
-	"context"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-)
+import "context"
 
 // ReleaseLabels are the pod labels that name the vcluster release, in order of preference.
 var ReleaseLabels = []string{"release", "app.kubernetes.io/instance"}
@@ -12,7 +8,7 @@ var ReleaseLabels = []string{"release", "app.kubernetes.io/instance"}
 // PodRelease reads the release name from the pod's labels: the fallback when the pod name is not
 // a StatefulSet's <release>-<ordinal> (vcluster with persistence off runs a Deployment).
 func PodRelease(ctx context.Context, c *Client, namespace, pod string) (string, error) {
-	p, err := c.Core.Pods(namespace).Get(ctx, pod, metav1.GetOptions{})
+	p, err := c.getPod(ctx, namespace, pod)
 	if err != nil {
 		return "", Explain(err, "get", "Pod "+namespace+"/"+pod)
 	}

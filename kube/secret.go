@@ -34,7 +34,7 @@ func (s *SecretStore) Get(ctx context.Context) (*pki.Secret, error) {
 	deadline := time.Now().Add(s.Retry)
 	wait := 200 * time.Millisecond
 	for {
-		obj, err := s.Client.Core.Secrets(s.Namespace).Get(ctx, s.Name, metav1.GetOptions{})
+		obj, err := s.Client.getSecret(ctx, s.Namespace, s.Name)
 		switch {
 		case err == nil:
 			s.mu.Lock()
@@ -69,7 +69,7 @@ func (s *SecretStore) RemoveKeys(ctx context.Context, sec *pki.Secret, keys []st
 	for _, k := range keys {
 		delete(obj.Data, k)
 	}
-	updated, err := s.Client.Core.Secrets(s.Namespace).Update(ctx, obj, metav1.UpdateOptions{})
+	updated, err := s.Client.updateSecret(ctx, obj)
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		return fmt.Errorf("secret %s: %w", s.ref(), pki.ErrSecretChanged)
 	}
@@ -85,7 +85,7 @@ func (s *SecretStore) RemoveKeys(ctx context.Context, sec *pki.Secret, keys []st
 // Delete deletes the Secret with UID and resourceVersion preconditions.
 func (s *SecretStore) Delete(ctx context.Context, sec *pki.Secret) error {
 	uid := types.UID(sec.UID)
-	err := s.Client.Core.Secrets(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{
+	err := s.Client.deleteSecret(ctx, s.Namespace, s.Name, &metav1.DeleteOptions{
 		Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &sec.ResourceVersion},
 	})
 	switch {
