@@ -142,16 +142,16 @@ func (e *BootError) Unwrap() error { return e.Err }
 
 // ControlPlane is a running etcd + kube-apiserver of one boot.
 type ControlPlane struct {
-	Ports   Ports
-	PKIDir  string
-	Took    time.Duration // from the pod's start (EnsureCerts) to /readyz ok
-	Waited  time.Duration // spent waiting for a boot slot before that
+	Ports  Ports
+	PKIDir string
+	Took   time.Duration // from the pod's start (EnsureCerts) to /readyz ok
+	Waited time.Duration // spent waiting for a boot slot before that
 	// Attempts is how many times vcluster's initialize() ran: 1 unless UpdateSecretWithK0sCerts
 	// (or EnsureCerts) failed and it was retried.
 	Attempts int
-	etcd    *proc
-	api     *proc
-	release func()
+	etcd     *proc
+	api      *proc
+	release  func()
 }
 
 // Stop kills the processes (as a pod deletion would) and frees the boot slot.
