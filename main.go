@@ -34,6 +34,7 @@ certificates are generated on boot.
 Usage:
   certguard repair [flags]     the init container: check, back up, repair
   certguard check [flags]      print every certificate, disk against Secret
+  certguard fleet [flags]      one row per vcluster certificate Secret on the host cluster
   certguard demo [--dir DIR]   repair an expired vcluster-style PKI in a temp dir, no cluster
   certguard version
 
@@ -52,6 +53,10 @@ Examples:
   $ certguard check --vcluster-name=my-vc --namespace=team-a --kubeconfig ~/.kube/config
       The same with the Secret, and where disk and Secret disagree.
 
+  $ certguard fleet
+      Every vcluster's certificates from the host cluster (needs list on secrets), most urgent
+      first; exit 4 when any is due, expired or unreadable.
+
 Flags (every flag can be set as CERTGUARD_<NAME>, e.g. CERTGUARD_RENEW_BEFORE=90d; a flag wins):
 %s
 Exit codes:
@@ -61,7 +66,7 @@ Exit codes:
   2  usage: a flag or environment value is wrong
   3  refused: a repair is needed but unsafe (clock skew, a CA or kept file unusable under
      --strategy leaves); nothing was changed
-  4  check: something is due, expired or broken
+  4  check, fleet: something is due, expired or broken
 `
 
 const (
@@ -101,6 +106,7 @@ type config struct {
 	APITimeout   duration `env:"API_TIMEOUT" envDefault:"30s"`
 	MaxClockSkew duration `env:"MAX_CLOCK_SKEW" envDefault:"5m"`
 	Dir          string   `env:"DEMO_DIR"`
+	PageSize     int64    `env:"PAGE_SIZE" envDefault:"100"`
 }
 
 // saNamespaceFile is where a pod finds its namespace.
@@ -126,6 +132,15 @@ func (c *config) flags(cmd string) *flag.FlagSet {
 		fs.Var(&c.APITimeout, "api-timeout", "how long to retry while the API server is unreachable")
 	case "demo":
 		str(&c.Dir, "dir", "directory for the demo PKI (default: a new temp dir)")
+	case "fleet":
+		str(&c.Namespace, "n", "only this namespace (default: all)")
+		str(&c.Namespace, "namespace", "only this namespace (default: all)")
+		str(&c.Kubeconfig, "kubeconfig", "kubeconfig of the host cluster (default: $KUBECONFIG, then in-cluster)")
+		fs.Var(&c.RenewBefore, "renew-before", "a leaf expiring sooner is due (e.g. 120d)")
+		str(&c.Output, "o", "output: text or json")
+		str(&c.Output, "output", "output: text or json")
+		str(&c.LogFormat, "log-format", "log format: text or json")
+		fs.Int64Var(&c.PageSize, "page-size", c.PageSize, "Secrets per LIST page")
 	}
 	switch cmd {
 	case "repair":
@@ -142,12 +157,12 @@ func (c *config) flags(cmd string) *flag.FlagSet {
 
 func flagHelp() string {
 	var b strings.Builder
-	for _, cmd := range []string{"repair", "check"} {
+	for _, cmd := range []string{"repair", "check", "fleet"} {
 		c := config{}
 		fs := c.flags(cmd)
 		fmt.Fprintf(&b, "  %s:\n", cmd)
 		fs.VisitAll(func(f *flag.Flag) {
-			if f.Name == "o" {
+			if f.Name == "o" || f.Name == "n" {
 				return
 			}
 			fmt.Fprintf(&b, "    --%-16s %s\n", f.Name, f.Usage)
@@ -179,12 +194,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, usageError{"environment: " + firstLine(err.Error())})
 	}
 	switch cmd {
-	case "repair", "check", "demo":
+	case "repair", "check", "demo", "fleet":
 	case "version":
 		fmt.Fprintln(stdout, "certguard", version)
 		return exitOK
 	default:
-		return fail(stderr, usageError{fmt.Sprintf("unknown command %q: want repair, check, demo or version (see certguard --help)", cmd)})
+		return fail(stderr, usageError{fmt.Sprintf("unknown command %q: want repair, check, fleet, demo or version (see certguard --help)", cmd)})
 	}
 	fs := cfg.flags(cmd)
 	if err := fs.Parse(args[1:]); err != nil {
@@ -209,6 +224,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return repair(ctx, cfg, stdout, stderr, log)
 	case "check":
 		return check(ctx, cfg, stdout, stderr, log)
+	case "fleet":
+		return fleet(ctx, cfg, stdout, stderr)
 	}
 	return demo(ctx, cfg, stdout, stderr, log)
 }
@@ -474,5 +491,43 @@ func demo(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog.L
 		return fail(stderr, err)
 	}
 	pki.WritePlan(stdout, out.Plan)
+	return exitOK
+}
+
+// fleet lists every vcluster certificate Secret with paginated LISTs, never a GET per Secret.
+func fleet(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
+	if cfg.PageSize < 1 {
+		return fail(stderr, usageError{"--page-size: must be at least 1"})
+	}
+	rc, err := kube.Config(cfg.Kubeconfig)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	c, err := kube.NewClient(rc)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	now := time.Now()
+	var rows []pki.FleetRow
+	_, err = kube.EachCertSecret(ctx, c, cfg.Namespace, cfg.PageSize, func(s *pki.Secret, ann map[string]string) {
+		rows = append(rows, pki.Fleet(s, ann, now, time.Duration(cfg.RenewBefore)))
+	})
+	if err != nil {
+		return fail(stderr, err)
+	}
+	pki.SortFleet(rows)
+	if cfg.Output == "json" {
+		if rows == nil {
+			rows = []pki.FleetRow{}
+		}
+		_ = pki.WriteJSON(stdout, rows)
+	} else {
+		_ = pki.WriteFleet(stdout, rows, now)
+	}
+	for _, r := range rows {
+		if r.Status == pki.FleetExpired || r.Status == pki.FleetDue || r.Status == pki.FleetUnreadable {
+			return exitDue
+		}
+	}
 	return exitOK
 }

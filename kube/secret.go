@@ -69,6 +69,11 @@ func (s *SecretStore) RemoveKeys(ctx context.Context, sec *pki.Secret, keys []st
 	for _, k := range keys {
 		delete(obj.Data, k)
 	}
+	if obj.Annotations == nil {
+		obj.Annotations = map[string]string{}
+	}
+	// Recorded in the same write, for `certguard fleet` and the sidecar's restart guard.
+	obj.Annotations[pki.LastRepairAnnotation] = time.Now().UTC().Format(time.RFC3339) + " leaves"
 	updated, err := s.Client.updateSecret(ctx, obj)
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		return fmt.Errorf("secret %s: %w", s.ref(), pki.ErrSecretChanged)

@@ -151,3 +151,20 @@ func WritePlan(w io.Writer, p Plan) {
 		fmt.Fprintf(w, "  %2d. %-18s %s\n", i+1, s.Action, target)
 	}
 }
+
+// WriteFleet prints one row per vcluster.
+func WriteFleet(w io.Writer, rows []FleetRow, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAMESPACE\tRELEASE\tDISTRO\tSTATUS\tEARLIEST LEAF\tLEAF EXPIRES\tRESIDUAL\tCA EXPIRES\tLAST REPAIR")
+	for _, r := range rows {
+		leaf, exp, res, ca := "-", "-", "-", "-"
+		if !r.LeafExpiry.IsZero() {
+			leaf, exp, res = r.LeafFile, r.LeafExpiry.Format(time.RFC3339), Residual(r.LeafExpiry.Sub(now))
+		}
+		if !r.CAExpiry.IsZero() {
+			ca = r.CAExpiry.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Namespace, r.Release, r.Distro, r.Status, leaf, exp, res, ca, orDash(r.LastRepair))
+	}
+	return tw.Flush()
+}
