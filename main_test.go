@@ -32,7 +32,7 @@ import (
 
 var (
 	kenv *kubetest.Env
-	bin string
+	bin  string
 )
 
 func TestMain(m *testing.M) {
