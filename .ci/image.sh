@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds certguard's container image without a container engine: the static binary as /certguard
-# on an empty (scratch) base, entrypoint /certguard, written as a `docker load`-able tarball.
-# It is the image the Dockerfile describes (which stays the reference build).
+# on an empty (scratch) base, USER 0:0, ENTRYPOINT ["/certguard"], CMD ["repair"], written as a
+# `docker load`-able tarball: the image the Dockerfile describes (which stays the reference
+# build; charts/image_test.go compares the two).
 #
 #   bash .ci/image.sh OUT.tar [IMAGE:TAG]     e.g. bash .ci/image.sh /tmp/certguard.tar
 #   docker load -i OUT.tar   or   crane push OUT.tar REGISTRY/certguard:TAG
@@ -11,7 +12,8 @@
 #   2. a layer tarball holding just /certguard (root:root, 0755, mtime 0: reproducible);
 #   3. `crane append` with no base (= scratch) pushes it to a throwaway `crane registry serve` on
 #      127.0.0.1 (crane mutate works on registry images only), then `crane mutate` sets the
-#      entrypoint, platform and labels and writes the result to OUT.tar. Nothing leaves loopback.
+#      entrypoint, cmd, user, platform and labels and writes the result to OUT.tar. Nothing
+#      leaves loopback.
 # Env: VERSION (default: git describe), GOARCH (default: go env GOARCH), GOFLAGS as usual.
 set -euo pipefail
 out=${1:?usage: image.sh OUT.tar [IMAGE:TAG]}
@@ -56,6 +58,8 @@ log "assembling $tag (scratch + /certguard)"
 mkdir -p "$(dirname "$out")"
 "$crane" mutate "$ref" \
   --entrypoint /certguard \
+  --cmd repair \
+  --user 0:0 \
   --set-platform "linux/$arch" \
   --label org.opencontainers.image.title=certguard \
   --label org.opencontainers.image.version="$version" \
