@@ -536,4 +536,15 @@ func TestAddonChartNotes(t *testing.T) {
 	if strings.Contains(notes, "derived from") || slices.Contains(strings.Fields(notes), "ServiceMonitor") {
 		t.Errorf("NOTES mention what was not installed:\n%s", notes)
 	}
+	r = mustRun(t, []string{"KUBECONFIG=" + adminKubeconfig}, helmBin, "install", "certguard-fleet", chartDir, "-n", ns, "--dry-run=server",
+		"--set", "rbac.events=false,fleet.enabled=true")
+	notes = r.stdout[strings.Index(r.stdout, "NOTES:"):]
+	for _, want := range []string{"fleet only", "ClusterRole certguard-fleet", "bind it to who runs", "certguard fleet"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("fleet-only NOTES lack %q:\n%s", want, notes)
+		}
+	}
+	if strings.Contains(notes, "vcluster create") || strings.Contains(notes, "derived from") {
+		t.Errorf("fleet-only NOTES talk about a vcluster:\n%s", notes)
+	}
 }
