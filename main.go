@@ -20,6 +20,8 @@ import (
 	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/watch"
+	_ "time/tzdata" // --restart-timezone works in a scratch image
 )
 
 var version = "dev"
@@ -34,6 +36,7 @@ certificates are generated on boot.
 Usage:
   certguard repair [flags]     the init container: check, back up, repair
   certguard check [flags]      print every certificate, disk against Secret
+  certguard watch [flags]      the sidecar: metrics, Events, a restart before expiry
   certguard fleet [flags]      one row per vcluster certificate Secret on the host cluster
   certguard demo [--dir DIR]   repair an expired vcluster-style PKI in a temp dir, no cluster
   certguard version
@@ -52,6 +55,10 @@ Examples:
 
   $ certguard check --vcluster-name=my-vc --namespace=team-a --kubeconfig ~/.kube/config
       The same with the Secret, and where disk and Secret disagree.
+
+  $ certguard watch --vcluster-name=my-vc --restart-window "Sat 02:00-04:00"
+      In the same pod: serve x509 metrics on :9793, record Events, and delete the pod in the
+      window once a k0s leaf expires within 30 days, so that the init container renews it.
 
   $ certguard fleet
       Every vcluster's certificates from the host cluster (needs list on secrets), most urgent
@@ -89,24 +96,30 @@ func (d *duration) Set(s string) error { return d.UnmarshalText([]byte(s)) }
 func (d *duration) String() string     { return pki.FormatDuration(time.Duration(*d)) }
 
 type config struct {
-	PKIDir       string   `env:"PKI_DIR" envDefault:"/data/k0s/pki"`
-	BackupDir    string   `env:"BACKUP_DIR"`
-	KeepBackups  int      `env:"KEEP_BACKUPS" envDefault:"5"`
-	VclusterName string   `env:"VCLUSTER_NAME"`
-	SecretName   string   `env:"SECRET_NAME"`
-	Namespace    string   `env:"NAMESPACE"`
-	Kubeconfig   string   `env:"KUBECONFIG"`
-	PodName      string   `env:"POD_NAME"`
-	RenewBefore  duration `env:"RENEW_BEFORE" envDefault:"120d"`
-	Strategy     string   `env:"STRATEGY" envDefault:"auto"`
-	DryRun       bool     `env:"DRY_RUN"`
-	NoSecret     bool     `env:"NO_SECRET"`
-	Output       string   `env:"OUTPUT" envDefault:"text"`
-	LogFormat    string   `env:"LOG_FORMAT" envDefault:"text"`
-	APITimeout   duration `env:"API_TIMEOUT" envDefault:"30s"`
-	MaxClockSkew duration `env:"MAX_CLOCK_SKEW" envDefault:"5m"`
-	Dir          string   `env:"DEMO_DIR"`
-	PageSize     int64    `env:"PAGE_SIZE" envDefault:"100"`
+	PKIDir             string   `env:"PKI_DIR" envDefault:"/data/k0s/pki"`
+	BackupDir          string   `env:"BACKUP_DIR"`
+	KeepBackups        int      `env:"KEEP_BACKUPS" envDefault:"5"`
+	VclusterName       string   `env:"VCLUSTER_NAME"`
+	SecretName         string   `env:"SECRET_NAME"`
+	Namespace          string   `env:"NAMESPACE"`
+	Kubeconfig         string   `env:"KUBECONFIG"`
+	PodName            string   `env:"POD_NAME"`
+	RenewBefore        duration `env:"RENEW_BEFORE" envDefault:"120d"`
+	Strategy           string   `env:"STRATEGY" envDefault:"auto"`
+	DryRun             bool     `env:"DRY_RUN"`
+	NoSecret           bool     `env:"NO_SECRET"`
+	Output             string   `env:"OUTPUT" envDefault:"text"`
+	LogFormat          string   `env:"LOG_FORMAT" envDefault:"text"`
+	APITimeout         duration `env:"API_TIMEOUT" envDefault:"30s"`
+	MaxClockSkew       duration `env:"MAX_CLOCK_SKEW" envDefault:"5m"`
+	Dir                string   `env:"DEMO_DIR"`
+	PageSize           int64    `env:"PAGE_SIZE" envDefault:"100"`
+	Listen             string   `env:"LISTEN" envDefault:":9793"`
+	RestartBefore      duration `env:"RESTART_BEFORE" envDefault:"30d"`
+	RestartWindow      string   `env:"RESTART_WINDOW"`
+	RestartTimezone    string   `env:"RESTART_TIMEZONE" envDefault:"UTC"`
+	RestartMinInterval duration `env:"RESTART_MIN_INTERVAL" envDefault:"24h"`
+	EventReminder      duration `env:"EVENT_REMINDER" envDefault:"6h"`
 }
 
 // saNamespaceFile is where a pod finds its namespace.
@@ -118,7 +131,7 @@ func (c *config) flags(cmd string) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	str := func(p *string, name, help string) { fs.StringVar(p, name, *p, help) }
 	switch cmd {
-	case "repair", "check":
+	case "repair", "check", "watch":
 		str(&c.PKIDir, "pki-dir", "k0s pki directory on the data volume")
 		str(&c.VclusterName, "vcluster-name", "vcluster release name (default: from the pod name <release>-<ordinal> or the pod's release label)")
 		str(&c.SecretName, "secret-name", "certificate Secret (default: <vcluster-name>-certs)")
@@ -151,13 +164,23 @@ func (c *config) flags(cmd string) *flag.FlagSet {
 		fs.Var(&c.MaxClockSkew, "max-clock-skew", "refuse to act when this node's clock is further off the API server's")
 	case "check":
 		fs.BoolVar(&c.NoSecret, "no-secret", c.NoSecret, "read the pki dir only, no cluster")
+	case "watch":
+		str(&c.BackupDir, "backup-dir", "where repairs left their backups (default: <pki-dir>.old)")
+		str(&c.Listen, "listen", "address for /metrics, /healthz and /readyz")
+		fs.Var(&c.RestartBefore, "restart-before", "restart the pod when a k0s leaf expires within this (must be below --renew-before)")
+		str(&c.RestartWindow, "restart-window", `when restarts may happen, e.g. "Sat 02:00-04:00" (empty: never)`)
+		str(&c.RestartTimezone, "restart-timezone", "time zone of --restart-window")
+		fs.Var(&c.RestartMinInterval, "restart-min-interval", "at most one restart per this interval (recorded on the Secret)")
+		fs.Var(&c.EventReminder, "event-reminder", "repeat a warning Event this often while a certificate stays due")
+		fs.BoolVar(&c.DryRun, "dry-run", c.DryRun, "log restarts instead of doing them")
+		fs.Var(&c.MaxClockSkew, "max-clock-skew", "never restart when this node's clock is further off the API server's")
 	}
 	return fs
 }
 
 func flagHelp() string {
 	var b strings.Builder
-	for _, cmd := range []string{"repair", "check", "fleet"} {
+	for _, cmd := range []string{"repair", "check", "watch", "fleet"} {
 		c := config{}
 		fs := c.flags(cmd)
 		fmt.Fprintf(&b, "  %s:\n", cmd)
@@ -194,12 +217,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, usageError{"environment: " + firstLine(err.Error())})
 	}
 	switch cmd {
-	case "repair", "check", "demo", "fleet":
+	case "repair", "check", "demo", "fleet", "watch":
 	case "version":
 		fmt.Fprintln(stdout, "certguard", version)
 		return exitOK
 	default:
-		return fail(stderr, usageError{fmt.Sprintf("unknown command %q: want repair, check, fleet, demo or version (see certguard --help)", cmd)})
+		return fail(stderr, usageError{fmt.Sprintf("unknown command %q: want repair, check, watch, fleet, demo or version (see certguard --help)", cmd)})
 	}
 	fs := cfg.flags(cmd)
 	if err := fs.Parse(args[1:]); err != nil {
@@ -226,6 +249,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return check(ctx, cfg, stdout, stderr, log)
 	case "fleet":
 		return fleet(ctx, cfg, stdout, stderr)
+	case "watch":
+		return watchCmd(ctx, cfg, stderr, log)
 	}
 	return demo(ctx, cfg, stdout, stderr, log)
 }
@@ -509,8 +534,8 @@ func fleet(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
 	}
 	now := time.Now()
 	var rows []pki.FleetRow
-	_, err = kube.EachCertSecret(ctx, c, cfg.Namespace, cfg.PageSize, func(s *pki.Secret, ann map[string]string) {
-		rows = append(rows, pki.Fleet(s, ann, now, time.Duration(cfg.RenewBefore)))
+	_, err = kube.EachCertSecret(ctx, c, cfg.Namespace, cfg.PageSize, func(s *pki.Secret) {
+		rows = append(rows, pki.Fleet(s, now, time.Duration(cfg.RenewBefore)))
 	})
 	if err != nil {
 		return fail(stderr, err)
@@ -528,6 +553,47 @@ func fleet(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
 		if r.Status == pki.FleetExpired || r.Status == pki.FleetDue || r.Status == pki.FleetUnreadable {
 			return exitDue
 		}
+	}
+	return exitOK
+}
+
+func watchCmd(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logger) int {
+	loc, err := time.LoadLocation(cfg.RestartTimezone)
+	if err != nil {
+		return fail(stderr, usageError{"--restart-timezone: " + err.Error()})
+	}
+	window, err := watch.ParseWindow(cfg.RestartWindow, loc)
+	if err != nil {
+		return fail(stderr, usageError{"--restart-window: " + err.Error()})
+	}
+	if window != nil && cfg.RestartBefore >= cfg.RenewBefore {
+		return fail(stderr, usageError{"--restart-before must be below --renew-before, or the init container would not renew what the restart is for"})
+	}
+	pkiDir, err := filepath.Abs(cfg.PKIDir)
+	if err != nil {
+		return fail(stderr, usageError{"--pki-dir: " + err.Error()})
+	}
+	backupDir := cfg.BackupDir
+	if backupDir == "" {
+		backupDir = pkiDir + ".old"
+	}
+	t, err := resolve(ctx, cfg)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	s := &watch.Sidecar{
+		PKIDir: pkiDir, BackupDir: backupDir, RenewBefore: time.Duration(cfg.RenewBefore),
+		Reminder: time.Duration(cfg.EventReminder), Debounce: 500 * time.Millisecond,
+		Restart: watch.RestartPolicy{Before: time.Duration(cfg.RestartBefore), Window: window,
+			MinInterval: time.Duration(cfg.RestartMinInterval), MaxSkew: time.Duration(cfg.MaxClockSkew)},
+		DryRun: cfg.DryRun, Listen: cfg.Listen,
+		Secrets: &kube.SecretStore{Client: t.client, Namespace: t.namespace, Name: t.secret, Retry: time.Duration(cfg.APITimeout)},
+		Events:  &kube.Events{Client: t.client, Namespace: t.namespace, Pod: t.pod, Log: log},
+		Client:  t.client, Namespace: t.namespace, Pod: t.pod, Log: log, Now: time.Now,
+	}
+	log.Info("watching", "pki_dir", pkiDir, "secret", t.namespace+"/"+t.secret, "listen", cfg.Listen, "restart_window", cfg.RestartWindow)
+	if err := s.Run(ctx); err != nil {
+		return fail(stderr, err)
 	}
 	return exitOK
 }

@@ -11,7 +11,7 @@ import (
 // EachCertSecret lists Secrets of type Opaque (vcluster's) in namespace ("" = all) a page at a
 // time and calls fn for each vcluster certificate Secret, so memory holds one page, never the
 // whole cluster's Secrets. It returns the number of LIST requests made.
-func EachCertSecret(ctx context.Context, c *Client, namespace string, pageSize int64, fn func(*pki.Secret, map[string]string)) (int, error) {
+func EachCertSecret(ctx context.Context, c *Client, namespace string, pageSize int64, fn func(*pki.Secret)) (int, error) {
 	opts := metav1.ListOptions{Limit: pageSize, FieldSelector: "type=" + string(corev1.SecretTypeOpaque)}
 	for pages := 1; ; pages++ {
 		var list corev1.SecretList
@@ -27,7 +27,7 @@ func EachCertSecret(ctx context.Context, c *Client, namespace string, pageSize i
 			if !pki.IsCertSecret(s.Name, s.Labels, func(k string) bool { _, ok := s.Data[k]; return ok }) {
 				continue
 			}
-			fn(&pki.Secret{Namespace: s.Namespace, Name: s.Name, UID: string(s.UID), ResourceVersion: s.ResourceVersion, Data: s.Data}, s.Annotations)
+			fn(toPKI(s))
 		}
 		if list.Continue == "" {
 			return pages, nil

@@ -40,8 +40,7 @@ func (s *SecretStore) Get(ctx context.Context) (*pki.Secret, error) {
 			s.mu.Lock()
 			s.last = obj
 			s.mu.Unlock()
-			return &pki.Secret{Namespace: obj.Namespace, Name: obj.Name, UID: string(obj.UID),
-				ResourceVersion: obj.ResourceVersion, Data: obj.Data}, nil
+			return toPKI(obj), nil
 		case apierrors.IsNotFound(err):
 			return nil, nil
 		case !retriable(err) || !time.Now().Before(deadline):
@@ -106,3 +105,8 @@ func (s *SecretStore) Delete(ctx context.Context, sec *pki.Secret) error {
 
 // ServerTime is the API server's clock.
 func (s *SecretStore) ServerTime() time.Time { return s.Client.ServerTime() }
+
+func toPKI(s *corev1.Secret) *pki.Secret {
+	return &pki.Secret{Namespace: s.Namespace, Name: s.Name, UID: string(s.UID), ResourceVersion: s.ResourceVersion,
+		Annotations: s.Annotations, Data: s.Data}
+}

@@ -392,3 +392,41 @@ func exists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil
 }
+
+// BackupState is what the backup dir says about past repairs, read without changing anything
+// (the sidecar may mount the volume read-only).
+type BackupState struct {
+	LastDone   time.Time // when the newest completed repair started
+	Unfinished string    // the newest repair that was started and neither finished nor abandoned
+}
+
+// ReadBackupState reads the backup dir; a missing dir is no repair yet.
+func ReadBackupState(backupDir string) (BackupState, error) {
+	var st BackupState
+	entries, err := os.ReadDir(backupDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, err
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !backupName.MatchString(e.Name()) {
+			continue
+		}
+		dir := filepath.Join(backupDir, e.Name())
+		t, err := time.Parse(stampLayout, strings.SplitN(e.Name(), "-", 2)[0])
+		if err != nil {
+			continue
+		}
+		switch {
+		case exists(filepath.Join(dir, doneFile)):
+			if t.After(st.LastDone) {
+				st.LastDone = t
+			}
+		case !exists(filepath.Join(dir, abandonedFile)) && exists(filepath.Join(dir, planFile)):
+			st.Unfinished = e.Name()
+		}
+	}
+	return st, nil
+}

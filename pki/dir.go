@@ -93,3 +93,18 @@ func readRegular(root *os.Root, p string, d fs.DirEntry) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// ReadFile reads one file under dir with ReadDir's rules (through os.Root, regular files only,
+// size-limited). A missing file returns an error wrapping fs.ErrNotExist.
+func ReadFile(dir, rel string) ([]byte, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	fi, err := root.Lstat(rel)
+	if err != nil {
+		return nil, err
+	}
+	return readRegular(root, rel, fs.FileInfoToDirEntry(fi))
+}

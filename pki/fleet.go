@@ -50,8 +50,8 @@ func IsCertSecret(name string, labels map[string]string, keys func(string) bool)
 // Fleet judges one Secret from its CA and k0s leaf certificates. Unlike Inspect it checks no
 // signatures and parses no private keys: that is 95% of the cost, and a fleet view is about
 // dates (measured on 2 cores: 1.06 ms a Secret through Inspect, 0.05 ms this way).
-func Fleet(s *Secret, annotations map[string]string, now time.Time, renewBefore time.Duration) FleetRow {
-	row := FleetRow{Namespace: s.Namespace, Release: strings.TrimSuffix(s.Name, "-certs"), Distro: "k8s/k3s", LastRepair: annotations[LastRepairAnnotation]}
+func Fleet(s *Secret, now time.Time, renewBefore time.Duration) FleetRow {
+	row := FleetRow{Namespace: s.Namespace, Release: strings.TrimSuffix(s.Name, "-certs"), Distro: "k8s/k3s", LastRepair: s.Annotations[LastRepairAnnotation]}
 	worst := func(st FleetStatus, detail string) {
 		if row.Status == "" || slices.Index(fleetOrder, st) < slices.Index(fleetOrder, row.Status) {
 			row.Status, row.Detail = st, detail

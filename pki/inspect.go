@@ -3,6 +3,7 @@ package pki
 import (
 	"bytes"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"slices"
 	"strings"
@@ -63,8 +64,9 @@ type CertInfo struct {
 	Fingerprint string    `json:"sha256"`
 	// User is the kubeconfig user the certificate is embedded for.
 	User string `json:"user,omitempty"`
-
-	cert *x509.Certificate
+	// SubjectName and IssuerName are the parsed names, for metric labels.
+	SubjectName pkix.Name `json:"-"`
+	IssuerName  pkix.Name `json:"-"`
 }
 
 // File is one row of a Report: a file as the next pod start will see it.
@@ -308,7 +310,8 @@ func certInfo(c *x509.Certificate, user string) *CertInfo {
 		Usages:      usages(c),
 		Fingerprint: Fingerprint(c),
 		User:        user,
-		cert:        c,
+		SubjectName: c.Subject,
+		IssuerName:  c.Issuer,
 	}
 }
 

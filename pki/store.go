@@ -30,6 +30,7 @@ type Secret struct {
 	Name            string            `json:"name"`
 	UID             string            `json:"uid"`
 	ResourceVersion string            `json:"resourceVersion"`
+	Annotations     map[string]string `json:"annotations,omitempty"`
 	Data            map[string][]byte `json:"data"`
 }
 

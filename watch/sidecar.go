@@ -1,0 +1,273 @@
+// Package watch is `certguard watch`, the sidecar: it keeps the pki dir and the Secret under
+// watch (fsnotify, a single-object Kubernetes watch), serves x509-certificate-exporter-compatible
+// metrics, records Events on its pod, and restarts the pod in a maintenance window before a k0s
+// leaf expires, so that the init container renews it.
+package watch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/certguard/certguard/kube"
+	"github.com/certguard/certguard/pki"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// LastRestartAnnotation records the sidecar's last restart on the Secret, so that the rate
+// guard survives the restart it causes.
+const LastRestartAnnotation = "certguard.dev/last-restart"
+
+// maxSleep bounds the timer: a safety net, not a polling loop (files and Secret are watched).
+const maxSleep = 6 * time.Hour
+
+// Sidecar is one `certguard watch`.
+type Sidecar struct {
+	PKIDir      string
+	BackupDir   string
+	RenewBefore time.Duration
+	Reminder    time.Duration
+	Debounce    time.Duration
+	Restart     RestartPolicy
+	DryRun      bool
+	Listen      string
+	Secrets     *kube.SecretStore
+	Events      *kube.Events
+	Client      *kube.Client
+	Namespace   string
+	Pod         string
+	Log         *slog.Logger
+	Now         func() time.Time
+	// Ready is closed after the first refresh, with the listener's address set.
+	Ready chan struct{}
+	Addr  string
+
+	metrics  *Metrics
+	eventer  Eventer
+	said     string // the last restart decision logged, to log each one once
+	ready    atomic.Bool
+	mu       sync.Mutex
+	secret   *pki.Secret
+	secretOK bool
+}
+
+// Run serves until ctx ends.
+func (s *Sidecar) Run(ctx context.Context) error {
+	s.metrics = NewMetrics(s.Now)
+	s.eventer.Reminder = s.Reminder
+	dir, err := NewDir(s.PKIDir, s.Debounce, s.Log)
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", s.PKIDir, err)
+	}
+	defer dir.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.metrics, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "not ready: first read pending", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	ln, err := net.Listen("tcp", s.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.Listen, err)
+	}
+	s.Addr = ln.Addr().String()
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+
+	secretCh := make(chan struct{}, 1)
+	if s.Secrets != nil {
+		go s.Secrets.Watch(ctx, func(sec *pki.Secret) {
+			s.mu.Lock()
+			s.secret, s.secretOK = sec, true
+			s.mu.Unlock()
+			notify(secretCh)
+		}, func(err error) {
+			s.mu.Lock()
+			s.secretOK = false
+			s.mu.Unlock()
+			s.metrics.Errors.WithLabelValues("secret_unreadable").Inc()
+			s.Log.Warn("watching the Secret", "err", err)
+			notify(secretCh)
+		})
+	}
+	changed := make(chan struct{})
+	go dir.Run(ctx.Done(), changed, func(err error) {
+		s.metrics.Errors.WithLabelValues("watch_failed").Inc()
+		s.Log.Warn("watching the pki dir", "err", err)
+	})
+
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		reread := false
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+			reread = true
+		case <-secretCh:
+			reread = true
+		case <-timer.C:
+		}
+		timer.Reset(s.refresh(ctx, dir.Store(), reread))
+		if s.ready.CompareAndSwap(false, true) && s.Ready != nil {
+			close(s.Ready)
+		}
+	}
+}
+
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// refresh recomputes everything from the two stores at one instant and returns how long to sleep
+// until the next time-based transition.
+func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) time.Duration {
+	now := s.Now()
+	s.mu.Lock()
+	secret, secretOK := s.secret, s.secretOK
+	s.mu.Unlock()
+	secStore := pki.FromSecret(secret)
+	eff := pki.Inspect(disk, secStore, now, s.RenewBefore)
+	diskOnly := pki.Inspect(disk, pki.Store{}, now, s.RenewBefore)
+	secretOnly := pki.Inspect(pki.Store{}, secStore, now, s.RenewBefore)
+
+	var sourceErrs []string
+	diskUp := disk.Present && disk.Errors["."] == nil
+	if !diskUp {
+		sourceErrs = append(sourceErrs, "pki dir "+s.PKIDir+" missing or unreadable")
+	}
+	if s.Secrets != nil && !secretOK {
+		sourceErrs = append(sourceErrs, "Secret unreadable")
+	}
+	if reread {
+		for _, r := range []*pki.Report{diskOnly, secretOnly} {
+			for _, f := range r.Files {
+				if f.Status == pki.StatusCorrupt {
+					s.metrics.Errors.WithLabelValues(reasonCode(f.Reason)).Inc()
+				}
+			}
+		}
+	}
+	drift := 0
+	for _, f := range eff.Files {
+		if f.Drift == pki.DriftDiffers && f.Role != pki.RoleKubeconfig && f.Role != pki.RoleK0sRenewed && f.Role != pki.RoleUnknown {
+			drift++
+		}
+	}
+	backups, err := pki.ReadBackupState(s.BackupDir)
+	if err != nil {
+		s.Log.Warn("reading the backup dir", "err", err)
+	}
+	in := RestartInput{Now: now, Report: eff, RepairFailed: backups.Unfinished, SourceErrors: sourceErrs, SecretPresent: secret != nil}
+	if secret != nil {
+		in.LastRestart, _ = time.Parse(time.RFC3339, secret.Annotations[LastRestartAnnotation])
+	}
+	if s.Client != nil {
+		if t := s.Client.ServerTime(); !t.IsZero() {
+			in.ClockSkew, in.SkewKnown = now.Sub(t), true
+		}
+	}
+	dec := s.Restart.Decide(in)
+	snap := snapshot{pkiDir: s.PKIDir, disk: diskOnly, diskUp: diskUp, drift: drift, lastRepair: backups.LastDone, nextRestart: dec.At}
+	if s.Secrets != nil {
+		snap.secret, snap.secretUp, snap.secretNS, snap.secretName = secretOnly, secretOK && secret != nil, s.Secrets.Namespace, s.Secrets.Name
+	}
+	s.metrics.set(snap)
+
+	if eff.DiskPresent || secret != nil {
+		for _, ev := range s.eventer.Next(eff) {
+			s.Events.Emit(ctx, ev.Type, ev.Reason, ev.Message)
+		}
+	}
+	if dec.Why != s.said {
+		s.Log.Info("restart decision", "why", dec.Why, "planned", timeOrNone(dec.At), "dry_run", s.DryRun)
+		s.said = dec.Why
+	}
+	if dec.Now {
+		s.restart(ctx, now, dec)
+	}
+	return s.sleep(eff, now, dec)
+}
+
+// restart records the restart on the Secret, then deletes the pod. No record, no restart: the
+// guard against a restart loop must survive the restart.
+func (s *Sidecar) restart(ctx context.Context, now time.Time, dec Restart) {
+	if s.DryRun {
+		s.Log.Info("dry run: would delete this pod now", "pod", s.Namespace+"/"+s.Pod, "why", dec.Why, "dry_run", true)
+		return
+	}
+	if err := s.Secrets.Annotate(ctx, LastRestartAnnotation, now.UTC().Format(time.RFC3339)); err != nil {
+		s.Log.Error("not restarting: cannot record the restart on the Secret", "err", err)
+		return
+	}
+	s.Events.Emit(ctx, "Normal", "CertificateRenewalRestart", dec.Why)
+	if err := kube.DeletePod(ctx, s.Client, s.Namespace, s.Pod, ""); err != nil {
+		s.Log.Error("restart failed", "err", err)
+		return
+	}
+	s.Log.Info("pod deleted: the StatefulSet recreates it and the init container renews the leaves", "why", dec.Why)
+}
+
+// sleep returns the time until the next instant at which a certificate crosses a threshold, the
+// restart window opens, or a reminder is due.
+func (s *Sidecar) sleep(r *pki.Report, now time.Time, dec Restart) time.Duration {
+	next := now.Add(maxSleep)
+	consider := func(t time.Time) {
+		if t.After(now) && t.Before(next) {
+			next = t
+		}
+	}
+	for _, f := range r.Files {
+		if f.Cert == nil {
+			continue
+		}
+		consider(f.Cert.NotBefore)
+		consider(f.Cert.NotAfter.Add(-s.RenewBefore))
+		consider(f.Cert.NotAfter.Add(time.Second))
+		consider(f.Cert.NotAfter.Add(-s.Restart.Before))
+		if f.Status == pki.StatusDue || f.Status == pki.StatusExpired {
+			consider(now.Add(s.Reminder))
+		}
+	}
+	consider(dec.At)
+	return max(next.Sub(now), time.Second)
+}
+
+func reasonCode(reason string) string {
+	for _, c := range []string{pki.ReasonBadPEM, pki.ReasonNoCertificate, pki.ReasonBadKey, pki.ReasonBadKubeconfig, pki.ReasonEmpty} {
+		if len(reason) >= len(c) && reason[:len(c)] == c {
+			return c
+		}
+	}
+	return pki.ReasonUnreadable
+}
+
+func timeOrNone(t time.Time) string {
+	if t.IsZero() {
+		return "none"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
