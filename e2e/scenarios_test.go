@@ -15,6 +15,7 @@ import (
 	"github.com/certguard/certguard/pki/pkigen"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -483,4 +484,111 @@ func TestModelMatchesCertguardLayout(t *testing.T) {
 			t.Errorf("certMap maps %s back to %s, certguard to %s", key, file, got)
 		}
 	}
+}
+
+// TestCAExpiresWhileInUse_FullResetKeepsDataBreaksOldCredentials: a vcluster in use whose CAs
+// expire (in real time, 45 s after they were made). The next start fails; certguard's auto
+// strategy resets the PKI; the start after serves with a new CA on the same etcd data, and, as
+// the plan's "breaks" line says, the credentials made under the old CA and sa key stop working.
+func TestCAExpiresWhileInUse_FullResetKeepsDataBreaksOldCredentials(t *testing.T) {
+	// Boot before t.Parallel: see TestLeavesExpired_CertguardRepair_ServesAndClientsKeepWorking.
+	const validFor = 45 * time.Second
+	now := time.Now()
+	s := newScenario(t, pkigen.Options{Now: now, CAIssued: now, CALifetime: validFor, K0sIssued: now})
+	caNotAfter := cert(t, s.pki.Files["ca.crt"]).NotAfter
+
+	cp := s.boot()
+	admin, err := AdminConfig(s.node.PKIDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac := kubernetes.NewForConfigOrDie(admin)
+	ctx := context.Background()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "survivor"}, Data: map[string]string{"k": "v"}}
+	if _, err := ac.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ac.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "e2e"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := ac.CoreV1().ServiceAccounts("default").CreateToken(ctx, "e2e", &authnv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.Stop()
+	if left := time.Until(caNotAfter); left < 5*time.Second {
+		t.Fatalf("the first boot took too long: the CAs expire in %s; raise validFor", left)
+	}
+
+	t.Parallel()
+	time.Sleep(time.Until(caNotAfter) + time.Second)
+	s.bootFails(expiredText)
+	r := s.repair(0)
+	if d := decision(r); d != pki.DecideFull {
+		t.Fatalf("certguard decided %q, want %q:\n%s", d, pki.DecideFull, r.Stderr)
+	}
+	if r.Outcome.Plan.Breaks == "" {
+		t.Error("the full plan does not say what it breaks")
+	}
+	s.boot()
+	ac = kubernetes.NewForConfigOrDie(must(AdminConfig(s.node.PKIDir())))
+	got, err := ac.CoreV1().ConfigMaps("default").Get(ctx, "survivor", metav1.GetOptions{})
+	if err != nil || got.Data["k"] != "v" {
+		t.Errorf("the cluster's data did not survive the full reset: %v", err)
+	}
+	if _, err := whoami(clientFor(t, s.node.PKIDir(), func(c *rest.Config) { c.BearerToken = tr.Status.Token })); !apierrors.IsUnauthorized(err) {
+		t.Errorf("a token signed with the old sa.key: want 401 after a full reset, got %v", err)
+	}
+}
+
+// TestLeavesDue_RepairedBeforeExpiry is certguard's everyday job: the k0s leaves have 65 days
+// left (within --renew-before 120d); certguard renews them before anything breaks.
+func TestLeavesDue_RepairedBeforeExpiry(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t, pkigen.Options{K0sIssued: time.Now().Add(-300 * day)})
+	before := s.manifest()
+	r := s.repair(0)
+	if d := decision(r); d != pki.DecideLeaves {
+		t.Fatalf("certguard decided %q, want %q:\n%s", d, pki.DecideLeaves, r.Stderr)
+	}
+	if lost, n, err := before.Lost(s.node.PKIDir(), s.backupDir(), s.secretData()); err != nil || len(lost) > 0 {
+		t.Errorf("%d bytes lost (%v): %v", n, err, lost)
+	}
+	s.boot()
+	if c := cert(t, s.read("server.crt")); c.NotAfter.Before(time.Now().Add(364 * day)) {
+		t.Errorf("server.crt expires %s: not renewed", c.NotAfter)
+	}
+}
+
+// TestVolumeRecreated_SecretExpired: the volume was lost (the pki dir is gone) while the Secret
+// holds expired leaves. As specified, certguard changes nothing on a volume without a PKI (it
+// warns); vcluster writes the Secret to the volume and the start fails like #2628; on the next
+// start certguard finds the PKI and repairs it. This documents the cost of that rule: one
+// failed start.
+func TestVolumeRecreated_SecretExpired(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t, expiredLeaves())
+	if err := os.RemoveAll(s.node.PKIDir()); err != nil {
+		t.Fatal(err)
+	}
+	before := s.manifest()
+	r := s.repair(0)
+	if d := decision(r); d != pki.DecideNothing || len(r.Outcome.Plan.Warnings) == 0 {
+		t.Fatalf("on an empty volume certguard decided %q with warnings %q", d, r.Outcome.Plan.Warnings)
+	}
+	if !before.Equal(s.manifest()) {
+		t.Error("certguard changed something although the volume holds no PKI")
+	}
+	s.bootFails(expiredText)
+	if d := decision(s.repair(0)); d != pki.DecideLeaves {
+		t.Fatalf("on the next start certguard decided %q, want %q", d, pki.DecideLeaves)
+	}
+	s.boot()
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
