@@ -1,12 +1,19 @@
 package charts_test
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,6 +94,8 @@ func TestRBAC(t *testing.T) {
 				want                 bool
 			}{
 				{"get", "secrets", "my-vcluster-certs", true},
+				{"list", "secrets", "", true},  // certguard watch: single-object LIST+WATCH
+				{"watch", "secrets", "", true}, // of the Secret
 				{"update", "secrets", "my-vcluster-certs", !c.noSecretUpdate},
 				{"delete", "secrets", "my-vcluster-certs", true},
 				{"get", "pods", pod, true},
@@ -108,13 +117,20 @@ func TestRBAC(t *testing.T) {
 				}
 			}
 
-			// certguard repair, with the init container's args from the values file.
 			dir, data := expiredPKI(t, ns, "my-vcluster")
 			before := manifest(t, dir)
 			kc, err := env.Kubeconfig(t.TempDir(), user, groups...)
 			if err != nil {
 				t.Fatal(err)
 			}
+
+			// certguard watch, with the sidecar's args from the values file, on the expired PKI.
+			checkWatch(t, kc, ns, dir, pod, c.addon)
+			if after := manifest(t, dir); !reflect.DeepEqual(before, after) {
+				t.Error("certguard watch changed the pki dir (its data mount is read-only in the values files)")
+			}
+
+			// certguard repair, with the init container's args from the values file.
 			repairEntry, _, _, _ := loadValues(t, valuesFiles[0])
 			args := append(strs(repairEntry, "args"), "--kubeconfig="+kc, "--namespace="+ns, "--pki-dir="+dir, "--pod-name="+pod)
 			r := runMeasured(t, nil, certguardBin, args...)
@@ -164,29 +180,20 @@ func TestRBAC(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			reqs, err := env.Requests(user)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var eventCodes []int
-			for _, q := range reqs {
-				if q.Verb == "create" && q.ObjectRef != nil && q.ObjectRef.Resource == "events" && q.ObjectRef.Namespace == ns {
-					eventCodes = append(eventCodes, q.ResponseStatus.Code)
-				}
-			}
+			codes := eventCreates(t, user, ns)
 			if c.addon {
 				if len(evs.Items) != 1 || evs.Items[0].InvolvedObject.Name != pod || evs.Items[0].Source.Component != "certguard" {
 					t.Errorf("want one CertificatesRepaired Event on pod %s from certguard, got %+v", pod, evs.Items)
 				}
-				if !reflect.DeepEqual(eventCodes, []int{201}) {
-					t.Errorf("%s's event creates answered %v, want [201]", user, eventCodes)
+				if len(codes) < 2 || slices.ContainsFunc(codes, func(c int) bool { return c != 201 }) {
+					t.Errorf("%s's Event creates (watch's, then repair's) answered %v, want 201s", user, codes)
 				}
 			} else {
 				if len(evs.Items) != 0 {
 					t.Errorf("an Event was recorded without events: create: %+v", evs.Items)
 				}
-				if !reflect.DeepEqual(eventCodes, []int{403}) {
-					t.Errorf("%s's event creates answered %v, want one 403", user, eventCodes)
+				if len(codes) < 2 || slices.ContainsFunc(codes, func(c int) bool { return c != 403 }) {
+					t.Errorf("%s's Event creates (watch's, then repair's) answered %v, want 403s", user, codes)
 				}
 				if !strings.Contains(r.stderr, "cannot record Events") {
 					t.Errorf("no warning about the missing permission:\n%s", r.stderr)
@@ -244,4 +251,121 @@ func withoutVerb(rules []rbacv1.PolicyRule, res, verb string) []rbacv1.PolicyRul
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// eventCreates returns the status codes of every Event create by user in ns, in order.
+func eventCreates(t *testing.T, user, ns string) []int {
+	t.Helper()
+	reqs, err := env.Requests(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []int
+	for _, q := range reqs {
+		if q.Verb == "create" && q.ObjectRef != nil && q.ObjectRef.Resource == "events" && q.ObjectRef.Namespace == ns {
+			codes = append(codes, q.ResponseStatus.Code)
+		}
+	}
+	return codes
+}
+
+// checkWatch runs certguard watch as the service account with the sidecar's args from the
+// values file (listening on loopback, restarts in --dry-run), scrapes its metrics once it has
+// read both sources, and stops it: the metrics the add-on chart's alerts use are there, and the
+// Secret was readable with the RBAC under test.
+func checkWatch(t *testing.T, kubeconfig, ns, dir, pod string, events bool) {
+	t.Helper()
+	_, watchEntry, _, _ := loadValues(t, valuesFiles[1])
+	addr := freeAddr(t)
+	args := append(strs(watchEntry, "args"), "--kubeconfig="+kubeconfig, "--namespace="+ns, "--pki-dir="+dir,
+		"--pod-name="+pod, "--listen="+addr, "--dry-run")
+	cmd := exec.Command(certguardBin, args...)
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "KUBECONFIG=") && !strings.HasPrefix(e, "CERTGUARD_") {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("certguard watch stopped with %v:\n%s", err, stderr.String())
+			}
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Errorf("certguard watch did not stop on SIGTERM:\n%s", stderr.String())
+		}
+	}
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}()
+
+	var metrics string
+	deadline := time.Now().Add(20 * time.Second)
+	for metrics == "" {
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatalf("certguard watch never became ready on %s:\n%s", addr, stderr.String())
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("certguard %s: exited: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if ready, err := http.Get("http://" + addr + "/readyz"); err == nil {
+			ready.Body.Close()
+			if ready.StatusCode == http.StatusOK {
+				resp, err := http.Get("http://" + addr + "/metrics")
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				metrics = string(b)
+			}
+		}
+	}
+	// Events are recorded after the first read: give them a moment before stopping.
+	for end := time.Now().Add(5 * time.Second); len(eventCreates(t, "system:serviceaccount:"+ns+":vc-my-vcluster", ns)) == 0 && time.Now().Before(end); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop()
+
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^x509_source_up\{source_kind="file",[^}]*\} 1$`),
+		regexp.MustCompile(`(?m)^x509_source_up\{source_kind="secret",source_name="` + ns + `/my-vcluster-certs"\} 1$`),
+		regexp.MustCompile(`(?m)^x509_cert_not_after\{[^}]*filename="server\.crt"[^}]*\} \S+$`),
+		regexp.MustCompile(`(?m)^x509_cert_expired\{[^}]*filename="server\.crt"[^}]*\} 1$`),
+		regexp.MustCompile(`(?m)^x509_cert_expired\{[^}]*secret_key="server\.crt"[^}]*\} 1$`),
+		regexp.MustCompile(`(?m)^certguard_disk_secret_drift 0$`),
+	} {
+		if !want.MatchString(metrics) {
+			t.Errorf("certguard watch's metrics lack %s", want)
+		}
+	}
+	if strings.Contains(stderr.String(), "forbidden") != !events {
+		t.Errorf("certguard watch's log (events: create granted: %v):\n%s", events, stderr.String())
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
