@@ -3,6 +3,7 @@ package charts_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -340,6 +342,17 @@ func checkWatch(t *testing.T, kubeconfig, ns, dir, pod string, events bool) {
 	// Events are recorded after the first read: give them a moment before stopping.
 	for end := time.Now().Add(5 * time.Second); len(eventCreates(t, "system:serviceaccount:"+ns+":vc-my-vcluster", ns)) == 0 && time.Now().Before(end); {
 		time.Sleep(100 * time.Millisecond)
+	}
+	// Its peak RSS so far against the sidecar's memory limit in the values file.
+	if status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)); err == nil {
+		if m := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindSubmatch(status); m != nil {
+			kib, _ := strconv.ParseInt(string(m[1]), 10, 64)
+			limit := resource.MustParse(str(watchEntry, "resources", "limits", "memory"))
+			t.Logf("certguard watch: peak RSS %.1f MiB (limit %s)", float64(kib)/1024, limit.String())
+			if kib<<10 >= limit.Value()/2 {
+				t.Errorf("certguard watch peaked at %d KiB, more than half its memory limit %s", kib, limit.String())
+			}
+		}
 	}
 	stop()
 
