@@ -592,3 +592,35 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// TestHalfRepair_StillFails shows why certguard removes the k0s leaves from the disk AND the
+// Secret (research §5): either half alone leaves the expired leaves in place at the next start,
+// and the harness sees the same failure as #2628. A certguard that did only half would fail here.
+func TestHalfRepair_StillFails(t *testing.T) {
+	t.Parallel()
+	t.Run("disk-only", func(t *testing.T) {
+		// vcluster's downloadCertsFromSecret writes them back.
+		t.Parallel()
+		s := newScenario(t, expiredLeaves())
+		for _, f := range K0sFiles {
+			if err := os.Remove(filepath.Join(s.node.PKIDir(), f)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.bootFails(expiredText)
+	})
+	t.Run("secret-only", func(t *testing.T) {
+		// k0s keeps the expired files on disk, and UpdateSecretWithK0sCerts puts them back.
+		t.Parallel()
+		s := newScenario(t, expiredLeaves())
+		data := s.secretData()
+		for _, f := range K0sFiles {
+			delete(data, f)
+		}
+		s.putSecret(data)
+		s.bootFails(expiredText)
+		if !bytes.Equal(s.secretData()["server.crt"], s.pki.Files["server.crt"]) {
+			t.Error("UpdateSecretWithK0sCerts did not put the expired server.crt back into the Secret")
+		}
+	})
+}
