@@ -178,6 +178,19 @@ func (n *Node) Boot(ctx context.Context, timeout time.Duration) (_ *ControlPlane
 		return nil, err
 	}
 	cp := &ControlPlane{PKIDir: n.PKIDir(), release: release, Waited: time.Since(waitStart)}
+	n.mu.Lock()
+	n.boots++
+	nr := n.boots
+	n.mu.Unlock()
+	if err := os.MkdirAll(n.LogDir, 0o700); err != nil {
+		release()
+		return nil, err
+	}
+	if n.trace, err = os.Create(filepath.Join(n.LogDir, fmt.Sprintf("boot-%d-model.log", nr))); err != nil {
+		release()
+		return nil, err
+	}
+	defer func() { n.trace.Close(); n.trace = nil }()
 	start := time.Now()
 	defer func() {
 		if err != nil {
@@ -191,18 +204,6 @@ func (n *Node) Boot(ctx context.Context, timeout time.Duration) (_ *ControlPlane
 			n.tracef("boot failed after %s: %v", be.Took, err)
 		}
 	}()
-	n.mu.Lock()
-	n.boots++
-	nr := n.boots
-	n.mu.Unlock()
-	if err := os.MkdirAll(n.LogDir, 0o700); err != nil {
-		return nil, err
-	}
-	if n.trace, err = os.Create(filepath.Join(n.LogDir, fmt.Sprintf("boot-%d-model.log", nr))); err != nil {
-		return nil, err
-	}
-	defer func() { n.trace.Close(); n.trace = nil }()
-
 	deadline := start.Add(timeout)
 	if cp.Ports, err = freePorts(); err != nil {
 		return nil, err
