@@ -47,7 +47,8 @@ func (e *Eventer) Next(r *pki.Report) []Event {
 	var okCount int
 	var soonest *pki.File
 	for _, f := range r.Files {
-		if f.Cert == nil || f.Role == pki.RoleUnknown || f.Role == pki.RoleK0sRenewed || f.Role == pki.RoleKubeconfig || f.Role == pki.RoleCACopy {
+		// Kubeconfigs embed the same certificates as the .crt files: one Event per certificate.
+		if f.Cert == nil || strings.HasSuffix(f.Path, ".conf") || f.Role == pki.RoleUnknown || f.Role == pki.RoleK0sRenewed || f.Role == pki.RoleCACopy {
 			continue
 		}
 		prev, known := e.seen[f.Path]

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/certguard/certguard/pki"
@@ -25,6 +27,7 @@ type Dir struct {
 
 	w       *fsnotify.Watcher
 	watched map[string]bool
+	mu      sync.Mutex // guards store: Run updates it while the sidecar reads it
 	store   pki.Store
 	dirty   map[string]bool
 	rescan  bool
@@ -44,8 +47,14 @@ func NewDir(path string, debounce time.Duration, log *slog.Logger) (*Dir, error)
 // Close stops watching.
 func (d *Dir) Close() error { return d.w.Close() }
 
-// Store is the current content of the dir.
-func (d *Dir) Store() pki.Store { return d.store }
+// Store is a copy of the current content of the dir.
+func (d *Dir) Store() pki.Store {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := d.store
+	st.Files, st.Errors = maps.Clone(st.Files), maps.Clone(st.Errors)
+	return st
+}
 
 // Run forwards a signal on changed after each debounced burst of events, until done closes.
 func (d *Dir) Run(done <-chan struct{}, changed chan<- struct{}, onErr func(error)) {
@@ -106,6 +115,8 @@ func (d *Dir) note(ev fsnotify.Event) {
 
 // flush reads what is stale and brings the set of watches up to date.
 func (d *Dir) flush() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.rescan {
 		// Watches first, then the read: a file created in between is seen by one or the other.
 		d.syncWatches()

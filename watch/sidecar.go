@@ -49,13 +49,14 @@ type Sidecar struct {
 	Ready chan struct{}
 	Addr  string
 
-	metrics  *Metrics
-	eventer  Eventer
-	said     string // the last restart decision logged, to log each one once
-	ready    atomic.Bool
-	mu       sync.Mutex
-	secret   *pki.Secret
-	secretOK bool
+	metrics    *Metrics
+	eventer    Eventer
+	said       string // the last restart decision logged, to log each one once
+	ready      atomic.Bool
+	mu         sync.Mutex
+	secret     *pki.Secret
+	secretOK   bool
+	secretSeen bool // the Secret watch has answered once, with the Secret or an error
 }
 
 // Run serves until ctx ends.
@@ -97,12 +98,12 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	if s.Secrets != nil {
 		go s.Secrets.Watch(ctx, func(sec *pki.Secret) {
 			s.mu.Lock()
-			s.secret, s.secretOK = sec, true
+			s.secret, s.secretOK, s.secretSeen = sec, true, true
 			s.mu.Unlock()
 			notify(secretCh)
 		}, func(err error) {
 			s.mu.Lock()
-			s.secretOK = false
+			s.secretOK, s.secretSeen = false, true
 			s.mu.Unlock()
 			s.metrics.Errors.WithLabelValues("secret_unreadable").Inc()
 			s.Log.Warn("watching the Secret", "err", err)
@@ -128,8 +129,10 @@ func (s *Sidecar) Run(ctx context.Context) error {
 			reread = true
 		case <-timer.C:
 		}
-		timer.Reset(s.refresh(ctx, dir.Store(), reread))
-		if s.ready.CompareAndSwap(false, true) && s.Ready != nil {
+		sleep, seen := s.refresh(ctx, dir.Store(), reread)
+		timer.Reset(sleep)
+		// Ready once a refresh has used both sources: the first scrape then shows both.
+		if seen && s.ready.CompareAndSwap(false, true) && s.Ready != nil {
 			close(s.Ready)
 		}
 	}
@@ -143,11 +146,11 @@ func notify(ch chan struct{}) {
 }
 
 // refresh recomputes everything from the two stores at one instant and returns how long to sleep
-// until the next time-based transition.
-func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) time.Duration {
+// until the next time-based transition, and whether the Secret had been read.
+func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (time.Duration, bool) {
 	now := s.Now()
 	s.mu.Lock()
-	secret, secretOK := s.secret, s.secretOK
+	secret, secretOK, seen := s.secret, s.secretOK, s.secretSeen || s.Secrets == nil
 	s.mu.Unlock()
 	secStore := pki.FromSecret(secret)
 	eff := pki.Inspect(disk, secStore, now, s.RenewBefore)
@@ -209,7 +212,7 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) time
 	if dec.Now {
 		s.restart(ctx, now, dec)
 	}
-	return s.sleep(eff, now, dec)
+	return s.sleep(eff, now, dec), seen
 }
 
 // restart records the restart on the Secret, then deletes the pod. No record, no restart: the

@@ -1,0 +1,140 @@
+package watch
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certguard/certguard/pki"
+	"github.com/certguard/certguard/pki/pkigen"
+)
+
+const day = 24 * time.Hour
+
+// Sat 2026-11-28 is a Saturday.
+var sat = time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
+
+func TestWindow(t *testing.T) {
+	cases := []struct {
+		spec string
+		at   time.Time
+		in   bool
+		next time.Time
+	}{
+		{"Sat 02:00-04:00", sat.Add(3 * time.Hour), true, sat.Add(3 * time.Hour)},
+		{"Sat 02:00-04:00", sat.Add(4 * time.Hour), false, sat.Add(7*day + 2*time.Hour)},
+		{"Sat 02:00-04:00", sat.Add(-day), false, sat.Add(2 * time.Hour)},
+		{"Sat 02:00-04:00", sat.Add(2 * time.Hour), true, sat.Add(2 * time.Hour)},
+		{"Mon-Fri 01:00-02:00", sat.Add(90 * time.Minute), false, sat.Add(2*day + time.Hour)},
+		{"Fri-Mon 01:00-02:00", sat.Add(day + 90*time.Minute), true, sat.Add(day + 90*time.Minute)},
+		{"Sat,Sun 23:00-01:00", sat.Add(day + 30*time.Minute), true, sat.Add(day + 30*time.Minute)}, // Saturday's window, past midnight
+		{"03:00-04:00", sat.Add(5 * time.Hour), false, sat.Add(day + 3*time.Hour)},
+	}
+	for _, c := range cases {
+		w, err := ParseWindow(c.spec, time.UTC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := w.Contains(c.at); got != c.in {
+			t.Errorf("%q contains %s = %v, want %v", c.spec, c.at, got, c.in)
+		}
+		if got := w.Next(c.at); !got.Equal(c.next) {
+			t.Errorf("%q next after %s = %s, want %s", c.spec, c.at, got, c.next)
+		}
+	}
+	for _, bad := range []string{"Sat", "Sat 2-4", "Someday 02:00-04:00", "Sat 02:00-25:00", "a b c"} {
+		if _, err := ParseWindow(bad, time.UTC); err == nil {
+			t.Errorf("ParseWindow(%q) accepted", bad)
+		}
+	}
+	if w, err := ParseWindow("", time.UTC); w != nil || err != nil {
+		t.Errorf("empty window = %v, %v", w, err)
+	}
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	w, _ := ParseWindow("Sat 02:00-04:00", berlin)
+	if !w.Contains(sat.Add(2 * time.Hour)) { // 03:00 in Berlin in winter
+		t.Error("time zone ignored")
+	}
+}
+
+func report(t *testing.T, k0sIssued time.Time, now time.Time) *pki.Report {
+	t.Helper()
+	p, err := pkigen.Generate(pkigen.Options{Now: now, K0sIssued: k0sIssued})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := pki.Store{Source: pki.SourceDisk, Present: true, Files: p.Files}
+	return pki.Inspect(disk, pki.FromSecret(&pki.Secret{Data: p.SecretData()}), now, 120*day)
+}
+
+func TestRestartDecision(t *testing.T) {
+	window, _ := ParseWindow("Sat 02:00-04:00", time.UTC)
+	pol := RestartPolicy{Before: 30 * day, Window: window, MinInterval: day, MaxSkew: 5 * time.Minute}
+	inWindow := sat.Add(3 * time.Hour)
+	// Leaves issued 350 days before: they expire in ~15 days, inside --restart-before.
+	soon := report(t, inWindow.Add(-350*day), inWindow)
+	later := report(t, inWindow.Add(-100*day), inWindow)
+	future := report(t, inWindow.Add(time.Hour), inWindow)
+	cases := []struct {
+		name   string
+		pol    RestartPolicy
+		in     RestartInput
+		now    bool
+		reason string
+	}{
+		{"due and in the window", pol, RestartInput{Now: inWindow, Report: soon}, true, "restarting"},
+		{"due, outside the window", pol, RestartInput{Now: inWindow.Add(2 * time.Hour), Report: soon}, false, "next window"},
+		{"not due yet", pol, RestartInput{Now: inWindow, Report: later}, false, "not within"},
+		{"no window configured", RestartPolicy{Before: 30 * day}, RestartInput{Now: inWindow, Report: soon}, false, "never restarts"},
+		{"restarted an hour ago", pol, RestartInput{Now: inWindow, Report: soon, LastRestart: inWindow.Add(-time.Hour)}, false, "last restart"},
+		{"restarted two days ago", pol, RestartInput{Now: inWindow, Report: soon, LastRestart: inWindow.Add(-2 * day)}, true, "restarting"},
+		{"last repair unfinished", pol, RestartInput{Now: inWindow, Report: soon, RepairFailed: "20261101T000000Z"}, false, "did not finish"},
+		{"clock off the API server", pol, RestartInput{Now: inWindow, Report: soon, ClockSkew: time.Hour, SkewKnown: true}, false, "clock"},
+		{"certificate from the future", pol, RestartInput{Now: inWindow, Report: future}, false, "not within"},
+		{"sources unreadable", pol, RestartInput{Now: inWindow, Report: soon, SourceErrors: []string{"Secret unreadable"}}, false, "could not be read"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := c.pol.Decide(c.in)
+			if d.Now != c.now || !strings.Contains(d.Why, c.reason) {
+				t.Fatalf("Decide = now %v, %q; want now %v, %q", d.Now, d.Why, c.now, c.reason)
+			}
+		})
+	}
+	// The planned time is the next window opening after the leaf comes within 30 days.
+	d := pol.Decide(RestartInput{Now: inWindow, Report: later})
+	if d.At.Weekday() != time.Saturday || d.At.Hour() != 2 || !d.At.After(d.Due) {
+		t.Fatalf("planned %s for due %s", d.At, d.Due)
+	}
+}
+
+func TestEventerDeduplicates(t *testing.T) {
+	now := sat
+	var e Eventer
+	e.Reminder = 6 * time.Hour
+	ok := report(t, now.Add(-30*day), now)
+	evs := e.Next(ok)
+	if len(evs) != 1 || evs[0].Reason != ReasonOK {
+		t.Fatalf("first healthy report: %+v", evs)
+	}
+	if evs := e.Next(ok); len(evs) != 0 {
+		t.Fatalf("same report again: %+v", evs)
+	}
+	due := report(t, now.Add(-300*day), now)
+	evs = e.Next(due)
+	if len(evs) != 6 || evs[0].Reason != ReasonWarning || !strings.Contains(evs[0].Message, "will expire within 64 days at") {
+		t.Fatalf("leaves turned due: %d events %+v", len(evs), evs)
+	}
+	due.Now = now.Add(time.Hour)
+	if evs := e.Next(due); len(evs) != 0 {
+		t.Fatalf("an hour later: %+v", evs)
+	}
+	due.Now = now.Add(7 * time.Hour)
+	if evs := e.Next(due); len(evs) != 6 {
+		t.Fatalf("reminder after 7 h: %d", len(evs))
+	}
+	ok.Now = now.Add(8 * time.Hour)
+	if evs := e.Next(ok); len(evs) != 6 || evs[0].Reason != ReasonOK {
+		t.Fatalf("renewed: %+v", evs)
+	}
+}
