@@ -20,8 +20,8 @@ const (
 	// RoleK0sLeaf is one of the 14 K0sFiles: signed by ca.crt (CN kubernetes), which k0s does not
 	// count as its own, so k0s re-signs them only when they are missing. These get stuck.
 	RoleK0sLeaf Role = "k0s-leaf"
-	// RoleK0sRenewed is a leaf issued by etcd-ca, a CN k0s treats as its own: re-issued on every
-	// k0s start, so its expiry never matters.
+	// RoleK0sRenewed is what k0s renews by itself: leaves issued by etcd-ca, a CN k0s treats as
+	// its own (re-issued on every start, so their expiry never matters), and etcd/jwt.
 	RoleK0sRenewed Role = "k0s-renewed"
 	// RoleVclusterLeaf is one of vcluster's own 10-year leaves: nothing regenerates it while ca.key
 	// exists; only a full reset renews it.
@@ -51,7 +51,9 @@ var layout = []entry{
 	{name: "server-ca", role: RoleCACopy, files: []string{".crt", ".key"}},
 	{name: "client-ca", role: RoleCACopy, files: []string{".crt", ".key"}},
 	{name: "sa", role: RoleKeyPair, files: []string{".key", ".pub"}},
-	{name: "etcd/jwt", role: RoleKeyPair, files: []string{".key", ".pub"}},
+	// etcd's JWT signing pair: k0s's Etcd.setupCerts → CreateKeyPair writes a new pair whenever
+	// either half is missing, and nothing outlives it (tokens last 10 minutes).
+	{name: "etcd/jwt", role: RoleK0sRenewed, files: []string{".key", ".pub"}},
 
 	{name: "server", role: RoleK0sLeaf, ca: "ca", files: []string{".crt", ".key"}},
 	{name: "k0s-api", role: RoleK0sLeaf, ca: "ca", files: []string{".crt", ".key"}},

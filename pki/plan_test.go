@@ -80,6 +80,15 @@ func TestBuildPlan(t *testing.T) {
 		{name: "Secret but no PKI on the volume: warned", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
 			return map[string][]byte{}, s
 		}, want: pki.DecideNothing, warning: "holds no PKI"},
+		{name: "half of etcd/jwt: k0s makes a new pair, leaves repaired", gen: expiredLeaves, mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			f["etcd/jwt.key"] = f["sa.key"] // found by the e2e harness: a crash between k0s's two writes
+			return f, s
+		}, want: pki.DecideLeaves},
+		{name: "half of sa: refused, new SA keys would break every token", gen: expiredLeaves, mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			delete(f, "sa.pub")
+			delete(s, "sa.pub")
+			return f, s
+		}, want: pki.DecideRefuse, refusal: "sa.pub is missing"},
 		{name: "expired etcd leaves are ignored: k0s re-issues them at every start", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
 			exp := genPKI(t, expiredLeaves) // expired, and signed by a foreign etcd CA on top
 			for _, k := range []string{"etcd/server.crt", "etcd/server.key", "etcd/peer.crt", "etcd/peer.key"} {
