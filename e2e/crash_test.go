@@ -85,7 +85,7 @@ func TestCrashSafety(t *testing.T) {
 							decision(r), r.Outcome.Resumed, r.Stderr)
 					}
 					s.boot()
-					t.Logf("killed at %s → converged, 0 bytes lost", stage)
+					t.Logf("killed at %s → converged, 0 bytes lost (strategy %s)", stage, c.strategy)
 				})
 			}
 		})
