@@ -99,21 +99,25 @@ export PKI NS SECRET
 
 R=$WORK/results.jsonl
 t() { "$TI" time -n "$N" -warmup "$WARMUP" -out "$R" "$@"; }
-repair=("$CG" repair --pki-dir "$PKI" --vcluster-name "$RELEASE" --namespace "$NS" --kubeconfig "$KC_CERTGUARD")
+# certguard reads $KUBECONFIG like kubectl does; each row's warm-up runs go as another user.
+repair=("$CG" repair --pki-dir "$PKI" --vcluster-name "$RELEASE" --namespace "$NS")
 
 log "sanity: one healthy repair, one shell check"
-"${repair[@]}" >&2
-KUBECONFIG=$KC_SHELL_WARM KUBECTL_CACHE_DIR=$WORK/kubectl-cache bash bench/shell-check.sh
+KUBECONFIG=$KC_SANITY "${repair[@]}" >&2
+KUBECONFIG=$KC_SANITY KUBECTL_CACHE_DIR=$WORK/kubectl-cache-sanity bash bench/shell-check.sh
 
 log "timing $N runs per row (+$WARMUP warm-up)"
 t -label "/bin/true (floor: fork+exec, timer's RSS)" -- /bin/true
 t -label "certguard version (process start only)" -- "$CG" version
 t -label "certguard check --no-secret (43 files, no API)" -- "$CG" check --no-secret --pki-dir "$PKI"
-t -label "certguard repair, healthy" -user certguard -- "${repair[@]}"
+KUBECONFIG=$KC_CERTGUARD \
+  t -label "certguard repair, healthy" -user certguard -warmup-env KUBECONFIG="$KC_CERTGUARD_WARMUP" -- "${repair[@]}"
 KUBECONFIG=$KC_SHELL_WARM KUBECTL_CACHE_DIR=$WORK/kubectl-cache \
-  t -label "shell: openssl+kubectl+jq, warm kubectl cache" -user shell-warm -- bash bench/shell-check.sh
+  t -label "shell: openssl+kubectl+jq, warm kubectl cache" -user shell-warm -warmup-env KUBECONFIG="$KC_SHELL_WARM_WARMUP" \
+  -- bash bench/shell-check.sh
 KUBECONFIG=$KC_SHELL_COLD \
-  t -label "shell: openssl+kubectl+jq, empty kubectl cache" -user shell-cold -fresh-env KUBECTL_CACHE_DIR -- bash bench/shell-check.sh
+  t -label "shell: openssl+kubectl+jq, empty kubectl cache" -user shell-cold -warmup-env KUBECONFIG="$KC_SHELL_COLD_WARMUP" \
+  -fresh-env KUBECTL_CACHE_DIR -- bash bench/shell-check.sh
 
 log "check --no-secret on 30, 300 and 3,000 certificates"
 for c in 30 300 3000; do

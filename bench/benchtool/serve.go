@@ -7,9 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -20,9 +22,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Users are the identities the benchmarks run as, one per row, so that the apiserver's audit log
-// tells each row's requests apart.
-var users = []string{"certguard", "shell-warm", "shell-cold"}
+// Users are the identities the benchmarks run as, one per row and one more for the row's warm-up
+// runs, so that the apiserver's audit log counts exactly the measured runs' requests.
+var users = []string{
+	"certguard", "certguard-warmup", "shell-warm", "shell-warm-warmup", "shell-cold", "shell-cold-warmup", "sanity",
+}
 
 const release = "bench"
 
@@ -74,7 +78,7 @@ func serve(args []string) error {
 		vars["KC_"+strings.ToUpper(strings.ReplaceAll(u, "-", "_"))] = kc
 	}
 	var b strings.Builder
-	for _, k := range []string{"NS", "RELEASE", "SECRET", "PKI", "KC_CERTGUARD", "KC_SHELL_WARM", "KC_SHELL_COLD"} {
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
 		fmt.Fprintf(&b, "%s=%q\n", k, vars[k])
 	}
 	if err := os.WriteFile(filepath.Join(*dir, "env"), []byte(b.String()), 0o600); err != nil {

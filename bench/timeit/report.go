@@ -106,7 +106,7 @@ func report(args []string, w io.Writer) error {
 		req := "0 (no API)"
 		if r.User != "" {
 			if u, ok := reqs[r.User]; ok {
-				req = fmt.Sprintf("%.2f", float64(u.Total)/float64(r.Warmup+len(r.Runs)))
+				req = fmt.Sprintf("%.2f", float64(u.Total)/float64(len(r.Runs)))
 				if seen[r.User] {
 					req += " (user shared: see breakdown)"
 				}
@@ -124,7 +124,7 @@ func report(args []string, w io.Writer) error {
 	}
 	if len(reqs) > 0 {
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "Requests the apiserver's audit log recorded per user (warm-up runs included):")
+		fmt.Fprintln(w, "Requests the apiserver's audit log recorded per user (the warm-up runs ran as <user>-warmup):")
 		for _, u := range slices.Sorted(maps.Keys(reqs)) {
 			ur := reqs[u]
 			var parts []string

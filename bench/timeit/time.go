@@ -42,6 +42,14 @@ func timeCmd(args []string) error {
 	n := fs.Int("n", 50, "measured runs")
 	warmup := fs.Int("warmup", 3, "unmeasured runs first (page cache, kubectl's discovery cache)")
 	user := fs.String("user", "", "apiserver user the command runs as, for the request count")
+	var warmupEnv []string
+	fs.Func("warmup-env", "NAME=VALUE set for the warm-up runs only (repeatable), e.g. another apiserver user's KUBECONFIG", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return errors.New("want NAME=VALUE")
+		}
+		warmupEnv = append(warmupEnv, v)
+		return nil
+	})
 	freshEnv := fs.String("fresh-env", "", "set this variable to a new empty directory before every run (outside the timing)")
 	expect := fs.Int("expect-exit", 0, "the exit status every run must have")
 	outPath := fs.String("out", "", "file to append the JSON row to (required)")
@@ -74,6 +82,9 @@ func timeCmd(args []string) error {
 	r := row{Label: *label, User: *user, Warmup: *warmup, Certs: *certs, Files: *files, LoadBefore: loadavg()}
 	for i := 0; i < *warmup+*n; i++ {
 		env := os.Environ()
+		if i < *warmup {
+			env = append(env, warmupEnv...)
+		}
 		var fresh string
 		if *freshEnv != "" {
 			if fresh, err = os.MkdirTemp("", "benchtool-fresh-"); err != nil {
