@@ -88,7 +88,7 @@ func (x *Executor) Apply(ctx context.Context, p Plan, s *Secret) (string, error)
 	}
 	dir, err := x.backup(p, s)
 	if err != nil {
-		return "", fmt.Errorf("write backup: %w", err)
+		return "", fmt.Errorf("write backup: %w%s; nothing was changed", err, diskHint(err))
 	}
 	x.Log.Info("backup written", "dir", dir)
 	if err := x.fail("after-backup"); err != nil {
@@ -429,4 +429,17 @@ func ReadBackupState(backupDir string) (BackupState, error) {
 		}
 	}
 	return st, nil
+}
+
+// diskHint says what to do about the disk errors a user can fix.
+func diskHint(err error) string {
+	switch {
+	case errors.Is(err, syscall.ENOSPC):
+		return " (the data volume is full: free space on it or grow it, then restart the pod)"
+	case errors.Is(err, syscall.EROFS):
+		return " (the data volume is mounted read-only into this container: mount it read-write)"
+	case errors.Is(err, fs.ErrPermission):
+		return " (permission denied: the init container must run as root, securityContext.runAsUser: 0)"
+	}
+	return ""
 }

@@ -175,8 +175,9 @@ func BuildPlan(r *Report, pol Policy) Plan {
 		p.Why = append(leafWhy, "the CAs are good: remove the 14 k0s leaf files so that k0s re-signs them with the same CA on boot")
 		if len(keptBroken) > 0 {
 			p.Decision = DecideRefuse
-			p.Refusal = keptBroken[0] + ": k0s does not regenerate it, so a leaf repair would not make the cluster boot; " +
-				"restore it from a backup under the backup dir, or rerun with --strategy full to reset the PKI"
+			p.Refusal = keptBroken[0] + ": a leaf repair does not fix it (k0s keeps vcluster's leaves as they are, and would replace a " +
+				"half-missing sa pair with new keys that break every service-account token); restore it from a backup under the " +
+				"backup dir, or rerun with --strategy full to reset the PKI"
 			return p
 		}
 	default:

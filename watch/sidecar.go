@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -132,8 +133,13 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		sleep, seen := s.refresh(ctx, dir.Store(), reread)
 		timer.Reset(sleep)
 		// Ready once a refresh has used both sources: the first scrape then shows both.
-		if seen && s.ready.CompareAndSwap(false, true) && s.Ready != nil {
-			close(s.Ready)
+		if seen && s.ready.CompareAndSwap(false, true) {
+			// Start-up (client setup, the first reads) leaves garbage the sidecar never needs
+			// again: hand it back now rather than keep it resident for months.
+			debug.FreeOSMemory()
+			if s.Ready != nil {
+				close(s.Ready)
+			}
 		}
 	}
 }
