@@ -8,8 +8,8 @@ import (
 	"github.com/certguard/certguard/pki"
 )
 
-// TestEtcdJWTHalfMissing_LeavesExpired_RepairBoots shows a certguard bug (kept failing on
-// purpose until certguard is fixed; see the "certguard" subtest).
+// TestEtcdJWTHalfMissing_LeavesExpired_RepairBoots is the regression test of a bug this harness
+// found in certguard (fixed: etcd/jwt is now a pair k0s renews by itself, pki/layout.go).
 //
 // k0s's Etcd.setupCerts (pkg/component/controller/etcd.go) calls CreateKeyPair("etcd/jwt"), which
 // writes a new pair whenever either half is missing (pkg/certificate/manager.go CreateKeyPair);
@@ -17,8 +17,8 @@ import (
 // enable etcd auth). CreateKeyPair writes jwt.key, then jwt.pub: a pod killed between the two
 // leaves jwt.key alone, and the next start is where certguard runs.
 //
-// certguard treats etcd/jwt like sa.* (RoleKeyPair, pki/layout.go) and, when the k0s leaves are
-// due at the same time, refuses the leaf repair with exit 3 ("k0s does not regenerate it, so a
+// certguard treated etcd/jwt like sa.* (RoleKeyPair, pki/layout.go) and, when the k0s leaves were
+// due at the same time, refused the leaf repair with exit 3 ("k0s does not regenerate it, so a
 // leaf repair would not make the cluster boot"): the init container fails, the pod never starts,
 // and the advice given (restore a backup or --strategy full) would replace the CA for nothing.
 // The "by-hand" subtest shows that the leaf repair certguard refuses does make this cluster boot.
