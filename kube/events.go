@@ -7,9 +7,7 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Event reasons. The expiry ones are k3s's, so existing alerting on them keeps working.
@@ -42,18 +40,17 @@ func (e *Events) Emit(ctx context.Context, eventType, reason, message string) {
 	if r := []rune(message); len(r) > maxEventMessageRunes {
 		message = string(r[:maxEventMessageRunes-1]) + "…"
 	}
-	now := metav1.NewTime(time.Now())
-	ev := &corev1.Event{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: e.Pod + ".", Namespace: e.Namespace},
-		InvolvedObject: corev1.ObjectReference{
-			APIVersion: "v1", Kind: "Pod", Namespace: e.Namespace, Name: e.Pod,
-		},
-		Reason: reason, Message: message, Type: eventType,
-		Source:         corev1.EventSource{Component: eventSource},
-		FirstTimestamp: now, LastTimestamp: now, Count: 1,
-		ReportingController: eventSource, ReportingInstance: e.Pod,
-	}
-	err := e.Client.createEvent(ctx, ev)
+	now := time.Now().UTC().Format(time.RFC3339)
+	ref := map[string]string{"apiVersion": "v1", "kind": "Pod", "namespace": e.Namespace, "name": e.Pod}
+	err := e.Client.create(ctx, e.Namespace, "events", map[string]any{
+		"apiVersion": "v1", "kind": "Event",
+		"metadata":       meta{GenerateName: e.Pod + ".", Namespace: e.Namespace},
+		"involvedObject": ref,
+		"reason":         reason, "message": message, "type": eventType,
+		"source":         map[string]string{"component": eventSource},
+		"firstTimestamp": now, "lastTimestamp": now, "count": 1,
+		"reportingComponent": eventSource, "reportingInstance": e.Pod,
+	})
 	switch {
 	case err == nil:
 	case apierrors.IsForbidden(err):

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/certguard/certguard/pki"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -22,7 +21,7 @@ type SecretStore struct {
 	Retry time.Duration
 
 	mu   sync.Mutex
-	last *corev1.Secret // the object Get returned, so that an update keeps labels and owners
+	last *secret // what Get returned, so that an update writes back the server's own object
 }
 
 var _ pki.SecretAPI = (*SecretStore)(nil)
@@ -56,24 +55,20 @@ func (s *SecretStore) Get(ctx context.Context) (*pki.Secret, error) {
 }
 
 // RemoveKeys removes keys in one Update carrying the resourceVersion that was read, so a
-// concurrent writer makes it fail with a Conflict instead of being overwritten.
+// concurrent writer makes it fail with a Conflict instead of being overwritten. The same write
+// records the repair on the Secret, for `certguard fleet` and the sidecar.
 func (s *SecretStore) RemoveKeys(ctx context.Context, sec *pki.Secret, keys []string) error {
 	s.mu.Lock()
 	obj := s.last
 	s.mu.Unlock()
-	if obj == nil || string(obj.UID) != sec.UID || obj.ResourceVersion != sec.ResourceVersion {
+	if obj == nil || obj.Metadata.UID != sec.UID || obj.Metadata.ResourceVersion != sec.ResourceVersion {
 		return fmt.Errorf("secret %s: %w", s.ref(), pki.ErrSecretChanged)
 	}
-	obj = obj.DeepCopy()
-	for _, k := range keys {
-		delete(obj.Data, k)
+	body, err := obj.edited(keys, map[string]string{pki.LastRepairAnnotation: time.Now().UTC().Format(time.RFC3339) + " leaves"})
+	if err != nil {
+		return err
 	}
-	if obj.Annotations == nil {
-		obj.Annotations = map[string]string{}
-	}
-	// Recorded in the same write, for `certguard fleet` and the sidecar's restart guard.
-	obj.Annotations[pki.LastRepairAnnotation] = time.Now().UTC().Format(time.RFC3339) + " leaves"
-	updated, err := s.Client.updateSecret(ctx, obj)
+	updated, err := s.Client.updateSecret(ctx, s.Namespace, s.Name, body)
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		return fmt.Errorf("secret %s: %w", s.ref(), pki.ErrSecretChanged)
 	}
@@ -89,9 +84,7 @@ func (s *SecretStore) RemoveKeys(ctx context.Context, sec *pki.Secret, keys []st
 // Delete deletes the Secret with UID and resourceVersion preconditions.
 func (s *SecretStore) Delete(ctx context.Context, sec *pki.Secret) error {
 	uid := types.UID(sec.UID)
-	err := s.Client.deleteSecret(ctx, s.Namespace, s.Name, &metav1.DeleteOptions{
-		Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &sec.ResourceVersion},
-	})
+	err := s.Client.delete(ctx, s.Namespace, "secrets", s.Name, &metav1.Preconditions{UID: &uid, ResourceVersion: &sec.ResourceVersion})
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil
@@ -106,7 +99,7 @@ func (s *SecretStore) Delete(ctx context.Context, sec *pki.Secret) error {
 // ServerTime is the API server's clock.
 func (s *SecretStore) ServerTime() time.Time { return s.Client.ServerTime() }
 
-func toPKI(s *corev1.Secret) *pki.Secret {
-	return &pki.Secret{Namespace: s.Namespace, Name: s.Name, UID: string(s.UID), ResourceVersion: s.ResourceVersion,
-		Annotations: s.Annotations, Data: s.Data}
+func toPKI(s *secret) *pki.Secret {
+	return &pki.Secret{Namespace: s.Metadata.Namespace, Name: s.Metadata.Name, UID: s.Metadata.UID,
+		ResourceVersion: s.Metadata.ResourceVersion, Annotations: s.Metadata.Annotations, Data: s.Data}
 }

@@ -78,9 +78,12 @@ func namespace(t *testing.T) string {
 }
 
 func createSecret(t *testing.T, ns string, data map[string][]byte) *corev1.Secret {
+	ctrl := true
 	s, err := env.Client.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "vc-certs", Labels: map[string]string{"app": "vcluster", "vcluster-name": "vc"}},
-		Data:       data,
+		ObjectMeta: metav1.ObjectMeta{Name: "vc-certs", Labels: map[string]string{"app": "vcluster", "vcluster-name": "vc"},
+			Annotations:     map[string]string{"keep": "me"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: "vc", UID: "0d3a", Controller: &ctrl}}},
+		Data: data,
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -117,8 +120,13 @@ func TestRemoveKeysInOneUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := env.Client.CoreV1().Secrets(ns).Get(ctx, "vc-certs", metav1.GetOptions{})
-	if len(got.Data) != 1 || got.Labels["vcluster-name"] != "vc" {
-		t.Fatalf("after RemoveKeys: %d keys, labels %v", len(got.Data), got.Labels)
+	// certguard writes back the server's own object: nothing but the keys and its annotation changes.
+	if len(got.Data) != 1 || got.Labels["vcluster-name"] != "vc" || got.Annotations["keep"] != "me" ||
+		len(got.OwnerReferences) != 1 || got.OwnerReferences[0].UID != "0d3a" || got.Type != corev1.SecretTypeOpaque {
+		t.Fatalf("after RemoveKeys: %d keys, labels %v, annotations %v, owners %v", len(got.Data), got.Labels, got.Annotations, got.OwnerReferences)
+	}
+	if !strings.HasSuffix(got.Annotations[pki.LastRepairAnnotation], " leaves") {
+		t.Fatalf("last-repair annotation %q", got.Annotations[pki.LastRepairAnnotation])
 	}
 	reqs, err := env.Requests(name)
 	if err != nil {
@@ -233,5 +241,49 @@ func TestEventsBestEffort(t *testing.T) {
 	}
 	if len(list.Items) != 1 || list.Items[0].Reason != kube.ReasonRepaired || list.Items[0].InvolvedObject.Name != "vc-0" {
 		t.Fatalf("events = %+v", list.Items)
+	}
+}
+
+func TestWatchFollowsTheSecret(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := namespace(t)
+	c, _ := user(t, ns, []string{"get", "list", "watch"}, false)
+	seen := make(chan string, 20)
+	go (&kube.SecretStore{Client: c, Namespace: ns, Name: "vc-certs"}).Watch(ctx, func(s *pki.Secret) {
+		if s == nil {
+			seen <- "absent"
+			return
+		}
+		seen <- string(s.Data["v"])
+	}, func(err error) { seen <- "error: " + err.Error() })
+	expect := func(want string) {
+		t.Helper()
+		select {
+		case got := <-seen:
+			if got != want {
+				t.Fatalf("saw %q, want %q", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("nothing seen, want %q", want)
+		}
+	}
+	expect("absent")
+	createSecret(t, ns, map[string][]byte{"v": []byte("1")})
+	expect("1")
+	s, _ := env.Client.CoreV1().Secrets(ns).Get(ctx, "vc-certs", metav1.GetOptions{})
+	s.Data["v"] = []byte("2")
+	env.Client.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
+	expect("2")
+	env.Client.CoreV1().Secrets(ns).Delete(ctx, "vc-certs", metav1.DeleteOptions{})
+	expect("absent")
+	createSecret(t, ns, map[string][]byte{"v": []byte("3")})
+	expect("3")
+	// A Secret of another name in the namespace is not this one.
+	env.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "other"}}, metav1.CreateOptions{})
+	select {
+	case got := <-seen:
+		t.Fatalf("saw %q for another Secret", got)
+	case <-time.After(500 * time.Millisecond):
 	}
 }

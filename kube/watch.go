@@ -2,16 +2,17 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/certguard/certguard/pki"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/watch"
 )
 
 // Watch calls fn with the Secret (nil while it does not exist) once at start and after every
@@ -22,13 +23,19 @@ func (s *SecretStore) Watch(ctx context.Context, fn func(*pki.Secret), onErr fun
 	sel := fields.OneTermEqualSelector("metadata.name", s.Name).String()
 	wait := time.Second
 	for ctx.Err() == nil {
-		rv, err := s.listOnce(ctx, sel, fn)
+		list, err := s.Client.listSecrets(ctx, s.Namespace, sel, 0, "")
 		if err == nil {
-			err = s.watchFrom(ctx, sel, rv, fn)
+			if len(list.Items) == 0 {
+				fn(nil)
+			} else {
+				fn(toPKI(&list.Items[0]))
+			}
+			err = s.watchFrom(ctx, sel, list.Metadata.ResourceVersion, fn)
 			if err == nil {
-				wait = time.Second
 				continue
 			}
+		} else {
+			err = Explain(err, "list", "Secret "+s.ref())
 		}
 		if ctx.Err() != nil {
 			return
@@ -43,55 +50,57 @@ func (s *SecretStore) Watch(ctx context.Context, fn func(*pki.Secret), onErr fun
 	}
 }
 
-func (s *SecretStore) listOnce(ctx context.Context, sel string, fn func(*pki.Secret)) (string, error) {
-	var list corev1.SecretList
-	err := s.Client.rc.Get().Namespace(s.Namespace).Resource("secrets").
-		VersionedParams(&metav1.ListOptions{FieldSelector: sel}, s.Client.params).Do(ctx).Into(&list)
-	if err != nil {
-		return "", Explain(err, "list", "Secret "+s.ref())
-	}
-	if len(list.Items) == 0 {
-		fn(nil)
-	} else {
-		fn(toPKI(&list.Items[0]))
-	}
-	return list.ResourceVersion, nil
-}
+// errRelist ends a watch whose resourceVersion is too old (410 Gone): list again.
+var errRelist = errors.New("watch expired")
 
-// watchFrom follows changes until the server ends the watch (nil: watch again from the last
-// version) or an error says to list again.
+// watchFrom follows changes, watching again from the last version seen each time the server
+// ends a stream, until an error says to list again.
 func (s *SecretStore) watchFrom(ctx context.Context, sel, rv string, fn func(*pki.Secret)) error {
-	for {
-		w, err := s.Client.rc.Get().Namespace(s.Namespace).Resource("secrets").
-			VersionedParams(&metav1.ListOptions{Watch: true, FieldSelector: sel, ResourceVersion: rv, AllowWatchBookmarks: true}, s.Client.params).
-			Watch(ctx)
+	for ctx.Err() == nil {
+		stream, err := s.Client.watchSecrets(ctx, s.Namespace, sel, rv)
 		if err != nil {
 			return Explain(err, "watch", "Secret "+s.ref())
 		}
-		for ev := range w.ResultChan() {
-			switch ev.Type {
-			case watch.Added, watch.Modified:
-				if sec, ok := ev.Object.(*corev1.Secret); ok {
-					rv = sec.ResourceVersion
-					fn(toPKI(sec))
-				}
-			case watch.Deleted:
-				if sec, ok := ev.Object.(*corev1.Secret); ok {
-					rv = sec.ResourceVersion
-				}
-				fn(nil)
-			case watch.Bookmark:
-				if sec, ok := ev.Object.(*corev1.Secret); ok {
-					rv = sec.ResourceVersion
-				}
-			case watch.Error:
-				w.Stop()
-				return fmt.Errorf("watch Secret %s: %v", s.ref(), apierrors.FromObject(ev.Object))
-			}
-		}
-		w.Stop()
-		if ctx.Err() != nil {
+		rv, err = follow(stream, rv, fn)
+		stream.Close()
+		if errors.Is(err, errRelist) {
 			return nil
+		}
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("watch Secret %s: %w", s.ref(), err)
+		}
+	}
+	return nil
+}
+
+// follow decodes one watch stream and returns the last resourceVersion seen.
+func follow(stream io.Reader, rv string, fn func(*pki.Secret)) (string, error) {
+	dec := json.NewDecoder(stream)
+	for {
+		var ev watchEvent
+		if err := dec.Decode(&ev); err == io.EOF {
+			return rv, nil
+		} else if err != nil {
+			return rv, err
+		}
+		if ev.Type == "ERROR" {
+			var st metav1.Status
+			_ = json.Unmarshal(ev.Object, &st)
+			if st.Code == 410 {
+				return rv, errRelist
+			}
+			return rv, apierrors.FromObject(&st)
+		}
+		obj, err := decodeSecret(ev.Object)
+		if err != nil {
+			return rv, err
+		}
+		rv = obj.Metadata.ResourceVersion
+		switch ev.Type {
+		case "ADDED", "MODIFIED":
+			fn(toPKI(obj))
+		case "DELETED":
+			fn(nil)
 		}
 	}
 }
@@ -104,11 +113,11 @@ func (s *SecretStore) Annotate(ctx context.Context, key, value string) error {
 		if err != nil {
 			return Explain(err, "get", "Secret "+s.ref())
 		}
-		if obj.Annotations == nil {
-			obj.Annotations = map[string]string{}
+		body, err := obj.edited(nil, map[string]string{key: value})
+		if err != nil {
+			return err
 		}
-		obj.Annotations[key] = value
-		_, err = s.Client.updateSecret(ctx, obj)
+		_, err = s.Client.updateSecret(ctx, s.Namespace, s.Name, body)
 		if apierrors.IsConflict(err) && attempt == 0 {
 			continue
 		}
@@ -121,13 +130,12 @@ func (s *SecretStore) Annotate(ctx context.Context, key, value string) error {
 
 // DeletePod deletes a pod, on condition that it is still the one with this UID ("" = any).
 func DeletePod(ctx context.Context, c *Client, namespace, name, uid string) error {
-	opts := &metav1.DeleteOptions{}
+	var pre *metav1.Preconditions
 	if uid != "" {
 		u := types.UID(uid)
-		opts.Preconditions = &metav1.Preconditions{UID: &u}
+		pre = &metav1.Preconditions{UID: &u}
 	}
-	err := c.rc.Delete().Namespace(namespace).Resource("pods").Name(name).Body(opts).Do(ctx).Error()
-	if err != nil {
+	if err := c.delete(ctx, namespace, "pods", name, pre); err != nil {
 		return Explain(err, "delete", "Pod "+namespace+"/"+name)
 	}
 	return nil
