@@ -327,9 +327,9 @@ func loadSecret(dir string) (*Secret, error) {
 }
 
 // Unfinished lists the repairs that were started and neither finished nor abandoned, oldest
-// first, and removes partial backups: those were written before any change, so the originals
-// are all still in place.
-func (x *Executor) Unfinished() ([]Journal, error) {
+// first. With clean, it also removes partial backups: those were written before any change, so
+// the originals are all still in place.
+func (x *Executor) Unfinished(clean bool) ([]Journal, error) {
 	entries, err := os.ReadDir(x.BackupDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -341,6 +341,9 @@ func (x *Executor) Unfinished() ([]Journal, error) {
 	for _, e := range entries {
 		dir := filepath.Join(x.BackupDir, e.Name())
 		if base, ok := strings.CutSuffix(e.Name(), partialSuffix); ok && backupName.MatchString(base) {
+			if !clean {
+				continue
+			}
 			x.Log.Info("removing a partial backup of a run that was stopped before it changed anything", "dir", dir)
 			if err := os.RemoveAll(dir); err != nil {
 				return nil, err

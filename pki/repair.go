@@ -37,7 +37,7 @@ const maxAttempts = 3
 // Run does the repair. A Refused plan is not an error here: the caller decides the exit code.
 func (r *Repair) Run(ctx context.Context) (*Outcome, error) {
 	out := &Outcome{}
-	journals, err := r.Exec.Unfinished()
+	journals, err := r.Exec.Unfinished(!r.DryRun)
 	if err != nil {
 		return out, err
 	}
