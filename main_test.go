@@ -3,11 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"maps"
 	"net"
 	"os"
@@ -170,22 +167,13 @@ func (v *vc) assertUnchanged() {
 	}
 }
 
-func manifest(t *testing.T, dir string) map[string]string {
+// manifest is the SHA-256 of every file under dir, by relative path.
+func manifest(t testing.TB, dir string) map[string]string {
 	t.Helper()
-	m := map[string]string{}
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rel, _ := filepath.Rel(dir, p)
-		sum := sha256.Sum256(b)
-		m[filepath.ToSlash(rel)] = hex.EncodeToString(sum[:])
-		return nil
-	})
+	m, err := pkigen.Manifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return m
 }
 

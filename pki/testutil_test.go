@@ -1,12 +1,8 @@
 package pki_test
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"io"
-	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -75,26 +71,7 @@ func inspect(t testing.TB, dir string, secret map[string][]byte) *pki.Report {
 // manifest is the SHA-256 of every file under dir, by relative path.
 func manifest(t testing.TB, dir string) map[string]string {
 	t.Helper()
-	m := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if os.IsNotExist(err) && p == dir {
-				return fs.SkipAll
-			}
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		sum := sha256.Sum256(b)
-		m[filepath.ToSlash(rel)] = hex.EncodeToString(sum[:])
-		return nil
-	})
+	m, err := pkigen.Manifest(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

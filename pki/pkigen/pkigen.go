@@ -5,6 +5,10 @@
 package pkigen
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io/fs"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -430,4 +434,30 @@ func WriteDir(dir string, files map[string][]byte) error {
 		}
 	}
 	return nil
+}
+
+// Manifest is the SHA-256 of every file under dir by slash-separated relative path, to compare
+// a tree before and after; a missing dir has an empty manifest.
+func Manifest(dir string) (map[string]string, error) {
+	m := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && p == dir {
+				return fs.SkipAll
+			}
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		sum := sha256.Sum256(b)
+		m[filepath.ToSlash(rel)] = hex.EncodeToString(sum[:])
+		return nil
+	})
+	return m, err
 }
