@@ -93,7 +93,7 @@ func report(args []string, w io.Writer) error {
 		}
 	}
 
-	fmt.Fprintln(w, "| what | runs | median wall | p90 wall | median CPU | peak RSS | API requests per run | speed-up vs shell |")
+	fmt.Fprintln(w, "| what | runs | median wall | p90 wall | median CPU | peak RSS | API requests per run | speed-up vs shell: wall (CPU) |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
 	var scaling []row
 	seen := map[string]bool{}
@@ -116,8 +116,8 @@ func report(args []string, w io.Writer) error {
 			}
 		}
 		ratio := "–"
-		if base != nil && s.median > 0 {
-			ratio = fmt.Sprintf("%.1f×", base.median/s.median)
+		if base != nil && s.median > 0 && s.cpu > 0 {
+			ratio = fmt.Sprintf("%.1f× (%.1f×)", base.median/s.median, base.cpu/s.cpu)
 		}
 		fmt.Fprintf(w, "| %s | %d | %.1f ms | %.1f ms | %.1f ms | %.1f MiB | %s | %s |\n",
 			r.Label, len(r.Runs), s.median, s.p90, s.cpu, s.rssMiB, req, ratio)
