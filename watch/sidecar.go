@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,9 +181,11 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 			}
 		}
 	}
+	// k0s rewrites every kubeconfig at start (and vcluster's updateKubeconfigInSecret points the
+	// Secret's at 127.0.0.1), and re-issues the etcd leaves: those differ after every boot.
 	drift := 0
 	for _, f := range eff.Files {
-		if f.Drift == pki.DriftDiffers && f.Role != pki.RoleKubeconfig && f.Role != pki.RoleK0sRenewed && f.Role != pki.RoleUnknown {
+		if f.Drift == pki.DriftDiffers && !strings.HasSuffix(f.Path, ".conf") && f.Role != pki.RoleK0sRenewed && f.Role != pki.RoleUnknown {
 			drift++
 		}
 	}
