@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -130,42 +131,34 @@ func (c *config) flags(cmd string) *flag.FlagSet {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	str := func(p *string, name, help string) { fs.StringVar(p, name, *p, help) }
-	switch cmd {
-	case "repair", "check", "watch":
+	in := func(cmds ...string) bool { return slices.Contains(cmds, cmd) }
+	if in("repair", "check", "watch") {
 		str(&c.PKIDir, "pki-dir", "k0s pki directory on the data volume")
 		str(&c.VclusterName, "vcluster-name", "vcluster release name (default: from the pod name <release>-<ordinal> or the pod's release label)")
 		str(&c.SecretName, "secret-name", "certificate Secret (default: <vcluster-name>-certs)")
 		str(&c.Namespace, "namespace", "namespace of the Secret and pod (default: the service account's namespace)")
-		str(&c.Kubeconfig, "kubeconfig", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
 		str(&c.PodName, "pod-name", "this pod's name, for Events (default: the hostname)")
-		fs.Var(&c.RenewBefore, "renew-before", "repair leaves that expire within this time (e.g. 120d, 90d, 720h)")
-		str(&c.Output, "o", "output: text or json")
-		str(&c.Output, "output", "output: text or json")
-		str(&c.LogFormat, "log-format", "log format: text or json")
 		fs.Var(&c.APITimeout, "api-timeout", "how long to retry while the API server is unreachable")
-	case "demo":
-		str(&c.Dir, "dir", "directory for the demo PKI (default: a new temp dir)")
-	case "fleet":
-		str(&c.Namespace, "n", "only this namespace (default: all)")
-		str(&c.Namespace, "namespace", "only this namespace (default: all)")
-		str(&c.Kubeconfig, "kubeconfig", "kubeconfig of the host cluster (default: $KUBECONFIG, then in-cluster)")
-		fs.Var(&c.RenewBefore, "renew-before", "a leaf expiring sooner is due (e.g. 120d)")
+	}
+	if in("repair", "check", "watch", "fleet") {
+		str(&c.Kubeconfig, "kubeconfig", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
+		fs.Var(&c.RenewBefore, "renew-before", "a leaf that expires within this is due (e.g. 120d, 90d, 720h)")
 		str(&c.Output, "o", "output: text or json")
 		str(&c.Output, "output", "output: text or json")
 		str(&c.LogFormat, "log-format", "log format: text or json")
-		fs.Int64Var(&c.PageSize, "page-size", c.PageSize, "Secrets per LIST page")
+	}
+	if in("repair", "watch") {
+		str(&c.BackupDir, "backup-dir", "where repairs keep their backups (default: <pki-dir>.old, beside the pki dir)")
+		fs.Var(&c.MaxClockSkew, "max-clock-skew", "do nothing destructive when this node's clock is further off the API server's")
 	}
 	switch cmd {
 	case "repair":
-		str(&c.BackupDir, "backup-dir", "where backups go (default: <pki-dir>.old, beside the pki dir)")
 		fs.IntVar(&c.KeepBackups, "keep-backups", c.KeepBackups, "how many completed backups to keep")
 		str(&c.Strategy, "strategy", "auto, leaves or full (see README)")
 		fs.BoolVar(&c.DryRun, "dry-run", c.DryRun, "print the plan, change nothing")
-		fs.Var(&c.MaxClockSkew, "max-clock-skew", "refuse to act when this node's clock is further off the API server's")
 	case "check":
 		fs.BoolVar(&c.NoSecret, "no-secret", c.NoSecret, "read the pki dir only, no cluster")
 	case "watch":
-		str(&c.BackupDir, "backup-dir", "where repairs left their backups (default: <pki-dir>.old)")
 		str(&c.Listen, "listen", "address for /metrics, /healthz and /readyz")
 		fs.Var(&c.RestartBefore, "restart-before", "restart the pod when a k0s leaf expires within this (must be below --renew-before)")
 		str(&c.RestartWindow, "restart-window", `when restarts may happen, e.g. "Sat 02:00-04:00" (empty: never)`)
@@ -173,7 +166,12 @@ func (c *config) flags(cmd string) *flag.FlagSet {
 		fs.Var(&c.RestartMinInterval, "restart-min-interval", "at most one restart per this interval (recorded on the Secret)")
 		fs.Var(&c.EventReminder, "event-reminder", "repeat a warning Event this often while a certificate stays due")
 		fs.BoolVar(&c.DryRun, "dry-run", c.DryRun, "log restarts instead of doing them")
-		fs.Var(&c.MaxClockSkew, "max-clock-skew", "never restart when this node's clock is further off the API server's")
+	case "fleet":
+		str(&c.Namespace, "n", "only this namespace (default: all)")
+		str(&c.Namespace, "namespace", "only this namespace (default: all)")
+		fs.Int64Var(&c.PageSize, "page-size", c.PageSize, "Secrets per LIST page")
+	case "demo":
+		str(&c.Dir, "dir", "directory for the demo PKI (default: a new temp dir)")
 	}
 	return fs
 }
