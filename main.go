@@ -186,7 +186,7 @@ func flagHelp() string {
 			if f.Name == "o" || f.Name == "n" {
 				return
 			}
-			fmt.Fprintf(&b, "    --%-16s %s\n", f.Name, f.Usage)
+			fmt.Fprintf(&b, "    --%-21s %s\n", f.Name, f.Usage)
 		})
 	}
 	return b.String()
