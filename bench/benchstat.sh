@@ -20,14 +20,20 @@ while [ $# -gt 0 ]; do
   esac
 done
 benchstat=$(bash .ci/tools.sh benchstat)
-raw=$(mktemp)
-trap 'rm -f "$raw"' EXIT
-echo "# $(git rev-parse --short=12 HEAD)$(git diff --quiet HEAD -- pki && echo "" || echo " + uncommitted pki/ changes"), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+# benchstat names each column after its file: call this run after the commit it measured.
+label=$(git rev-parse --short=12 HEAD)$(git diff --quiet HEAD -- pki || echo "+dirty")
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+raw=$tmp/$label
+echo "# $label ($(git diff --quiet HEAD -- pki && echo "committed" || echo "with uncommitted pki/ changes")), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 go test -run '^$' -bench "${BENCH:-.}" -benchmem -count "${COUNT:-6}" ./pki/ | tee "$raw" >&2
 [ -n "$out" ] && cp "$raw" "$out"
 echo
 if [ -n "$base" ]; then
-  "$benchstat" "$base" "$raw"
+  b=$(basename "$base")
+  [ "$b" = "$label" ] && b="$b.base"
+  cp "$base" "$tmp/$b"
+  (cd "$tmp" && "$benchstat" "$b" "$label")
 else
-  "$benchstat" "$raw"
+  (cd "$tmp" && "$benchstat" "$label")
 fi
