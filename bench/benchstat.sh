@@ -15,7 +15,7 @@ out="" base=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -o) out=${2:?}; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 { if (!/^#/) exit; sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) base=$1; shift ;;
   esac
 done
