@@ -141,7 +141,7 @@ else
   echo "- certguard: work tree at $(git rev-parse --short=12 HEAD)$([ "$dirty" -gt 0 ] && echo " + $dirty uncommitted changed files")"
 fi
 echo "- machine: $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(uname -sr), $(go env GOVERSION)"
-echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine shows up in p90 and in the load columns of $R)"
+echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); the load column is the 1-minute figure before→after each row (other work on the machine stretches wall time and p90, much less CPU time)"
 echo "- apiserver: $("$KUBEBUILDER_ASSETS/kube-apiserver" --version) + etcd $("$KUBEBUILDER_ASSETS/etcd" --version | sed -n 's/^etcd Version: //p') on 127.0.0.1; kubectl $("$KUBECTL" version --client -o json | jq -r .clientVersion.gitVersion)"
 echo "- release binary (CGO_ENABLED=0 -trimpath -ldflags '-s -w'): $size bytes = $(awk -v s="$size" 'BEGIN{printf "%.1f MB = %.1f MiB", s/1e6, s/1048576}')$(file -b "$CG" 2>/dev/null | grep -q 'statically linked' && echo ", statically linked")"
 echo

@@ -93,8 +93,8 @@ func report(args []string, w io.Writer) error {
 		}
 	}
 
-	fmt.Fprintln(w, "| what | runs | median wall | p90 wall | median CPU | peak RSS | API requests per run | speed-up vs shell: wall (CPU) |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| what | runs | median wall | p90 wall | median CPU | peak RSS | API requests per run | speed-up vs shell: wall (CPU) | load |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	var scaling []row
 	seen := map[string]bool{}
 	for _, r := range rows {
@@ -119,8 +119,8 @@ func report(args []string, w io.Writer) error {
 		if base != nil && s.median > 0 && s.cpu > 0 {
 			ratio = fmt.Sprintf("%.1f× (%.1f×)", base.median/s.median, base.cpu/s.cpu)
 		}
-		fmt.Fprintf(w, "| %s | %d | %.1f ms | %.1f ms | %.1f ms | %.1f MiB | %s | %s |\n",
-			r.Label, len(r.Runs), s.median, s.p90, s.cpu, s.rssMiB, req, ratio)
+		fmt.Fprintf(w, "| %s | %d | %.1f ms | %.1f ms | %.1f ms | %.1f MiB | %s | %s | %.1f→%.1f |\n",
+			r.Label, len(r.Runs), s.median, s.p90, s.cpu, s.rssMiB, req, ratio, r.LoadBefore, r.LoadAfter)
 	}
 	if len(reqs) > 0 {
 		fmt.Fprintln(w)
@@ -138,8 +138,8 @@ func report(args []string, w io.Writer) error {
 		return nil
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| what | certificates | files | runs | median wall | p90 wall | median CPU | peak RSS | median wall per cert | marginal cost per extra cert |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| what | certificates | files | runs | median wall | p90 wall | median CPU | peak RSS | median wall per cert | marginal cost per extra cert | load |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	slices.SortStableFunc(scaling, func(a, b row) int { return a.Certs - b.Certs })
 	var prev *row
 	for i, r := range scaling {
@@ -149,9 +149,9 @@ func report(args []string, w io.Writer) error {
 			ps := stats(*prev)
 			marginal = fmt.Sprintf("%.0f µs", (s.median-ps.median)*1000/float64(r.Certs-prev.Certs))
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %d | %.1f ms | %.1f ms | %.1f ms | %.1f MiB | %.0f µs | %s |\n",
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %.1f ms | %.1f ms | %.1f ms | %.1f MiB | %.0f µs | %s | %.1f→%.1f |\n",
 			r.Label, r.Certs, r.Files, len(r.Runs), s.median, s.p90, s.cpu, s.rssMiB,
-			s.median*1000/float64(r.Certs), marginal)
+			s.median*1000/float64(r.Certs), marginal, r.LoadBefore, r.LoadAfter)
 		prev = &scaling[i]
 	}
 	return nil
