@@ -71,11 +71,17 @@ log "building benchtool, timeit and certguard${REV:+ at $REV}"
 go build -o "$WORK/benchtool" ./bench/benchtool
 go build -o "$WORK/timeit" ./bench/timeit
 BT=$WORK/benchtool TI=$WORK/timeit
+# The commit is resolved once, here: others may commit while this runs.
 src=.
 if [ -n "$REV" ]; then
+  commit=$(git rev-parse --verify "$REV^{commit}")
+  what="$(git rev-parse --short=12 "$commit") (git archive of $REV)"
   src=$WORK/src
   mkdir -p "$src"
-  git archive "$REV" | tar -x -C "$src"
+  git archive "$commit" | tar -x -C "$src"
+else
+  dirty=$(git status --porcelain --untracked-files=no | wc -l)
+  what="work tree at $(git rev-parse --short=12 HEAD)$([ "$dirty" -gt 0 ] && echo " + $dirty uncommitted changed files")"
 fi
 (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$WORK/certguard" .)
 CG=$WORK/certguard
@@ -134,12 +140,7 @@ size=$(stat -c %s "$CG")
 echo
 echo "## certguard benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
-if [ -n "$REV" ]; then
-  echo "- certguard: $(git rev-parse --short=12 "$REV") (git archive of $REV)"
-else
-  dirty=$(git status --porcelain --untracked-files=no | wc -l)
-  echo "- certguard: work tree at $(git rev-parse --short=12 HEAD)$([ "$dirty" -gt 0 ] && echo " + $dirty uncommitted changed files")"
-fi
+echo "- certguard: $what"
 echo "- machine: $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(uname -sr), $(go env GOVERSION)"
 echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); the load column is the 1-minute figure before→after each row (other work on the machine stretches wall time and p90, much less CPU time)"
 echo "- apiserver: $("$KUBEBUILDER_ASSETS/kube-apiserver" --version) + etcd $("$KUBEBUILDER_ASSETS/etcd" --version | sed -n 's/^etcd Version: //p') on 127.0.0.1; kubectl $("$KUBECTL" version --client -o json | jq -r .clientVersion.gitVersion)"
