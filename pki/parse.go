@@ -3,12 +3,17 @@ package pki
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 
 	"sigs.k8s.io/yaml"
 )
@@ -65,6 +70,11 @@ func ParseCertPEM(data []byte) (*x509.Certificate, error) {
 
 // ParseKeyPEM returns the public half of a PEM private key (PKCS#1, SEC 1 or PKCS#8). The
 // private key itself never leaves this function, and errors never quote its bytes.
+//
+// RSA and EC keys are read structurally: every field must decode, but the key's arithmetic is
+// not re-checked. crypto/x509's full parse runs the FIPS 140 consistency checks (112 µs an RSA
+// key) or a scalar multiplication (EC), which made up most of a healthy start's CPU; certguard
+// needs the public half only, to compare it with the certificate's.
 func ParseKeyPEM(data []byte) (crypto.PublicKey, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, parseErr(ReasonEmpty, "file is empty")
@@ -73,27 +83,69 @@ func ParseKeyPEM(data []byte) (crypto.PublicKey, error) {
 	if b == nil {
 		return nil, parseErr(ReasonBadKey, "no PEM block found")
 	}
-	var key any
-	var err error
 	switch b.Type {
 	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(b.Bytes)
+		var k pkcs1PrivateKey
+		if rest, err := asn1.Unmarshal(b.Bytes, &k); err != nil || len(rest) > 0 || k.N == nil || k.N.Sign() <= 0 || k.E < 3 || k.D == nil || k.P == nil || k.Q == nil {
+			return nil, parseErr(ReasonBadKey, "RSA private key does not parse")
+		}
+		return &rsa.PublicKey{N: k.N, E: k.E}, nil
 	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(b.Bytes)
+		var k ecPrivateKey
+		if rest, err := asn1.Unmarshal(b.Bytes, &k); err == nil && len(rest) == 0 && len(k.PrivateKey) > 0 && k.PublicKey.BitLength > 0 {
+			if curve := namedCurve(k.NamedCurveOID); curve != nil {
+				if pub, err := ecdsa.ParseUncompressedPublicKey(curve, k.PublicKey.Bytes); err == nil {
+					return pub, nil
+				}
+			}
+		}
+		return fullParse(x509.ParseECPrivateKey(b.Bytes))
 	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(b.Bytes)
-	default:
-		return nil, parseErr(ReasonBadKey, "unexpected PEM block %q", b.Type)
+		return fullParse(x509.ParsePKCS8PrivateKey(b.Bytes))
 	}
+	return nil, parseErr(ReasonBadKey, "unexpected PEM block %q", b.Type)
+}
+
+// fullParse takes a key parsed by crypto/x509 and returns its public half.
+func fullParse[K any](key K, err error) (crypto.PublicKey, error) {
 	if err != nil {
 		// The parser's message names the structure, never the key's content.
 		return nil, parseErr(ReasonBadKey, "private key does not parse")
 	}
-	signer, ok := key.(crypto.Signer)
+	signer, ok := any(key).(crypto.Signer)
 	if !ok {
 		return nil, parseErr(ReasonBadKey, "unsupported private key type %T", key)
 	}
 	return signer.Public(), nil
+}
+
+// pkcs1PrivateKey and ecPrivateKey are the ASN.1 structures of RFC 8017 and RFC 5915.
+type pkcs1PrivateKey struct {
+	Version          int
+	N                *big.Int
+	E                int
+	D, P, Q          *big.Int
+	Dp, Dq, Qinv     *big.Int
+	AdditionalPrimes []asn1.RawValue `asn1:"optional,omitempty"`
+}
+
+type ecPrivateKey struct {
+	Version       int
+	PrivateKey    []byte
+	NamedCurveOID asn1.ObjectIdentifier `asn1:"optional,explicit,tag:0"`
+	PublicKey     asn1.BitString        `asn1:"optional,explicit,tag:1"`
+}
+
+func namedCurve(oid asn1.ObjectIdentifier) elliptic.Curve {
+	switch {
+	case oid.Equal(asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7}):
+		return elliptic.P256()
+	case oid.Equal(asn1.ObjectIdentifier{1, 3, 132, 0, 34}):
+		return elliptic.P384()
+	case oid.Equal(asn1.ObjectIdentifier{1, 3, 132, 0, 35}):
+		return elliptic.P521()
+	}
+	return nil
 }
 
 // ParsePublicKeyPEM parses sa.pub-style PKIX (or PKCS#1) public keys.

@@ -53,14 +53,25 @@ func (r *Repair) Run(ctx context.Context) (*Outcome, error) {
 		out.Resumed = append(out.Resumed, j.Dir)
 	}
 	for out.Attempts = 1; ; out.Attempts++ {
-		sec, err := r.Exec.Secrets.Get(ctx)
-		if err != nil {
-			return out, fmt.Errorf("get Secret %s: %w", r.Policy.Secret, err)
+		// The GET mostly waits on the network: read the disk meanwhile.
+		type got struct {
+			sec *Secret
+			err error
 		}
-		disk, err := ReadDir(r.PKIDir)
-		if err != nil {
-			return out, err
+		ch := make(chan got, 1)
+		go func() {
+			sec, err := r.Exec.Secrets.Get(ctx)
+			ch <- got{sec, err}
+		}()
+		disk, diskErr := ReadDir(r.PKIDir)
+		g := <-ch
+		if g.err != nil {
+			return out, fmt.Errorf("get Secret %s: %w", r.Policy.Secret, g.err)
 		}
+		if diskErr != nil {
+			return out, diskErr
+		}
+		sec := g.sec
 		now := r.Now()
 		pol := r.Policy
 		if t := r.Exec.Secrets.ServerTime(); !t.IsZero() {
