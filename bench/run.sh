@@ -80,8 +80,9 @@ if [ -n "$REV" ]; then
   mkdir -p "$src"
   git archive "$commit" | tar -x -C "$src"
 else
+  what="work tree at $(git rev-parse --short=12 HEAD)"
   dirty=$(git status --porcelain --untracked-files=no | wc -l)
-  what="work tree at $(git rev-parse --short=12 HEAD)$([ "$dirty" -gt 0 ] && echo " + $dirty uncommitted changed files")"
+  if [ "$dirty" -gt 0 ]; then what="$what + $dirty uncommitted changed files"; fi
 fi
 (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$WORK/certguard" .)
 CG=$WORK/certguard
