@@ -19,14 +19,13 @@ type RestartPolicy struct {
 
 // RestartInput is what the decision looks at; all of it is read before, nothing here does I/O.
 type RestartInput struct {
-	Now           time.Time
-	Report        *pki.Report
-	LastRestart   time.Time     // from the Secret's annotation
-	RepairFailed  string        // non-empty: an unfinished or abandoned repair in the backup dir
-	SourceErrors  []string      // disk or Secret unreadable
-	ClockSkew     time.Duration // local minus the API server's
-	SkewKnown     bool
-	SecretPresent bool
+	Now          time.Time
+	Report       *pki.Report
+	LastRestart  time.Time     // from the Secret's annotation
+	RepairFailed string        // non-empty: an unfinished or abandoned repair in the backup dir
+	SourceErrors []string      // disk or Secret unreadable
+	ClockSkew    time.Duration // local minus the API server's
+	SkewKnown    bool
 }
 
 // Restart is the decision: Due is when a restart is wanted (zero: not needed), At when it will

@@ -193,7 +193,7 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 	if err != nil {
 		s.Log.Warn("reading the backup dir", "err", err)
 	}
-	in := RestartInput{Now: now, Report: eff, RepairFailed: backups.Unfinished, SourceErrors: sourceErrs, SecretPresent: secret != nil}
+	in := RestartInput{Now: now, Report: eff, RepairFailed: backups.Unfinished, SourceErrors: sourceErrs}
 	if secret != nil {
 		in.LastRestart, _ = time.Parse(time.RFC3339, secret.Annotations[LastRestartAnnotation])
 	}
