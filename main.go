@@ -143,9 +143,11 @@ func (c *config) flags(cmd string) *flag.FlagSet {
 	if in("repair", "check", "watch", "fleet") {
 		str(&c.Kubeconfig, "kubeconfig", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
 		fs.Var(&c.RenewBefore, "renew-before", "a leaf that expires within this is due (e.g. 120d, 90d, 720h)")
+		str(&c.LogFormat, "log-format", "log format: text or json")
+	}
+	if in("repair", "check", "fleet") {
 		str(&c.Output, "o", "output: text or json")
 		str(&c.Output, "output", "output: text or json")
-		str(&c.LogFormat, "log-format", "log format: text or json")
 	}
 	if in("repair", "watch") {
 		str(&c.BackupDir, "backup-dir", "where repairs keep their backups (default: <pki-dir>.old, beside the pki dir)")
