@@ -213,3 +213,17 @@ func BuildCertguard(dir string, args ...string) (string, error) {
 	}
 	return out, nil
 }
+
+// Main is a TestMain body: it starts one apiserver for the package into *env, runs the tests,
+// stops it, and returns the exit code for os.Exit.
+func Main(m interface{ Run() int }, env **Env) int {
+	e, err := Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	*env = e
+	code := m.Run()
+	_ = e.Stop()
+	return code
+}
