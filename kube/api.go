@@ -154,7 +154,11 @@ type watchEvent struct {
 func (c *Client) watchSecrets(ctx context.Context, ns, fieldSelector, rv string) (io.ReadCloser, error) {
 	// The server ends the stream after timeoutSeconds; the caller watches again from the last
 	// version it saw.
-	return c.watch.Get().Namespace(ns).Resource("secrets").
+	wc, err := c.watchClient()
+	if err != nil {
+		return nil, err
+	}
+	return wc.Get().Namespace(ns).Resource("secrets").
 		Param("watch", "true").Param("fieldSelector", fieldSelector).Param("resourceVersion", rv).
 		Param("allowWatchBookmarks", "true").Param("timeoutSeconds", "600").Stream(ctx)
 }

@@ -26,8 +26,14 @@ import (
 // Client is a REST client for the core API group that remembers the API server's clock.
 type Client struct {
 	rc    *rest.RESTClient
-	watch *rest.RESTClient // the same without a client-side timeout, for long watch streams
 	clock *serverClock
+
+	// The watch client is rc without a client-side timeout, for long watch streams; only the
+	// sidecar needs it, so the init container never builds it.
+	watchOnce sync.Once
+	watchCfg  *rest.Config
+	watch     *rest.RESTClient
+	watchErr  error
 }
 
 // coreV1 is the core API group's version; its scheme knows only the meta types (Status for
@@ -83,11 +89,12 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 	}
 	wcfg := rest.CopyConfig(cfg)
 	wcfg.Timeout = 0
-	wc, err := rest.RESTClientFor(wcfg)
-	if err != nil {
-		return nil, fmt.Errorf("build API client: %w", err)
-	}
-	return &Client{rc: rc, watch: wc, clock: clock}, nil
+	return &Client{rc: rc, watchCfg: wcfg, clock: clock}, nil
+}
+
+func (c *Client) watchClient() (*rest.RESTClient, error) {
+	c.watchOnce.Do(func() { c.watch, c.watchErr = rest.RESTClientFor(c.watchCfg) })
+	return c.watch, c.watchErr
 }
 
 // ServerTime is the API server's clock at its last answer, advanced by the time since.
