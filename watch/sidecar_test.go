@@ -2,6 +2,7 @@ package watch_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,7 +29,17 @@ import (
 
 var env *kubetest.Env
 
-func TestMain(m *testing.M) { os.Exit(kubetest.Main(m, &env)) }
+func TestMain(m *testing.M) {
+	flag.Parse()
+	// A fuzz run (the coordinator and each worker process) exercises the collector alone: no
+	// apiserver to start per process.
+	for _, f := range []string{"test.fuzz", "test.fuzzworker"} {
+		if fl := flag.Lookup(f); fl != nil && fl.Value.String() != "" && fl.Value.String() != "false" {
+			os.Exit(m.Run())
+		}
+	}
+	os.Exit(kubetest.Main(m, &env))
+}
 
 const day = 24 * time.Hour
 
@@ -260,7 +271,7 @@ func TestSidecarMetricsEventsAndRestart(t *testing.T) {
 	if _, ok := value(fams, "x509_cert_not_after", map[string]string{"embedded_kind": "user", "embedded_key": "user", "filename": "ccm.conf"}); !ok {
 		t.Fatal("no series for the certificate embedded in ccm.conf")
 	}
-	for kind, want := range map[string]float64{"file": 1, "secret": 1} {
+	for kind, want := range map[string]float64{"file": 1, "kubeconfig": 1, "kube-secret": 1} {
 		if got, _ := value(fams, "x509_source_up", map[string]string{"source_kind": kind}); got != want {
 			t.Errorf("x509_source_up{%s} = %v", kind, got)
 		}
