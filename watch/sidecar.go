@@ -176,7 +176,7 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 		for _, r := range []*pki.Report{diskOnly, secretOnly} {
 			for _, f := range r.Files {
 				if f.Status == pki.StatusCorrupt {
-					s.metrics.Errors.WithLabelValues(reasonCode(f.Reason)).Inc()
+					s.metrics.Errors.WithLabelValues(string(f.Reason)).Inc()
 				}
 			}
 		}
@@ -266,15 +266,6 @@ func (s *Sidecar) sleep(r *pki.Report, now time.Time, dec Restart) time.Duration
 	}
 	consider(dec.At)
 	return max(next.Sub(now), time.Second)
-}
-
-func reasonCode(reason string) string {
-	for _, c := range []string{pki.ReasonBadPEM, pki.ReasonNoCertificate, pki.ReasonBadKey, pki.ReasonBadKubeconfig, pki.ReasonEmpty} {
-		if len(reason) >= len(c) && reason[:len(c)] == c {
-			return c
-		}
-	}
-	return pki.ReasonUnreadable
 }
 
 func timeOrNone(t time.Time) string {
