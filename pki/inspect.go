@@ -3,9 +3,9 @@ package pki
 import (
 	"bytes"
 	"crypto"
-	"errors"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"slices"
 	"strings"
 	"time"
