@@ -265,20 +265,36 @@ func newLogger(format string, w io.Writer) (*slog.Logger, error) {
 	return nil, usageError{fmt.Sprintf("--log-format: must be text or json (got %q)", format)}
 }
 
-// fail prints the one line that says what is wrong, also as the pod's termination message so
-// that `kubectl describe pod` shows it, and returns the exit code.
-func fail(stderr io.Writer, err error) int {
-	line := "certguard: " + strings.ReplaceAll(err.Error(), "\n", " ")
+// writeLine prints one line, also as the pod's termination message so that `kubectl describe
+// pod` shows it.
+func writeLine(stderr io.Writer, line string) {
+	line = strings.ReplaceAll(line, "\n", " ")
 	fmt.Fprintln(stderr, line)
-	if f, ferr := os.OpenFile("/dev/termination-log", os.O_WRONLY|os.O_TRUNC, 0); ferr == nil {
+	if f, ferr := os.OpenFile(terminationLog, os.O_WRONLY|os.O_TRUNC, 0); ferr == nil {
 		fmt.Fprintln(f, line)
 		f.Close()
 	}
+}
+
+// terminationLog is where Kubernetes reads a container's last words (a variable for tests).
+var terminationLog = "/dev/termination-log"
+
+// fail prints the one line that says what is wrong, also as the pod's termination message so
+// that `kubectl describe pod` shows it, and returns the exit code.
+func fail(stderr io.Writer, err error) int {
+	writeLine(stderr, "certguard: "+err.Error())
 	var ue usageError
 	if errors.As(err, &ue) {
 		return exitUsage
 	}
 	return exitError
+}
+
+// refuse says why a needed repair was not done, on stderr and as the termination message like
+// an error, and returns exit code 3.
+func refuse(stderr io.Writer, why string) int {
+	writeLine(stderr, "certguard: refused: "+why)
+	return exitRefused
 }
 
 func firstLine(s string) string { return strings.SplitN(s, "\n", 2)[0] }
@@ -339,35 +355,25 @@ func repair(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog
 	if err != nil {
 		return fail(stderr, usageError{"--strategy: " + err.Error()})
 	}
-	pkiDir, err := filepath.Abs(cfg.PKIDir)
-	if err != nil {
-		return fail(stderr, usageError{"--pki-dir: " + err.Error()})
-	}
-	backupDir := cfg.BackupDir
-	if backupDir == "" {
-		backupDir = pkiDir + ".old"
-	}
-	if backupDir, err = filepath.Abs(backupDir); err != nil {
-		return fail(stderr, usageError{"--backup-dir: " + err.Error()})
-	}
-	if rel, err := filepath.Rel(pkiDir, backupDir); err == nil && !strings.HasPrefix(rel, "..") {
-		return fail(stderr, usageError{"--backup-dir must be outside --pki-dir: vcluster copies every file in the pki dir into the Secret"})
-	}
 	if cfg.KeepBackups < 1 {
 		return fail(stderr, usageError{"--keep-backups: must be at least 1"})
 	}
-	warnIfNotMounted(pkiDir, log)
+	paths, err := pki.ResolvePaths(cfg.PKIDir, cfg.BackupDir)
+	if err != nil {
+		return fail(stderr, usageError{err.Error()})
+	}
+	warnIfNotMounted(paths.PKIDir, log)
 	t, err := resolve(ctx, cfg)
 	if err != nil {
 		return fail(stderr, err)
 	}
+	secret := pki.SecretRef{Namespace: t.namespace, Name: t.secret}
 	secrets := &kube.SecretStore{Client: t.client, Namespace: t.namespace, Name: t.secret, Retry: time.Duration(cfg.APITimeout)}
 	events := &kube.Events{Client: t.client, Namespace: t.namespace, Pod: t.pod, Log: log}
 	r := &pki.Repair{
-		PKIDir: pkiDir, RenewBefore: time.Duration(cfg.RenewBefore), DryRun: cfg.DryRun, Log: log, Now: time.Now,
-		Policy: pki.Policy{Strategy: strategy, Secret: t.namespace + "/" + t.secret,
-			MaxClockSkew: time.Duration(cfg.MaxClockSkew), KeepBackups: cfg.KeepBackups},
-		Exec: &pki.Executor{PKIDir: pkiDir, BackupDir: backupDir, Keep: cfg.KeepBackups, Secrets: secrets, Log: log,
+		RenewBefore: time.Duration(cfg.RenewBefore), DryRun: cfg.DryRun, Log: log, Now: time.Now,
+		Policy: pki.Policy{Strategy: strategy, Secret: secret, MaxClockSkew: time.Duration(cfg.MaxClockSkew)},
+		Exec: &pki.Executor{Paths: paths, Secret: secret, Keep: cfg.KeepBackups, Secrets: secrets, Log: log,
 			Failpoint: pki.EnvFailpoint()},
 	}
 	out, err := r.Run(ctx)
@@ -377,42 +383,40 @@ func repair(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog
 		pki.WritePlan(stdout, out.Plan)
 	}
 	if err != nil {
-		events.Emit(ctx, "Warning", kube.ReasonRefused, "certificate repair failed: "+err.Error())
+		events.Emit(ctx, "Warning", kube.ReasonFailed, "certificate repair failed: "+err.Error())
 		return fail(stderr, err)
 	}
 	p := out.Plan
 	for _, w := range p.Warnings {
-		log.Warn(w)
+		log.Warn(w.Text, "code", w.Code)
 	}
-	if caDue := caWarnings(p); caDue != "" && !cfg.DryRun {
-		events.Emit(ctx, "Warning", kube.ReasonCAExpiryWarning, caDue)
+	if caDue, ok := p.Has(pki.CodeCADue); ok && !cfg.DryRun {
+		events.Emit(ctx, "Warning", kube.ReasonCAExpiryWarning, caDue.Text)
 	}
 	switch {
 	case p.Decision == pki.DecideRefuse:
 		if !cfg.DryRun {
-			events.Emit(ctx, "Warning", kube.ReasonRefused, p.Refusal)
+			events.Emit(ctx, "Warning", kube.ReasonRefused, p.Refusal.Text)
 		}
-		fmt.Fprintln(stderr, "certguard: refused: "+p.Refusal+"; nothing was changed")
-		return exitRefused
+		return refuse(stderr, p.Refusal.Text+"; nothing was changed")
 	case cfg.DryRun:
 		log.Info("dry run: nothing changed", "decision", p.Decision, "steps", len(p.Steps), "dry_run", true)
 	case out.Applied:
-		msg := fmt.Sprintf("repaired (%s): %s; backup in %s", p.Decision, strings.Join(p.Why, "; "), out.Backup)
+		msg := fmt.Sprintf("repaired (%s): %s; backup in %s", p.Decision, joinFindings(p.Why), out.Backup)
 		log.Info("repaired", "decision", p.Decision, "backup", out.Backup)
 		events.Emit(ctx, "Normal", kube.ReasonRepaired, msg)
 	default:
-		log.Info("nothing to do", "why", strings.Join(p.Why, "; "), "files", len(out.Report.Files))
+		log.Info("nothing to do", "why", joinFindings(p.Why), "files", len(out.Report.Files))
 	}
 	return exitOK
 }
 
-func caWarnings(p pki.Plan) string {
-	for _, w := range p.Warnings {
-		if strings.Contains(w, "a CA is not renewed") {
-			return w
-		}
+func joinFindings(fs []pki.Finding) string {
+	s := make([]string, len(fs))
+	for i, f := range fs {
+		s[i] = f.Text
 	}
-	return ""
+	return strings.Join(s, "; ")
 }
 
 // warnIfNotMounted warns when the pki dir is on the container's root filesystem.
@@ -498,9 +502,14 @@ func demo(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog.L
 	}
 	show()
 	fmt.Fprintf(stdout, "\n== certguard repair\n")
-	r := &pki.Repair{PKIDir: pkiDir, RenewBefore: 120 * 24 * time.Hour, Log: log, Now: time.Now,
-		Policy: pki.Policy{Strategy: pki.StrategyAuto, Secret: "demo/my-vc-certs", KeepBackups: 5},
-		Exec:   &pki.Executor{PKIDir: pkiDir, BackupDir: pkiDir + ".old", Keep: 5, Secrets: secret, Log: log}}
+	paths, err := pki.ResolvePaths(pkiDir, "")
+	if err != nil {
+		return fail(stderr, err)
+	}
+	ref := pki.SecretRef{Namespace: "demo", Name: "my-vc-certs"}
+	r := &pki.Repair{RenewBefore: 120 * 24 * time.Hour, Log: log, Now: time.Now,
+		Policy: pki.Policy{Strategy: pki.StrategyAuto, Secret: ref, MaxClockSkew: 5 * time.Minute},
+		Exec:   &pki.Executor{Paths: paths, Secret: ref, Keep: 5, Secrets: secret, Log: log}}
 	out, err := r.Run(ctx)
 	if err != nil {
 		return fail(stderr, err)

@@ -22,11 +22,6 @@ var crashCases = []struct {
 	{"full", expiredCA},
 }
 
-// nonDestructive are the plan actions that change no original byte; every other action is
-// destructive (so that an action added later is covered, or fails the test loudly because its
-// failpoint does not fire).
-var nonDestructive = []pki.Action{pki.ActionBackupSecret, pki.ActionBackupFile, pki.ActionPruneBackups}
-
 // crashStages lists every failpoint of a repair with this strategy: during and after the backup
 // write, and after each destructive step of the plan that certguard itself prints (--dry-run -o
 // json, .plan.steps).
@@ -38,14 +33,9 @@ func crashStages(t *testing.T, strategy string, opts pkigen.Options) []string {
 		t.Fatalf("dry run: want a %s plan, got %+v\n%s", strategy, r.Outcome, r.Stderr)
 	}
 	stages := []string{"during-backup", "after-backup"}
-	for i, st := range r.Outcome.Plan.Steps {
-		destructive := true
-		for _, a := range nonDestructive {
-			destructive = destructive && st.Action != a
-		}
-		if destructive {
-			stages = append(stages, fmt.Sprintf("after-step-%d", i))
-		}
+	// Every step of a plan is destructive (the backup is written before them, not as steps).
+	for i := range r.Outcome.Plan.Steps {
+		stages = append(stages, fmt.Sprintf("after-step-%d", i))
 	}
 	t.Logf("%s plan: %d steps, %d failpoints: %s", strategy, len(r.Outcome.Plan.Steps), len(stages), strings.Join(stages, " "))
 	return stages

@@ -359,3 +359,12 @@ func cert(t *testing.T, b []byte) *x509.Certificate {
 	}
 	return c
 }
+
+// findings joins a plan's findings for a log line.
+func findings(fs []pki.Finding) string {
+	s := make([]string, len(fs))
+	for i, f := range fs {
+		s[i] = f.Text
+	}
+	return strings.Join(s, "; ")
+}

@@ -20,6 +20,9 @@ type meta struct {
 	ResourceVersion string            `json:"resourceVersion,omitempty"`
 	Labels          map[string]string `json:"labels,omitempty"`
 	Annotations     map[string]string `json:"annotations,omitempty"`
+	Finalizers      []string          `json:"finalizers,omitempty"`
+	// DeletionTimestamp is set once a delete was accepted while finalizers keep the object.
+	DeletionTimestamp string `json:"deletionTimestamp,omitempty"`
 }
 
 // secret is a Secret as certguard reads it, with the server's JSON kept for writing back.
@@ -78,16 +81,26 @@ func (c *Client) getSecret(ctx context.Context, ns, name string) (*secret, error
 }
 
 // updateSecret writes body back; the resourceVersion in it makes a concurrent change a Conflict.
-func (c *Client) updateSecret(ctx context.Context, ns, name string, body []byte) (*secret, error) {
-	raw, err := c.rc.Put().Namespace(ns).Resource("secrets").Name(name).Body(body).Do(ctx).Raw()
+// With dryRun the server runs every check (RBAC, admission, immutability, the precondition) and
+// stores nothing.
+func (c *Client) updateSecret(ctx context.Context, ns, name string, body []byte, dryRun bool) (*secret, error) {
+	req := c.rc.Put().Namespace(ns).Resource("secrets").Name(name).Body(body)
+	if dryRun {
+		req = req.Param("dryRun", metav1.DryRunAll)
+	}
+	raw, err := req.Do(ctx).Raw()
 	if err != nil {
 		return nil, err
 	}
 	return decodeSecret(raw)
 }
 
-func (c *Client) delete(ctx context.Context, ns, resource, name string, pre *metav1.Preconditions) error {
-	body, err := json.Marshal(metav1.DeleteOptions{TypeMeta: metav1.TypeMeta{Kind: "DeleteOptions", APIVersion: "v1"}, Preconditions: pre})
+func (c *Client) delete(ctx context.Context, ns, resource, name string, pre *metav1.Preconditions, dryRun bool) error {
+	opts := metav1.DeleteOptions{TypeMeta: metav1.TypeMeta{Kind: "DeleteOptions", APIVersion: "v1"}, Preconditions: pre}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	body, err := json.Marshal(opts)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 const (
 	ReasonRepaired        = "CertificatesRepaired"
 	ReasonRefused         = "RepairRefused"
+	ReasonFailed          = "RepairFailed" // an error (API, disk), not a refusal
 	ReasonExpiryWarning   = "CertificateExpirationWarning"
 	ReasonCAExpiryWarning = "CACertificateExpirationWarning"
 	ReasonExpirationOK    = "CertificateExpirationOK"

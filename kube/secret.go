@@ -56,8 +56,9 @@ func (s *SecretStore) Get(ctx context.Context) (*pki.Secret, error) {
 
 // RemoveKeys removes keys in one Update carrying the resourceVersion that was read, so a
 // concurrent writer makes it fail with a Conflict instead of being overwritten. The same write
-// records the repair on the Secret, for `certguard fleet` and the sidecar.
-func (s *SecretStore) RemoveKeys(ctx context.Context, sec *pki.Secret, keys []string) error {
+// records the repair on the Secret, for `certguard fleet` and the sidecar. With dryRun the server
+// checks the write (RBAC, admission, an immutable Secret, the precondition) and stores nothing.
+func (s *SecretStore) RemoveKeys(ctx context.Context, sec *pki.Secret, keys []string, dryRun bool) error {
 	s.mu.Lock()
 	obj := s.last
 	s.mu.Unlock()
@@ -68,23 +69,28 @@ func (s *SecretStore) RemoveKeys(ctx context.Context, sec *pki.Secret, keys []st
 	if err != nil {
 		return err
 	}
-	updated, err := s.Client.updateSecret(ctx, s.Namespace, s.Name, body)
+	updated, err := s.Client.updateSecret(ctx, s.Namespace, s.Name, body, dryRun)
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		return fmt.Errorf("secret %s: %w", s.ref(), pki.ErrSecretChanged)
 	}
 	if err != nil {
 		return Explain(err, "update", "Secret "+s.ref())
 	}
-	s.mu.Lock()
-	s.last = updated
-	s.mu.Unlock()
+	if !dryRun {
+		s.mu.Lock()
+		s.last = updated
+		s.mu.Unlock()
+	}
 	return nil
 }
 
-// Delete deletes the Secret with UID and resourceVersion preconditions.
-func (s *SecretStore) Delete(ctx context.Context, sec *pki.Secret) error {
+// Delete deletes the Secret with UID and resourceVersion preconditions and returns once it is
+// gone: a finalizer keeps a deleted Secret readable, and vcluster would write the old PKI from it
+// back to the volume. It waits at most Retry (at least 10 s), then fails naming the finalizers.
+// With dryRun the server checks the delete and nothing is deleted.
+func (s *SecretStore) Delete(ctx context.Context, sec *pki.Secret, dryRun bool) error {
 	uid := types.UID(sec.UID)
-	err := s.Client.delete(ctx, s.Namespace, "secrets", s.Name, &metav1.Preconditions{UID: &uid, ResourceVersion: &sec.ResourceVersion})
+	err := s.Client.delete(ctx, s.Namespace, "secrets", s.Name, &metav1.Preconditions{UID: &uid, ResourceVersion: &sec.ResourceVersion}, dryRun)
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil
@@ -92,8 +98,44 @@ func (s *SecretStore) Delete(ctx context.Context, sec *pki.Secret) error {
 		return fmt.Errorf("secret %s: %w", s.ref(), pki.ErrSecretChanged)
 	case err != nil:
 		return Explain(err, "delete", "Secret "+s.ref())
+	case dryRun:
+		return nil
 	}
-	return nil
+	return s.waitGone(ctx, sec.UID)
+}
+
+// waitGone polls until the Secret with uid no longer exists (a new one of the same name is not
+// it: vcluster may already have created the next PKI's Secret).
+func (s *SecretStore) waitGone(ctx context.Context, uid string) error {
+	deadline := time.Now().Add(max(s.Retry, 10*time.Second))
+	wait := 100 * time.Millisecond
+	for {
+		obj, err := s.Client.getSecret(ctx, s.Namespace, s.Name)
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case err != nil && !retriable(err):
+			return Explain(err, "get", "Secret "+s.ref())
+		case err == nil && obj.Metadata.UID != uid:
+			return nil
+		}
+		if !time.Now().Before(deadline) {
+			var fin []string
+			if obj != nil {
+				fin = obj.Metadata.Finalizers
+			}
+			return fmt.Errorf("secret %s: %w: deleted but still there after %s, held by finalizers %q: remove them "+
+				"(kubectl patch secret -n %s %s --type=merge -p '{\"metadata\":{\"finalizers\":null}}') or fix the controller "+
+				"that owns them; the pki dir was not moved, and the next start finishes the reset",
+				s.ref(), pki.ErrSecretNotGone, max(s.Retry, 10*time.Second), fin, s.Namespace, s.Name)
+		}
+		select {
+		case <-ctx.Done():
+			return Explain(ctx.Err(), "delete", "Secret "+s.ref())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // ServerTime is the API server's clock.
@@ -101,5 +143,6 @@ func (s *SecretStore) ServerTime() time.Time { return s.Client.ServerTime() }
 
 func toPKI(s *secret) *pki.Secret {
 	return &pki.Secret{Namespace: s.Metadata.Namespace, Name: s.Metadata.Name, UID: s.Metadata.UID,
-		ResourceVersion: s.Metadata.ResourceVersion, Annotations: s.Metadata.Annotations, Data: s.Data}
+		ResourceVersion: s.Metadata.ResourceVersion, Annotations: s.Metadata.Annotations, Data: s.Data,
+		Finalizers: s.Metadata.Finalizers, Deleting: s.Metadata.DeletionTimestamp != ""}
 }

@@ -106,7 +106,7 @@ func TestRemoveKeysInOneUpdate(t *testing.T) {
 	if err != nil || len(s.Data) != 15 {
 		t.Fatalf("Get = %v, %v", s, err)
 	}
-	if err := store.RemoveKeys(ctx, s, pki.K0sLeafFiles); err != nil {
+	if err := store.RemoveKeys(ctx, s, pki.K0sLeafFiles, false); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := env.Client.CoreV1().Secrets(ns).Get(ctx, "vc-certs", metav1.GetOptions{})
@@ -150,10 +150,10 @@ func TestConcurrentUpdateIsAConflict(t *testing.T) {
 	if _, err := env.Client.CoreV1().Secrets(ns).Update(ctx, other, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.RemoveKeys(ctx, s, []string{"server.crt"}); !errors.Is(err, pki.ErrSecretChanged) {
+	if err := store.RemoveKeys(ctx, s, []string{"server.crt"}, false); !errors.Is(err, pki.ErrSecretChanged) {
 		t.Fatalf("RemoveKeys after a concurrent update = %v, want ErrSecretChanged", err)
 	}
-	if err := store.Delete(ctx, s); !errors.Is(err, pki.ErrSecretChanged) {
+	if err := store.Delete(ctx, s, false); !errors.Is(err, pki.ErrSecretChanged) {
 		t.Fatalf("Delete after a concurrent update = %v, want ErrSecretChanged", err)
 	}
 	got, _ := env.Client.CoreV1().Secrets(ns).Get(ctx, "vc-certs", metav1.GetOptions{})
@@ -162,10 +162,10 @@ func TestConcurrentUpdateIsAConflict(t *testing.T) {
 	}
 	// Read again, and the same calls go through.
 	s, _ = store.Get(ctx)
-	if err := store.Delete(ctx, s); err != nil {
+	if err := store.Delete(ctx, s, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.Delete(ctx, s); err != nil {
+	if err := store.Delete(ctx, s, false); err != nil {
 		t.Fatalf("deleting a deleted Secret: %v", err)
 	}
 }
@@ -180,7 +180,7 @@ func TestForbiddenUpdateSaysWhat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = store.RemoveKeys(ctx, s, []string{"server.crt"})
+	err = store.RemoveKeys(ctx, s, []string{"server.crt"}, false)
 	if err == nil || !strings.Contains(err.Error(), "forbidden") || !strings.Contains(err.Error(), `RBAC "update"`) {
 		t.Fatalf("RemoveKeys without update = %v", err)
 	}

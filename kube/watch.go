@@ -117,7 +117,7 @@ func (s *SecretStore) Annotate(ctx context.Context, key, value string) error {
 		if err != nil {
 			return err
 		}
-		_, err = s.Client.updateSecret(ctx, s.Namespace, s.Name, body)
+		_, err = s.Client.updateSecret(ctx, s.Namespace, s.Name, body, false)
 		if apierrors.IsConflict(err) && attempt == 0 {
 			continue
 		}
@@ -135,7 +135,7 @@ func DeletePod(ctx context.Context, c *Client, namespace, name, uid string) erro
 		u := types.UID(uid)
 		pre = &metav1.Preconditions{UID: &u}
 	}
-	if err := c.delete(ctx, namespace, "pods", name, pre); err != nil {
+	if err := c.delete(ctx, namespace, "pods", name, pre, false); err != nil {
 		return Explain(err, "delete", "Pod "+namespace+"/"+name)
 	}
 	return nil

@@ -11,9 +11,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -23,10 +21,13 @@ type SecretAPI interface {
 	// Get returns the Secret, or nil and no error when it does not exist.
 	Get(ctx context.Context) (*Secret, error)
 	// RemoveKeys removes keys in one write, on condition that s is still the Secret's current
-	// version; otherwise it returns an error wrapping ErrSecretChanged.
-	RemoveKeys(ctx context.Context, s *Secret, keys []string) error
-	// Delete deletes the Secret on the same condition. An already deleted Secret is no error.
-	Delete(ctx context.Context, s *Secret) error
+	// version; otherwise it returns an error wrapping ErrSecretChanged. With dryRun the server
+	// checks the write (RBAC, admission, immutability) and stores nothing.
+	RemoveKeys(ctx context.Context, s *Secret, keys []string, dryRun bool) error
+	// Delete deletes the Secret on the same condition and returns once it is gone (an error
+	// wrapping ErrSecretNotGone when finalizers keep it). An already deleted Secret is no
+	// error. With dryRun the server checks the delete and nothing is deleted.
+	Delete(ctx context.Context, s *Secret, dryRun bool) error
 	// ServerTime is the API server's clock at its last answer (zero when unknown).
 	ServerTime() time.Time
 }
@@ -34,39 +35,30 @@ type SecretAPI interface {
 // ErrSecretChanged means the Secret changed since it was read: read again, plan again.
 var ErrSecretChanged = errors.New("the Secret changed since it was read")
 
+// ErrSecretNotGone means a deleted Secret is still there (finalizers): vcluster would write the
+// old PKI from it back to the volume, so a full reset does not go on.
+var ErrSecretNotGone = errors.New("the Secret is not gone")
+
 // errSuperseded means a journaled repair no longer matches what is on disk or in the Secret:
 // somebody changed things since, so it is abandoned and the current state planned afresh.
 var errSuperseded = errors.New("superseded")
 
-// Backup layout: <backup dir>/<UTC timestamp>/{plan.json, secret.json, pki/<paths>, done}. The
-// directory is written as <ts>.partial and renamed when complete, before the first destructive
-// step; "done" marks a finished repair and "abandoned" one that was replaced by a new plan.
-const (
-	planFile      = "plan.json"
-	secretFile    = "secret.json"
-	filesDir      = "pki"
-	doneFile      = "done"
-	abandonedFile = "abandoned"
-	partialSuffix = ".partial"
-	stampLayout   = "20060102T150405Z"
-)
-
-var backupName = regexp.MustCompile(`^\d{8}T\d{6}Z(-\d+)?$`)
-
-// Executor applies plans. It is the only code in certguard that changes the disk or the Secret.
+// Executor runs plans. It is the only code in certguard that changes the disk or the Secret, and
+// it does exactly what the plan's steps say, with the bytes they carry.
 type Executor struct {
-	PKIDir    string
-	BackupDir string
-	Keep      int
-	Secrets   SecretAPI
-	Log       *slog.Logger
+	Paths Paths
+	// Secret is the Secret this run is for: a journal naming another is not run.
+	Secret  SecretRef
+	Keep    int
+	Secrets SecretAPI
+	Log     *slog.Logger
 	// Failpoint, when set, is called after each stage with its name; an error stops the
 	// executor on the spot, as a crash would. Tests arm it; the failpoint build tag arms it
 	// from the environment to SIGKILL the process.
 	Failpoint func(name string) error
 }
 
-// Journal is an unfinished repair found in the backup dir.
+// Journal is an unfinished repair found in the backup dir, validated.
 type Journal struct {
 	Dir  string
 	Plan Plan
@@ -79,12 +71,50 @@ func (x *Executor) fail(name string) error {
 	return x.Failpoint(name)
 }
 
-// Apply backs up what the plan touches, then carries it out. It returns the backup directory.
-// When the Secret changed before anything was changed, the error wraps ErrSecretChanged and the
-// backup is marked abandoned: plan again.
+// Unfinished returns the validated unfinished repairs, oldest first. It never fails on what the
+// backup dir holds. Unless dryRun, it also tidies certguard's own leftovers: partial backups
+// (written before any change, so every original is still in place), half-pruned ones, and
+// journals that do not validate (renamed <ts>.invalid: set aside, never run).
+func (x *Executor) Unfinished(dryRun bool) []Journal {
+	entries, leftovers, notes := scanBackups(x.Paths.BackupDir)
+	for _, n := range notes {
+		x.Log.Warn(n)
+	}
+	if !dryRun {
+		for _, name := range leftovers {
+			if err := removeBackup(x.Paths.BackupDir, name); err != nil {
+				x.Log.Warn("could not remove a leftover of an interrupted run", "dir", filepath.Join(x.Paths.BackupDir, name), "err", err)
+			}
+		}
+	}
+	var out []Journal
+	for _, e := range entries {
+		if e.state != stateUnfinished {
+			continue
+		}
+		if err := e.validate(x.Paths, x.Secret); err != nil {
+			x.Log.Warn("an unfinished repair's journal does not validate: set aside, not run", "dir", e.dir, "err", err, "dry_run", dryRun)
+			if !dryRun {
+				if err := os.Rename(e.dir, e.dir+invalidSuffix); err != nil {
+					x.Log.Warn("could not set the journal aside", "dir", e.dir, "err", err)
+				}
+			}
+			continue
+		}
+		out = append(out, Journal{Dir: e.dir, Plan: e.plan})
+	}
+	return out
+}
+
+// Apply checks the Secret step with the API server (a dry run), backs up what the plan's steps
+// carry, then runs them. It returns the backup directory. When the Secret changed before
+// anything was changed, the error wraps ErrSecretChanged and no backup is left: plan again.
 func (x *Executor) Apply(ctx context.Context, p Plan, s *Secret) (string, error) {
 	if !p.HasDestructive() {
 		return "", nil
+	}
+	if err := x.dryRun(ctx, p, s); err != nil {
+		return "", err
 	}
 	dir, err := x.backup(p, s)
 	if err != nil {
@@ -96,10 +126,39 @@ func (x *Executor) Apply(ctx context.Context, p Plan, s *Secret) (string, error)
 	}
 	err = x.run(ctx, dir, p, s)
 	if errors.Is(err, ErrSecretChanged) {
-		// Only the first destructive step touches the Secret, so nothing has changed yet.
-		return dir, errors.Join(err, x.mark(dir, abandonedFile, "the Secret changed before the first change; planned again"))
+		// The Secret step comes first: nothing has changed, and the backup holds nothing that is
+		// not still in place. Remove it, so that a Secret rewritten again and again leaves no pile
+		// of backups each holding every private key.
+		return "", errors.Join(err, removeBackup(x.Paths.BackupDir, filepath.Base(dir)))
 	}
 	return dir, err
+}
+
+// dryRun asks the API server to check the Secret step before the first write to the volume: a
+// 403, an immutable Secret or an admission webhook's refusal then ends the run with nothing
+// written anywhere.
+func (x *Executor) dryRun(ctx context.Context, p Plan, s *Secret) error {
+	if s == nil {
+		return nil
+	}
+	for _, st := range p.Steps {
+		var err error
+		switch st.Action {
+		case ActionRemoveSecretKeys:
+			err = x.Secrets.RemoveKeys(ctx, s, st.Keys, true)
+		case ActionDeleteSecret:
+			err = x.Secrets.Delete(ctx, s, true)
+		default:
+			continue
+		}
+		if errors.Is(err, ErrSecretChanged) {
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("the API server refuses the Secret change (checked as a dry run): %w; nothing was changed", err)
+		}
+	}
+	return nil
 }
 
 // Resume finishes an unfinished repair. It redoes each step only where what is there still
@@ -118,57 +177,33 @@ func (x *Executor) Resume(ctx context.Context, j Journal) error {
 	return err
 }
 
-// run carries out the destructive steps, each guarded by the backup, then marks the backup done.
+// run carries out the steps, each guarded by the backup, then marks the backup done and prunes.
 func (x *Executor) run(ctx context.Context, dir string, p Plan, s *Secret) error {
-	saved, err := loadSecret(dir)
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
-	root := filepath.Join(dir, filesDir)
-	for i, st := range p.Steps {
-		switch st.Action {
-		case ActionRemoveSecretKeys:
-			if s == nil {
-				break
-			}
-			var rm []string
-			for _, k := range st.Keys {
-				cur, ok := s.Data[k]
-				if !ok {
-					continue
-				}
-				if saved == nil || !bytes.Equal(cur, saved.Data[k]) {
-					return fmt.Errorf("%w: Secret key %s differs from the backup", errSuperseded, k)
-				}
-				rm = append(rm, k)
-			}
-			if len(rm) > 0 {
-				if err := x.Secrets.RemoveKeys(ctx, s, rm); err != nil {
-					return fmt.Errorf("remove %d keys from Secret %s: %w", len(rm), st.Target, err)
-				}
-			}
-		case ActionDeleteSecret:
-			if s == nil {
-				break
-			}
-			if saved == nil || !maps.EqualFunc(s.Data, saved.Data, bytes.Equal) {
-				return fmt.Errorf("%w: Secret %s differs from the backup", errSuperseded, st.Target)
-			}
-			if err := x.Secrets.Delete(ctx, s); err != nil {
-				return fmt.Errorf("delete Secret %s: %w", st.Target, err)
-			}
-		case ActionRemoveFile:
-			if err := x.removeFile(st.Target, filepath.Join(root, filepath.FromSlash(st.Target))); err != nil {
-				return err
-			}
-		case ActionMovePKI:
-			if err := x.movePKI(root); err != nil {
-				return err
-			}
-		default:
-			continue
+	saved, err := loadSecret(root)
+	root.Close()
+	if err != nil {
+		return err
+	}
+	var restored []string
+	for _, st := range p.Steps {
+		if st.Action == ActionRestoreFile {
+			restored = append(restored, st.Path)
 		}
-		x.Log.Info("step applied", "action", st.Action, "target", st.Target, "keys", len(st.Keys))
+	}
+	for i, st := range p.Steps {
+		did, err := x.step(ctx, dir, st, s, saved, restored)
+		if err != nil {
+			return err
+		}
+		if did {
+			x.Log.Info("step applied", "action", st.Action, "path", st.Path, "keys", len(st.Keys))
+		} else {
+			x.Log.Info("step already done", "action", st.Action, "path", st.Path)
+		}
 		if err := x.fail(fmt.Sprintf("after-step-%d", i)); err != nil {
 			return err
 		}
@@ -176,71 +211,222 @@ func (x *Executor) run(ctx context.Context, dir string, p Plan, s *Secret) error
 	if err := x.mark(dir, doneFile, time.Now().UTC().Format(time.RFC3339)); err != nil {
 		return err
 	}
-	return x.prune()
+	x.prune()
+	return nil
 }
 
-func (x *Executor) removeFile(rel, saved string) error {
-	path := filepath.Join(x.PKIDir, filepath.FromSlash(rel))
-	cur, err := os.ReadFile(path)
+// step runs one step; did is false when it found the step already done.
+// restored are the files the plan puts back into the new pki dir.
+func (x *Executor) step(ctx context.Context, dir string, st Step, s, saved *Secret, restored []string) (did bool, err error) {
+	switch st.Action {
+	case ActionRemoveSecretKeys:
+		if s == nil {
+			return false, nil
+		}
+		var rm []string
+		for _, k := range st.Keys {
+			cur, ok := s.Data[k]
+			if !ok {
+				continue
+			}
+			if saved == nil || !bytes.Equal(cur, saved.Data[k]) {
+				return false, fmt.Errorf("%w: Secret key %s differs from the backup", errSuperseded, k)
+			}
+			rm = append(rm, k)
+		}
+		if len(rm) == 0 {
+			return false, nil
+		}
+		if err := x.Secrets.RemoveKeys(ctx, s, rm, false); err != nil {
+			return false, fmt.Errorf("remove %d keys from Secret %s: %w", len(rm), x.Secret.Ref(), err)
+		}
+		return true, nil
+	case ActionDeleteSecret:
+		if s == nil {
+			return false, nil
+		}
+		if saved == nil || !maps.EqualFunc(s.Data, saved.Data, bytes.Equal) {
+			return false, fmt.Errorf("%w: Secret %s differs from the backup", errSuperseded, x.Secret.Ref())
+		}
+		if err := x.Secrets.Delete(ctx, s, false); err != nil {
+			return false, fmt.Errorf("delete Secret %s: %w", x.Secret.Ref(), err)
+		}
+		return true, nil
+	case ActionRemoveFile:
+		return x.removeFile(st)
+	case ActionSetAside:
+		return x.setAside(dir, st)
+	case ActionMovePKI:
+		return x.movePKI(filepath.Join(dir, filesDir), restored)
+	case ActionRestoreFile:
+		return x.restoreFile(st)
+	}
+	return false, fmt.Errorf("unknown step %q", st.Action)
+}
+
+// removeFile removes a k0s leaf whose bytes the step carries, only while the file still holds
+// exactly them (read again through the root, bounded, never blocking).
+func (x *Executor) removeFile(st Step) (bool, error) {
+	root, err := os.OpenRoot(x.Paths.PKIDir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
+		return false, err
 	}
-	want, err := os.ReadFile(saved)
-	if err != nil || !bytes.Equal(cur, want) {
-		return fmt.Errorf("%w: %s differs from its backup", errSuperseded, rel)
+	defer root.Close()
+	if _, err := root.Lstat(st.Path); errors.Is(err, fs.ErrNotExist) {
+		return false, nil
 	}
-	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("remove %s: %w", path, err)
+	cur, err := readRegular(root, st.Path)
+	if err != nil || !bytes.Equal(cur, st.Data) {
+		return false, fmt.Errorf("%w: %s differs from its backup", errSuperseded, st.Path)
 	}
-	return syncDir(filepath.Dir(path))
+	if err := root.Remove(st.Path); err != nil {
+		return false, fmt.Errorf("remove %s: %w", filepath.Join(x.Paths.PKIDir, st.Path), err)
+	}
+	return true, syncDir(x.Paths.PKIDir)
 }
 
-func (x *Executor) movePKI(dest string) error {
-	_, errSrc := os.Lstat(x.PKIDir)
+// setAside moves a leaf entry that is not a readable regular file into the backup without
+// opening it: one rename on the data volume. When the backup dir is on another filesystem, an
+// entry without bytes of its own (symlink, FIFO, socket, device) is removed instead; its kind
+// and link text are in the journal.
+func (x *Executor) setAside(dir string, st Step) (bool, error) {
+	src := filepath.Join(x.Paths.PKIDir, st.Path) // st.Path is one of the 14 top-level leaf names
+	fi, err := os.Lstat(src)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if kindOf(fi) != st.Kind {
+		return false, fmt.Errorf("%w: %s is a %s now, not a %s", errSuperseded, st.Path, kindOf(fi), st.Kind)
+	}
+	dst := filepath.Join(dir, asideDir, st.Path)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return false, err
+	}
+	err = os.Rename(src, dst)
+	if errors.Is(err, syscall.EXDEV) && st.Kind != KindRegular && st.Kind != KindDir {
+		err = os.Remove(src)
+	}
+	if err != nil {
+		return false, fmt.Errorf("set aside %s: %w", src, err)
+	}
+	return true, errors.Join(syncDir(x.Paths.PKIDir), syncDir(filepath.Dir(dst)))
+}
+
+func kindOf(fi fs.FileInfo) Kind {
+	switch {
+	case fi.Mode().IsRegular():
+		return KindRegular
+	case fi.IsDir():
+		return KindDir
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return KindSymlink
+	}
+	return KindOther
+}
+
+// movePKI moves the resolved pki dir into the backup with one rename. When the configured pki
+// dir is a symlink, an empty directory is left where it points, so that the link still leads to
+// a directory that vcluster and k0s can fill.
+func (x *Executor) movePKI(dest string, restored []string) (bool, error) {
+	src := x.Paths.PKIDir
+	srcFI, errSrc := os.Lstat(src)
 	_, errDst := os.Lstat(dest)
-	switch src, dst := errSrc == nil, errDst == nil; {
-	case src && !dst:
-		if err := os.Rename(x.PKIDir, dest); err != nil {
-			return fmt.Errorf("move %s to %s: %w", x.PKIDir, dest, err)
+	switch srcOK, dstOK := errSrc == nil, errDst == nil; {
+	case srcOK && !dstOK:
+		if err := os.Rename(src, dest); err != nil {
+			return false, fmt.Errorf("move %s to %s: %w", src, dest, err)
 		}
-		return errors.Join(syncDir(filepath.Dir(x.PKIDir)), syncDir(filepath.Dir(dest)))
-	case !src && dst:
-		return nil // moved by the run that was killed
-	case src && dst:
-		return fmt.Errorf("%w: %s was recreated after it was moved", errSuperseded, x.PKIDir)
+		if x.Paths.PKILink != "" {
+			if err := os.Mkdir(src, srcFI.Mode().Perm()); err != nil {
+				return true, fmt.Errorf("recreate %s for the symlink %s: %w", src, x.Paths.PKILink, err)
+			}
+		}
+		return true, errors.Join(syncDir(filepath.Dir(src)), syncDir(filepath.Dir(dest)))
+	case !srcOK && dstOK:
+		return false, nil // moved by the run that was killed
+	case srcOK && dstOK:
+		if onlyHolds(src, restored) {
+			return false, nil // the new dir the killed run made and began to fill: moved already
+		}
+		return false, fmt.Errorf("%w: %s was recreated after it was moved", errSuperseded, src)
 	}
-	return fmt.Errorf("%w: neither %s nor its backup exists", errSuperseded, x.PKIDir)
+	return false, fmt.Errorf("%w: neither %s nor its backup exists", errSuperseded, src)
 }
 
-// backup writes <ts>.partial with the Secret, copies of the files to remove, and the plan, makes
-// it durable, and renames it to <ts>: a backup dir without .partial is complete.
+// onlyHolds reports whether dir holds nothing but (some of) names.
+func onlyHolds(dir string, names []string) bool {
+	d, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	got, err := d.Readdirnames(len(names) + 1)
+	if err != nil && len(got) > 0 {
+		return false
+	}
+	for _, n := range got {
+		if !slices.Contains(names, n) {
+			return false
+		}
+	}
+	return true
+}
+
+// restoreFile writes a file the step carries into the (new) pki dir, unless it is there already.
+func (x *Executor) restoreFile(st Step) (bool, error) {
+	if err := os.MkdirAll(x.Paths.PKIDir, 0o755); err != nil {
+		return false, err
+	}
+	root, err := os.OpenRoot(x.Paths.PKIDir)
+	if err != nil {
+		return false, err
+	}
+	defer root.Close()
+	if _, err := root.Lstat(st.Path); err == nil {
+		cur, err := readRegular(root, st.Path)
+		if err == nil && bytes.Equal(cur, st.Data) {
+			return false, nil
+		}
+		return false, fmt.Errorf("%w: %s exists in the new pki dir with other content", errSuperseded, st.Path)
+	}
+	return true, writeFileSync(filepath.Join(x.Paths.PKIDir, st.Path), st.Data, 0o600)
+}
+
+// backup writes <ts>.partial with the Secret, the bytes each step carries and the plan, makes it
+// durable, and renames it to <ts>: a backup dir without .partial is complete.
 func (x *Executor) backup(p Plan, s *Secret) (string, error) {
-	if err := os.MkdirAll(x.BackupDir, 0o700); err != nil {
+	if err := x.ensureBackupDir(p.Now); err != nil {
 		return "", err
 	}
 	if slices.ContainsFunc(p.Steps, func(s Step) bool { return s.Action == ActionMovePKI }) {
-		if err := sameFilesystem(x.PKIDir, x.BackupDir); err != nil {
+		if err := sameFilesystem(x.Paths.PKIDir, x.Paths.BackupDir); err != nil {
 			return "", err
 		}
 	}
 	name := p.Now.UTC().Format(stampLayout)
 	for i := 2; ; i++ {
-		_, err1 := os.Lstat(filepath.Join(x.BackupDir, name))
-		_, err2 := os.Lstat(filepath.Join(x.BackupDir, name+partialSuffix))
-		if errors.Is(err1, fs.ErrNotExist) && errors.Is(err2, fs.ErrNotExist) {
+		_, err1 := os.Lstat(filepath.Join(x.Paths.BackupDir, name))
+		_, err2 := os.Lstat(filepath.Join(x.Paths.BackupDir, name+partialSuffix))
+		_, err3 := os.Lstat(filepath.Join(x.Paths.BackupDir, name+invalidSuffix))
+		if errors.Is(err1, fs.ErrNotExist) && errors.Is(err2, fs.ErrNotExist) && errors.Is(err3, fs.ErrNotExist) {
 			break
 		}
 		name = fmt.Sprintf("%s-%d", p.Now.UTC().Format(stampLayout), i)
 	}
-	tmp := filepath.Join(x.BackupDir, name+partialSuffix)
+	tmp := filepath.Join(x.Paths.BackupDir, name+partialSuffix)
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return "", err
 	}
 	dirs := []string{tmp}
-	if s != nil {
+	if s != nil && slices.ContainsFunc(p.Steps, func(s Step) bool {
+		return s.Action == ActionRemoveSecretKeys || s.Action == ActionDeleteSecret
+	}) {
 		data, err := json.Marshal(s)
 		if err != nil {
 			return "", err
@@ -253,21 +439,18 @@ func (x *Executor) backup(p Plan, s *Secret) (string, error) {
 		return "", err
 	}
 	for _, st := range p.Steps {
-		if st.Action != ActionBackupFile {
+		sub := map[Action]string{ActionRemoveFile: filesDir, ActionRestoreFile: restoreDir}[st.Action]
+		if sub == "" {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(x.PKIDir, filepath.FromSlash(st.Target)))
-		if err != nil {
-			return "", err
-		}
-		dst := filepath.Join(tmp, filesDir, filepath.FromSlash(st.Target))
+		dst := filepath.Join(tmp, sub, st.Path)
 		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 			return "", err
 		}
 		if !slices.Contains(dirs, filepath.Dir(dst)) {
 			dirs = append(dirs, filepath.Dir(dst))
 		}
-		if err := writeFileSync(dst, data, 0o600); err != nil {
+		if err := writeFileSync(dst, st.Data, 0o600); err != nil {
 			return "", err
 		}
 	}
@@ -283,11 +466,28 @@ func (x *Executor) backup(p Plan, s *Secret) (string, error) {
 			return "", err
 		}
 	}
-	final := filepath.Join(x.BackupDir, name)
+	final := filepath.Join(x.Paths.BackupDir, name)
 	if err := os.Rename(tmp, final); err != nil {
 		return "", err
 	}
-	return final, syncDir(x.BackupDir)
+	return final, syncDir(x.Paths.BackupDir)
+}
+
+// ensureBackupDir makes the backup dir. Something else in its place (a file, a dangling link) is
+// renamed aside, never removed, so that a start is not blocked by it and nothing is lost.
+func (x *Executor) ensureBackupDir(now time.Time) error {
+	dir := x.Paths.BackupDir
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		return nil
+	}
+	if _, err := os.Lstat(dir); err == nil {
+		aside := fmt.Sprintf("%s.aside-%s", dir, now.UTC().Format(stampLayout))
+		x.Log.Warn("the backup dir path holds something that is not a directory: set aside", "path", dir, "moved_to", aside)
+		if err := os.Rename(dir, aside); err != nil {
+			return fmt.Errorf("set aside %s: %w", dir, err)
+		}
+	}
+	return os.MkdirAll(dir, 0o700)
 }
 
 // sameFilesystem refuses a full reset whose backup dir is on another filesystem: the move of the
@@ -311,138 +511,22 @@ func (x *Executor) mark(dir, name, text string) error {
 	return writeFileSync(filepath.Join(dir, name), []byte(text+"\n"), 0o600)
 }
 
-func loadSecret(dir string) (*Secret, error) {
-	data, err := os.ReadFile(filepath.Join(dir, secretFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var s Secret
-	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, secretFile), err)
-	}
-	return &s, nil
-}
-
-// Unfinished lists the repairs that were started and neither finished nor abandoned, oldest
-// first. With clean, it also removes partial backups: those were written before any change, so
-// the originals are all still in place.
-func (x *Executor) Unfinished(clean bool) ([]Journal, error) {
-	entries, err := os.ReadDir(x.BackupDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read backup dir: %w", err)
-	}
-	var out []Journal
-	for _, e := range entries {
-		dir := filepath.Join(x.BackupDir, e.Name())
-		if base, ok := strings.CutSuffix(e.Name(), partialSuffix); ok && backupName.MatchString(base) {
-			if !clean {
-				continue
-			}
-			x.Log.Info("removing a partial backup of a run that was stopped before it changed anything", "dir", dir)
-			if err := os.RemoveAll(dir); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		if !e.IsDir() || !backupName.MatchString(e.Name()) || exists(filepath.Join(dir, doneFile)) || exists(filepath.Join(dir, abandonedFile)) {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(dir, planFile))
-		if err != nil {
-			return nil, fmt.Errorf("read unfinished repair: %w", err)
-		}
-		var p Plan
-		if err := json.Unmarshal(data, &p); err != nil {
-			return nil, fmt.Errorf("read unfinished repair %s: %w", dir, err)
-		}
-		out = append(out, Journal{Dir: dir, Plan: p})
-	}
-	return out, nil
-}
-
-// prune keeps the newest Keep finished or abandoned backups; unfinished ones are never removed.
-func (x *Executor) prune() error {
-	entries, err := os.ReadDir(x.BackupDir)
-	if err != nil {
-		return err
-	}
+// prune keeps the newest Keep ended (finished or abandoned) backups. Unfinished ones are never
+// removed, nor anything certguard did not write. A failure is logged: pruning never fails a run.
+func (x *Executor) prune() {
+	entries, _, _ := scanBackups(x.Paths.BackupDir)
 	var ended []string
 	for _, e := range entries {
-		dir := filepath.Join(x.BackupDir, e.Name())
-		if e.IsDir() && backupName.MatchString(e.Name()) && (exists(filepath.Join(dir, doneFile)) || exists(filepath.Join(dir, abandonedFile))) {
-			ended = append(ended, e.Name())
+		if e.state != stateUnfinished {
+			ended = append(ended, e.name)
 		}
 	}
-	slices.Sort(ended)
 	for len(ended) > max(x.Keep, 1) {
-		dir := filepath.Join(x.BackupDir, ended[0])
-		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("prune backup %s: %w", dir, err)
+		if err := removeBackup(x.Paths.BackupDir, ended[0]); err != nil {
+			x.Log.Warn("could not prune an old backup", "dir", filepath.Join(x.Paths.BackupDir, ended[0]), "err", err)
+			return
 		}
-		x.Log.Info("old backup pruned", "dir", dir)
+		x.Log.Info("old backup pruned", "dir", filepath.Join(x.Paths.BackupDir, ended[0]))
 		ended = ended[1:]
 	}
-	return nil
-}
-
-func exists(p string) bool {
-	_, err := os.Lstat(p)
-	return err == nil
-}
-
-// BackupState is what the backup dir says about past repairs, read without changing anything
-// (the sidecar may mount the volume read-only).
-type BackupState struct {
-	LastDone   time.Time // when the newest completed repair started
-	Unfinished string    // the newest repair that was started and neither finished nor abandoned
-}
-
-// ReadBackupState reads the backup dir; a missing dir is no repair yet.
-func ReadBackupState(backupDir string) (BackupState, error) {
-	var st BackupState
-	entries, err := os.ReadDir(backupDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return st, nil
-	}
-	if err != nil {
-		return st, err
-	}
-	for _, e := range entries {
-		if !e.IsDir() || !backupName.MatchString(e.Name()) {
-			continue
-		}
-		dir := filepath.Join(backupDir, e.Name())
-		t, err := time.Parse(stampLayout, strings.SplitN(e.Name(), "-", 2)[0])
-		if err != nil {
-			continue
-		}
-		switch {
-		case exists(filepath.Join(dir, doneFile)):
-			if t.After(st.LastDone) {
-				st.LastDone = t
-			}
-		case !exists(filepath.Join(dir, abandonedFile)) && exists(filepath.Join(dir, planFile)):
-			st.Unfinished = e.Name()
-		}
-	}
-	return st, nil
-}
-
-// diskHint says what to do about the disk errors a user can fix.
-func diskHint(err error) string {
-	switch {
-	case errors.Is(err, syscall.ENOSPC):
-		return " (the data volume is full: free space on it or grow it, then restart the pod)"
-	case errors.Is(err, syscall.EROFS):
-		return " (the data volume is mounted read-only into this container: mount it read-write)"
-	case errors.Is(err, fs.ErrPermission):
-		return " (permission denied: the init container must run as root, securityContext.runAsUser: 0)"
-	}
-	return ""
 }

@@ -33,15 +33,21 @@ func newFixture(t *testing.T, gen func(*pkigen.Options)) *fixture {
 	dir := writePKI(t, p.Files)
 	f := &fixture{dir: dir, backup: dir + ".old", data: p.SecretData()}
 	f.secret = pkigen.NewMemorySecret("ns", "vc-certs", f.data)
+	f.secret.Clock = func() time.Time { return now }
 	f.before = manifest(t, dir)
 	return f
 }
 
 func (f *fixture) repair(strategy pki.Strategy, fp func(string) error) *pki.Repair {
+	paths, err := pki.ResolvePaths(f.dir, f.backup)
+	if err != nil {
+		panic(err)
+	}
+	ref := pki.SecretRef{Namespace: "ns", Name: "vc-certs"}
 	return &pki.Repair{
-		PKIDir: f.dir, RenewBefore: 120 * day, Log: quietLog(), Now: func() time.Time { return now },
-		Policy: pki.Policy{Strategy: strategy, Secret: "ns/vc-certs", MaxClockSkew: 5 * time.Minute, KeepBackups: 5},
-		Exec:   &pki.Executor{PKIDir: f.dir, BackupDir: f.backup, Keep: 5, Secrets: f.secret, Log: quietLog(), Failpoint: fp},
+		RenewBefore: 120 * day, Log: quietLog(), Now: func() time.Time { return now },
+		Policy: pki.Policy{Strategy: strategy, Secret: ref, MaxClockSkew: 5 * time.Minute},
+		Exec:   &pki.Executor{Paths: paths, Secret: ref, Keep: 5, Secrets: f.secret, Log: quietLog(), Failpoint: fp},
 	}
 }
 
@@ -148,9 +154,7 @@ func TestRepairFull(t *testing.T) {
 	if err != nil || !out.Applied || out.Plan.Decision != pki.DecideFull {
 		t.Fatalf("Run = %+v, %v", out.Plan, err)
 	}
-	if _, err := os.Stat(f.dir); !os.IsNotExist(err) {
-		t.Errorf("pki dir still there: %v", err)
-	}
+	assertOnlySA(t, f)
 	if !maps.Equal(manifest(t, filepath.Join(out.Backup, "pki")), f.before) {
 		t.Error("the moved pki dir differs from the original")
 	}
@@ -158,7 +162,7 @@ func TestRepairFull(t *testing.T) {
 		t.Error("the Secret was not deleted")
 	}
 	f.assertNothingLost(t)
-	// Next start: nothing on disk, no Secret: a first start, nothing to do.
+	// Next start: only sa.* on disk, no Secret, no CA: vcluster generates a PKI, nothing to do.
 	out, err = f.repair(pki.StrategyAuto, nil).Run(context.Background())
 	if err != nil || out.Plan.Decision != pki.DecideNothing {
 		t.Fatalf("run after reset = %+v, %v", out.Plan, err)
@@ -235,8 +239,11 @@ func TestRepairConvergesAfterACrashAtEveryStage(t *testing.T) {
 							t.Errorf("%s still in the Secret", p)
 						}
 					}
-				} else if _, err := os.Stat(f.dir); !os.IsNotExist(err) || f.secretData(t) != nil {
-					t.Errorf("full reset not finished: dir %v, secret %v", err, f.secretData(t) != nil)
+				} else {
+					assertOnlySA(t, f)
+					if f.secretData(t) != nil {
+						t.Error("full reset not finished: the Secret is still there")
+					}
 				}
 				if stage != "during-backup" && stage != "after-backup" && len(out.Resumed) != 1 {
 					t.Errorf("resumed %v, want the journal finished", out.Resumed)
@@ -288,35 +295,56 @@ func TestResumeAbandonsAStaleJournal(t *testing.T) {
 	}
 }
 
-// conflictOnce makes the first RemoveKeys fail as if another writer updated the Secret between
-// the read and the write.
-type conflictOnce struct {
+// conflicting makes the first n real (not dry-run) RemoveKeys fail as if another writer updated
+// the Secret between the read and the write: the dry run passed, the backup was written.
+type conflicting struct {
 	*pkigen.MemorySecret
-	done bool
+	n int
 }
 
-func (c *conflictOnce) RemoveKeys(ctx context.Context, s *pki.Secret, keys []string) error {
-	if !c.done {
-		c.done = true
+func (c *conflicting) RemoveKeys(ctx context.Context, s *pki.Secret, keys []string, dryRun bool) error {
+	if !dryRun && c.n > 0 {
+		c.n--
 		return fmt.Errorf("test: %w", pki.ErrSecretChanged)
 	}
-	return c.MemorySecret.RemoveKeys(ctx, s, keys)
+	return c.MemorySecret.RemoveKeys(ctx, s, keys, dryRun)
 }
 
 func TestRepairReplansOnConflict(t *testing.T) {
 	f := newFixture(t, expiredLeaves)
 	r := f.repair(pki.StrategyAuto, nil)
-	r.Exec.Secrets = &conflictOnce{MemorySecret: f.secret}
+	r.Exec.Secrets = &conflicting{MemorySecret: f.secret, n: 1}
 	out, err := r.Run(context.Background())
 	if err != nil || !out.Applied || out.Attempts != 2 {
 		t.Fatalf("Run = attempts %d applied %v, %v", out.Attempts, out.Applied, err)
 	}
-	abandoned, _ := filepath.Glob(filepath.Join(f.backup, "*", "abandoned"))
+	// The attempt that met the conflict changed nothing, so its backup is gone: only the
+	// finished repair's remains.
+	entries, _ := os.ReadDir(f.backup)
 	done, _ := filepath.Glob(filepath.Join(f.backup, "*", "done"))
-	if len(abandoned) != 1 || len(done) != 1 {
-		t.Fatalf("abandoned %v done %v", abandoned, done)
+	if len(entries) != 1 || len(done) != 1 {
+		t.Fatalf("backup dir holds %d entries, %d done; want exactly the finished repair", len(entries), len(done))
 	}
 	f.assertNothingLost(t)
+}
+
+// TestEndlessConflictsLeaveNoPile: a Secret rewritten between every read and write ends the run
+// after the bounded attempts with an error, and leaves no backup behind.
+func TestEndlessConflictsLeaveNoPile(t *testing.T) {
+	f := newFixture(t, expiredLeaves)
+	r := f.repair(pki.StrategyAuto, nil)
+	r.Exec.Secrets = &conflicting{MemorySecret: f.secret, n: 1000}
+	out, err := r.Run(context.Background())
+	if !errors.Is(err, pki.ErrSecretChanged) || out.Attempts != 3 {
+		t.Fatalf("Run = attempts %d, %v; want 3 attempts and ErrSecretChanged", out.Attempts, err)
+	}
+	entries, _ := os.ReadDir(f.backup)
+	if len(entries) != 0 {
+		t.Fatalf("backup dir holds %d entries after conflicts that changed nothing, want 0", len(entries))
+	}
+	if !maps.Equal(f.before, manifest(t, f.dir)) {
+		t.Fatal("the pki dir changed")
+	}
 }
 
 func TestPruneKeepsNewest(t *testing.T) {
@@ -326,8 +354,11 @@ func TestPruneKeepsNewest(t *testing.T) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
+		os.WriteFile(filepath.Join(dir, "plan.json"), []byte(`{"version":2,"decision":"leaves","steps":[]}`), 0o600)
 		os.WriteFile(filepath.Join(dir, "done"), nil, 0o600)
 	}
+	handCopy := filepath.Join(f.backup, "20180101T000000Z") // timestamp-named, but no plan.json
+	os.MkdirAll(handCopy, 0o700)
 	foreign := filepath.Join(f.backup, "ca.crt") // a user's own `mv pki pki.old` leftovers
 	os.WriteFile(foreign, []byte("x"), 0o600)
 	unfinishedOld := filepath.Join(f.backup, "20190101T000000Z")
@@ -341,9 +372,10 @@ func TestPruneKeepsNewest(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	// 5 newest finished ones (4 old + this run), the foreign file, and the old journal (now finished
-	// by the run, so counted among the finished ones and pruned as the oldest).
-	if len(names) != 6 || !slices.Contains(names, "ca.crt") || slices.Contains(names, "20200103T000000Z") {
+	// 5 newest finished ones (4 old + this run), the foreign file and the hand copy left alone,
+	// and the old journal, which does not validate (no version, no pki dir), set aside unrun.
+	if len(names) != 8 || !slices.Contains(names, "ca.crt") || !slices.Contains(names, "20180101T000000Z") ||
+		!slices.Contains(names, "20190101T000000Z.invalid") || slices.Contains(names, "20200103T000000Z") {
 		t.Fatalf("backup dir after prune: %v", names)
 	}
 }
@@ -365,5 +397,16 @@ func TestRepairOnReadOnlyVolumeChangesNothing(t *testing.T) {
 	}
 	if !maps.Equal(manifest(t, f.dir), f.before) || len(f.secretData(t)) != len(f.data) {
 		t.Fatal("something changed on a read-only volume")
+	}
+}
+
+// assertOnlySA checks the state a full reset leaves: the pki dir holds sa.key and sa.pub with
+// their original bytes and nothing else, so that service-account tokens stay valid.
+func assertOnlySA(t *testing.T, f *fixture) {
+	t.Helper()
+	got := manifest(t, f.dir)
+	want := map[string]string{"sa.key": f.before["sa.key"], "sa.pub": f.before["sa.pub"]}
+	if !maps.Equal(got, want) {
+		t.Errorf("pki dir after a full reset holds %v, want exactly sa.key and sa.pub as before", slices.Sorted(maps.Keys(got)))
 	}
 }

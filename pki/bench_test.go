@@ -172,7 +172,7 @@ func BenchmarkBuildPlan(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pol := pki.Policy{Strategy: pki.StrategyAuto, Secret: "vc/vc-certs", MaxClockSkew: 5 * time.Minute, KeepBackups: 5}
+	pol := pki.Policy{Strategy: pki.StrategyAuto, Secret: pki.SecretRef{Namespace: "vc", Name: "vc-certs"}, MaxClockSkew: 5 * time.Minute}
 	for _, c := range []struct {
 		name     string
 		p        *pkigen.PKI
@@ -200,7 +200,7 @@ func BenchmarkHealthyStart(b *testing.B) {
 		b.Fatal(err)
 	}
 	secret := &pki.Secret{Namespace: "vc", Name: "vc-certs", Data: p.SecretData()}
-	pol := pki.Policy{Strategy: pki.StrategyAuto, Secret: "vc/vc-certs", MaxClockSkew: 5 * time.Minute, KeepBackups: 5}
+	pol := pki.Policy{Strategy: pki.StrategyAuto, Secret: pki.SecretRef{Namespace: "vc", Name: "vc-certs"}, MaxClockSkew: 5 * time.Minute}
 	loop(b, func() {
 		disk, err := pki.ReadDir(dir)
 		if err != nil {

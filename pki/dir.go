@@ -7,20 +7,63 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
+	"strings"
+	"syscall"
 )
 
 // maxFileSize bounds what is read per file: PKI files are a few KiB, and a huge file in the pki
 // dir is a mistake to report, not a reason to fill the init container's memory.
 const maxFileSize = 1 << 20
 
+// maxEntries bounds how many directory entries one read looks at per directory: the pki dir
+// holds about 45 files, and a directory with millions of entries must not stall a pod start.
+const maxEntries = 10000
+
 // ErrNotDir means the pki path exists but is not a directory.
 var ErrNotDir = errors.New("not a directory")
 
-// ReadDir reads every regular file under dir (etcd/ included) into a Store. It reads through
-// os.Root, so a symlink that leads out of dir is an error for that file, never a read of
-// something else. A missing dir is a Store that is not Present: a first start.
+// Kind is what a directory entry is. Only regular files are ever opened.
+type Kind string
+
+const (
+	KindRegular Kind = "file"
+	KindSymlink Kind = "symlink"
+	KindDir     Kind = "dir"
+	KindOther   Kind = "special" // FIFO, socket, device: opening one could block or never end
+)
+
+// EntryError is a path in the pki dir that was not read because it is not a regular file, is too
+// large, or could not be read. It is data (a row in the report), never a reason to stop.
+type EntryError struct {
+	Kind   Kind   // what the entry is
+	Link   string // the symlink's target text, never followed
+	Reason Reason // ReasonNotRegular, ReasonTooLarge or ReasonUnreadable
+	Err    error  // the I/O error for ReasonUnreadable
+}
+
+func (e *EntryError) Error() string {
+	switch e.Reason {
+	case ReasonNotRegular:
+		if e.Kind == KindSymlink {
+			return fmt.Sprintf("a symlink (to %q), not a regular file: not followed", e.Link)
+		}
+		return fmt.Sprintf("a %s, not a regular file: not opened", e.Kind)
+	case ReasonTooLarge:
+		return fmt.Sprintf("larger than %d bytes: not read", maxFileSize)
+	}
+	return "unreadable: " + e.Err.Error()
+}
+
+func (e *EntryError) Unwrap() error { return e.Err }
+
+// ReadDir reads the pki dir into a Store: every regular file at its top level and in etcd/ (the
+// only places vcluster and k0s keep PKI files), each once, through os.Root, at most maxFileSize
+// bytes. Nothing that is not a regular file is opened or followed: a symlink, FIFO, socket,
+// device or directory where a file is expected becomes an EntryError for that path. A missing
+// dir is a Store that is not Present.
 func ReadDir(dir string) (Store, error) {
-	st := Store{Source: SourceDisk, Files: map[string][]byte{}, Errors: map[string]error{}}
+	st := Store{Source: SourceDisk, Files: map[string][]byte{}, Errors: map[string]error{}, Dir: dir}
 	fi, err := os.Stat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil
@@ -37,74 +80,101 @@ func ReadDir(dir string) (Store, error) {
 	}
 	defer root.Close()
 	st.Present = true
-	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == "." {
-				return err
-			}
-			st.Errors[p] = err
-			if d != nil && d.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if d.IsDir() {
-			return nil
-		}
-		data, err := readRegular(root, p, d)
-		if err != nil {
-			st.Errors[p] = err
-			return nil
-		}
-		st.Files[p] = data
-		return nil
-	})
-	if err != nil {
+	if err := readLevel(root, ".", &st); err != nil {
 		return st, fmt.Errorf("read pki dir %s: %w", dir, err)
+	}
+	if fi, err := root.Lstat("etcd"); err == nil && fi.IsDir() {
+		if err := readLevel(root, "etcd", &st); err != nil {
+			st.Errors["etcd"] = &EntryError{Kind: KindDir, Reason: ReasonUnreadable, Err: err}
+		}
 	}
 	return st, nil
 }
 
-// readRegular reads a file only when it (or the in-root file a symlink names) is regular: a FIFO
-// would block the init container forever.
-func readRegular(root *os.Root, p string, d fs.DirEntry) ([]byte, error) {
-	if d.Type()&fs.ModeSymlink != 0 {
-		fi, err := root.Stat(p)
-		if err != nil {
-			return nil, fmt.Errorf("symlink %s: %w", p, err)
-		}
-		if !fi.Mode().IsRegular() {
-			return nil, fmt.Errorf("symlink %s does not lead to a regular file", p)
-		}
-	} else if !d.Type().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (%s)", p, d.Type())
-	}
-	f, err := root.Open(p)
+// readLevel reads the entries of one directory (not recursively) into st.
+func readLevel(root *os.Root, dir string, st *Store) error {
+	d, err := root.Open(dir)
 	if err != nil {
-		return nil, err
+		return err
+	}
+	defer d.Close()
+	entries, err := d.ReadDir(maxEntries)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	for _, e := range entries {
+		p := path.Join(dir, e.Name())
+		switch {
+		case e.Type().IsRegular():
+			data, err := readRegular(root, p)
+			if err != nil {
+				st.Errors[p] = err
+				continue
+			}
+			st.Files[p] = data
+		case e.IsDir():
+			// etcd/ is read by ReadDir; another directory is reported only where a file is
+			// expected (a directory named like a PKI file).
+			if _, known := roleOf(p); known {
+				st.Errors[p] = &EntryError{Kind: KindDir, Reason: ReasonNotRegular}
+			}
+		case e.Type()&fs.ModeSymlink != 0:
+			link, _ := root.Readlink(p)
+			st.Errors[p] = &EntryError{Kind: KindSymlink, Link: link, Reason: ReasonNotRegular}
+		default:
+			st.Errors[p] = &EntryError{Kind: KindOther, Reason: ReasonNotRegular}
+		}
+	}
+	return nil
+}
+
+// readRegular opens p through the root without blocking (O_NONBLOCK: an entry swapped for a FIFO
+// after the directory was listed opens at once instead of waiting for a writer), checks on the
+// open file that it is still a regular file, and reads at most maxFileSize bytes.
+func readRegular(root *os.Root, p string) ([]byte, error) {
+	f, err := root.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, &EntryError{Kind: KindSymlink, Reason: ReasonNotRegular}
+		}
+		return nil, &EntryError{Kind: KindRegular, Reason: ReasonUnreadable, Err: err}
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, &EntryError{Kind: KindRegular, Reason: ReasonUnreadable, Err: err}
+	}
+	if !fi.Mode().IsRegular() {
+		k := KindOther
+		if fi.IsDir() {
+			k = KindDir
+		}
+		return nil, &EntryError{Kind: k, Reason: ReasonNotRegular}
+	}
+	if fi.Size() > maxFileSize {
+		return nil, &EntryError{Kind: KindRegular, Reason: ReasonTooLarge}
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
-		return nil, err
+		return nil, &EntryError{Kind: KindRegular, Reason: ReasonUnreadable, Err: err}
 	}
 	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path.Base(p), maxFileSize)
+		return nil, &EntryError{Kind: KindRegular, Reason: ReasonTooLarge}
 	}
 	return data, nil
 }
 
 // ReadFile reads one file under dir with ReadDir's rules (through os.Root, regular files only,
-// size-limited). A missing file returns an error wrapping fs.ErrNotExist.
+// never blocking, size-limited). A missing file returns an error wrapping fs.ErrNotExist.
 func ReadFile(dir, rel string) ([]byte, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer root.Close()
-	fi, err := root.Lstat(rel)
-	if err != nil {
+	if _, err := root.Lstat(rel); err != nil {
 		return nil, err
 	}
-	return readRegular(root, rel, fs.FileInfoToDirEntry(fi))
+	return readRegular(root, rel)
 }

@@ -26,20 +26,28 @@ func TestReadDirBadInput(t *testing.T) {
 			if err := os.Symlink(outside, filepath.Join(dir, "server.crt")); err != nil {
 				t.Fatal(err)
 			}
-		}, "server.crt", "escapes"},
+		}, "server.crt", "not followed"},
 		{"absolute symlink to /etc", func(t *testing.T, dir string) {
 			os.Symlink("/etc/hostname", filepath.Join(dir, "extra.crt"))
-		}, "extra.crt", "escapes"},
+		}, "extra.crt", "not followed"},
+		{"symlink to /dev/zero", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, "server.key"))
+			os.Symlink("/dev/zero", filepath.Join(dir, "server.key"))
+		}, "server.key", "not followed"},
+		{"symlink inside the dir", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, "server.key"))
+			os.Symlink("admin.key", filepath.Join(dir, "server.key"))
+		}, "server.key", "not followed"},
 		{"FIFO", func(t *testing.T, dir string) {
 			if err := syscall.Mkfifo(filepath.Join(dir, "pipe.crt"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-		}, "pipe.crt", "not a regular file"},
+		}, "pipe.crt", "a special, not a regular file"},
 		{"a directory where a file should be", func(t *testing.T, dir string) {
 			os.Remove(filepath.Join(dir, "admin.key"))
 			os.Mkdir(filepath.Join(dir, "admin.key"), 0o700)
 			os.WriteFile(filepath.Join(dir, "admin.key", "x"), nil, 0o600)
-		}, "admin.key/x", ""},
+		}, "admin.key", "a dir, not a regular file"},
 		{"file too large", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, "huge.crt"), make([]byte, 2<<20), 0o600)
 		}, "huge.crt", "larger than"},
@@ -83,10 +91,12 @@ func TestReadDirPathIsAFile(t *testing.T) {
 	}
 }
 
-// An unreadable file is a corrupt row, and with expired leaves the plan refuses: nothing is
-// removed from a PKI certguard cannot fully see. Tests run as root, which reads any mode, so the
-// unreadable file is a symlink loop (ELOOP), a read error root cannot bypass.
-func TestUnreadableFileRefusesRepair(t *testing.T) {
+// An unreadable kept file is a corrupt row, and with expired leaves the leaf repair still goes
+// ahead, with a warning: removing the expired k0s leaves does not make the kept file worse, and
+// refusing (exit 3) would block every start of the cluster because of a file on the volume.
+// Tests run as root, which reads any mode, so the unreadable file is a symlink loop: a symlink,
+// never followed.
+func TestUnreadableKeptFileDoesNotBlockARepair(t *testing.T) {
 	p := genPKI(t, expiredLeaves)
 	dir := writePKI(t, p.Files)
 	os.Remove(filepath.Join(dir, "apiserver.key"))
@@ -94,11 +104,11 @@ func TestUnreadableFileRefusesRepair(t *testing.T) {
 	secret := p.SecretData()
 	delete(secret, "apiserver.key")
 	r := inspect(t, dir, secret)
-	if f, _ := r.File("apiserver.key"); f.Status != pki.StatusCorrupt || !strings.Contains(f.Reason, "unreadable") {
+	if f, _ := r.File("apiserver.key"); f.Status != pki.StatusCorrupt || f.Reason != pki.ReasonNotRegular || f.Kind != pki.KindSymlink {
 		t.Fatalf("apiserver.key = %+v", f)
 	}
 	plan := pki.BuildPlan(r, pki.Policy{Strategy: pki.StrategyAuto})
-	if plan.Decision != pki.DecideRefuse || plan.HasDestructive() {
-		t.Fatalf("plan = %s %q", plan.Decision, plan.Refusal)
+	if _, warned := plan.Has(pki.CodeKeptBroken); plan.Decision != pki.DecideLeaves || !warned {
+		t.Fatalf("plan = %s, warnings %v; want a leaf repair and a kept-broken warning", plan.Decision, plan.Warnings)
 	}
 }

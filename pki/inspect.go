@@ -2,9 +2,10 @@ package pki
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"fmt"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -82,7 +83,12 @@ type File struct {
 	Newer    Source    `json:"newer,omitempty"` // for differing certificates: the later NotBefore
 	Cert     *CertInfo `json:"certificate,omitempty"`
 	Status   Status    `json:"status"`
-	Reason   string    `json:"reason,omitempty"`
+	// Reason is the code of a corrupt file (why its bytes could not be used); Detail says in
+	// words what is wrong with any file that is not ok.
+	Reason Reason `json:"reason,omitempty"`
+	Detail string `json:"detail,omitempty"`
+	// Kind is what the entry the next start uses is, when it is not a regular file.
+	Kind Kind `json:"kind,omitempty"`
 }
 
 // Report is what Inspect found: every file, classified at one reference time.
@@ -91,7 +97,13 @@ type Report struct {
 	RenewBefore   time.Duration `json:"renewBefore"`
 	DiskPresent   bool          `json:"diskPresent"`
 	SecretPresent bool          `json:"secretPresent"`
-	Files         []File        `json:"files"`
+	// PKIDir is the directory the disk was read from.
+	PKIDir string `json:"pkiDir,omitempty"`
+	Files  []File `json:"files"`
+
+	// The stores and the bytes the next start uses, for BuildPlan: its steps carry them.
+	disk, secret Store
+	eff          map[string][]byte
 }
 
 // File returns the row for a path.
@@ -114,7 +126,8 @@ func (r *Report) DiskEmpty() bool {
 // Inspect overlays the Secret on the disk the way vcluster's downloadCertsFromSecret does at
 // pod start and classifies every file of the result at now.
 func Inspect(disk, secret Store, now time.Time, renewBefore time.Duration) *Report {
-	r := &Report{Now: now, RenewBefore: renewBefore, DiskPresent: disk.Present, SecretPresent: secret.Present}
+	r := &Report{Now: now, RenewBefore: renewBefore, DiskPresent: disk.Present, SecretPresent: secret.Present, PKIDir: disk.Dir,
+		disk: disk, secret: secret}
 	eff := map[string][]byte{} // the bytes the next start uses
 	bad := map[string]error{}
 	for _, p := range paths(disk, secret) {
@@ -144,6 +157,7 @@ func Inspect(disk, secret Store, now time.Time, renewBefore time.Duration) *Repo
 		}
 	}
 	r.Files = append(r.Files, missingFiles(eff, bad)...)
+	r.eff = eff
 	slices.SortFunc(r.Files, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
 	return r
 }
@@ -175,12 +189,18 @@ func newer(disk, secret []byte) Source {
 	return ""
 }
 
-// classifyFile fills Cert, Status and Reason of one row from the effective bytes.
+// classifyFile fills Cert, Status, Reason and Detail of one row from the effective bytes.
 func classifyFile(f *File, eff map[string][]byte, bad map[string]error, now time.Time, renewBefore time.Duration) {
 	if err, ok := bad[f.Path]; ok {
-		f.Status, f.Reason = StatusCorrupt, fmt.Sprintf("%s: %v", reasonOf(err), err)
+		f.Status, f.Reason, f.Detail = StatusCorrupt, reasonOf(err), err.Error()
+		var ee *EntryError
+		if errors.As(err, &ee) && ee.Kind != KindRegular {
+			f.Kind = ee.Kind
+		}
 		return
 	}
+	corrupt := func(err error) { f.Status, f.Reason, f.Detail = StatusCorrupt, reasonOf(err), err.Error() }
+	mismatch := func(detail string) { f.Status, f.Detail = StatusKeyMismatch, detail }
 	data := eff[f.Path]
 	e, _ := roleOf(f.Path)
 	f.Status = StatusOK
@@ -188,50 +208,50 @@ func classifyFile(f *File, eff map[string][]byte, bad map[string]error, now time
 	case strings.HasSuffix(f.Path, ".crt"):
 		c, err := ParseCertPEM(data)
 		if err != nil {
-			f.Status, f.Reason = StatusCorrupt, err.Error()
+			corrupt(err)
 			return
 		}
 		f.Cert = certInfo(c, "")
 		if keyData, ok := eff[strings.TrimSuffix(f.Path, ".crt")+".key"]; ok {
 			if pub, err := ParseKeyPEM(keyData); err == nil && !samePublicKey(c.PublicKey, pub) {
-				f.Status, f.Reason = StatusKeyMismatch, "the private key "+strings.TrimSuffix(f.Path, ".crt")+".key does not belong to this certificate"
+				mismatch("the private key " + strings.TrimSuffix(f.Path, ".crt") + ".key does not belong to this certificate")
 				return
 			}
 		}
 		if st, why := issuerStatus(c, e, eff); st != StatusOK {
-			f.Status, f.Reason = st, why
+			f.Status, f.Detail = st, why
 			return
 		}
 		f.Status = Classify(c.NotBefore, c.NotAfter, now, renewBefore)
 	case strings.HasSuffix(f.Path, ".key"):
 		if _, err := ParseKeyPEM(data); err != nil {
-			f.Status, f.Reason = StatusCorrupt, err.Error()
+			corrupt(err)
 		}
 	case strings.HasSuffix(f.Path, ".pub"):
-		pub, err := ParsePublicKeyPEM(data)
+		pubs, err := ParsePublicKeys(data)
 		if err != nil {
-			f.Status, f.Reason = StatusCorrupt, err.Error()
+			corrupt(err)
 			return
 		}
 		if keyData, ok := eff[strings.TrimSuffix(f.Path, ".pub")+".key"]; ok {
-			if priv, err := ParseKeyPEM(keyData); err == nil && !samePublicKey(priv, pub) {
-				f.Status, f.Reason = StatusKeyMismatch, "the private key "+strings.TrimSuffix(f.Path, ".pub")+".key does not belong to this public key"
+			if priv, err := ParseKeyPEM(keyData); err == nil && !slices.ContainsFunc(pubs, func(p crypto.PublicKey) bool { return samePublicKey(priv, p) }) {
+				mismatch("the private key " + strings.TrimSuffix(f.Path, ".pub") + ".key does not belong to any public key in this file")
 			}
 		}
 	case strings.HasSuffix(f.Path, ".conf"):
 		kc, err := ParseKubeconfig(data)
 		if err != nil {
-			f.Status, f.Reason = StatusCorrupt, err.Error()
+			corrupt(err)
 			return
 		}
 		u := kc.Users[0]
 		f.Cert = certInfo(u.Cert, u.Name)
 		if u.KeyMatches != nil && !*u.KeyMatches {
-			f.Status, f.Reason = StatusKeyMismatch, "the embedded client key does not belong to the embedded certificate"
+			mismatch("the embedded client key does not belong to the embedded certificate")
 			return
 		}
 		if st, why := issuerStatus(u.Cert, e, eff); st != StatusOK {
-			f.Status, f.Reason = st, why
+			f.Status, f.Detail = st, why
 			return
 		}
 		f.Status = Classify(u.Cert.NotBefore, u.Cert.NotAfter, now, renewBefore)
@@ -277,7 +297,7 @@ func missingFiles(eff map[string][]byte, bad map[string]error) []File {
 				if exists(a) {
 					m, other = b, a
 				}
-				out = append(out, File{Path: m, Role: e.role, Status: StatusMissing, Reason: "its partner " + other + " exists"})
+				out = append(out, File{Path: m, Role: e.role, Status: StatusMissing, Detail: "its partner " + other + " exists"})
 			}
 		}
 	}
@@ -290,7 +310,7 @@ func missingFiles(eff map[string][]byte, bad map[string]error) []File {
 	if n > 0 && n < len(K0sLeafFiles) {
 		for _, p := range K0sLeafFiles {
 			if !exists(p) {
-				out = append(out, File{Path: p, Role: RoleK0sLeaf, Status: StatusMissing, Reason: "the other k0s leaf files exist"})
+				out = append(out, File{Path: p, Role: RoleK0sLeaf, Status: StatusMissing, Detail: "the other k0s leaf files exist"})
 			}
 		}
 	}

@@ -14,30 +14,36 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 
+	"k8s.io/client-go/util/keyutil"
 	"sigs.k8s.io/yaml"
 )
 
-// Reason codes say why bytes could not be used. They are a stable contract: they appear in
-// JSON output and, for the sidecar, in metric labels.
+// Reason says why a file's bytes could not be used. The values are a stable contract: they
+// appear in JSON output and, for the sidecar, in metric labels.
+type Reason string
+
 const (
-	ReasonBadPEM        = "bad_pem"
-	ReasonNoCertificate = "no_certificate"
-	ReasonBadKey        = "bad_key"
-	ReasonBadKubeconfig = "bad_kubeconfig"
-	ReasonUnreadable    = "unreadable"
-	ReasonEmpty         = "empty"
+	ReasonBadPEM        Reason = "bad_pem"
+	ReasonNoCertificate Reason = "no_certificate"
+	ReasonBadKey        Reason = "bad_key"
+	ReasonBadKubeconfig Reason = "bad_kubeconfig"
+	ReasonUnreadable    Reason = "unreadable"
+	ReasonEmpty         Reason = "empty"
+	ReasonNotRegular    Reason = "not_regular" // a symlink, FIFO, socket, device or directory
+	ReasonTooLarge      Reason = "too_large"
 )
 
 // ParseError is bad input, as data: parsing never fails on bytes, it reports them.
 type ParseError struct {
-	Reason string
+	Reason Reason
 	Detail string
 }
 
-func (e *ParseError) Error() string { return e.Reason + ": " + e.Detail }
+func (e *ParseError) Error() string { return e.Detail }
 
-func parseErr(reason, format string, a ...any) error {
+func parseErr(reason Reason, format string, a ...any) error {
 	return &ParseError{Reason: reason, Detail: fmt.Sprintf(format, a...)}
 }
 
@@ -68,55 +74,85 @@ func ParseCertPEM(data []byte) (*x509.Certificate, error) {
 	}
 }
 
-// ParseKeyPEM returns the public half of a PEM private key (PKCS#1, SEC 1 or PKCS#8). The
-// private key itself never leaves this function, and errors never quote its bytes.
+// ParseKeyPEM returns the public half of a PEM private key. The private key itself never leaves
+// this function, and errors never quote its bytes.
 //
-// RSA and EC keys are read structurally: every field must decode, but the key's arithmetic is
-// not re-checked. crypto/x509's full parse runs the FIPS 140 consistency checks (112 µs an RSA
-// key) or a scalar multiplication (EC), which made up most of a healthy start's CPU; certguard
-// needs the public half only, to compare it with the certificate's.
+// It accepts at least every form the readers of these files accept, so that a full reset can
+// never follow from a parser disagreement: keyutil.ParsePrivateKeyPEM (kube-apiserver's
+// --service-account-signing-key-file, vcluster) skips non-key blocks such as CERTIFICATE or the
+// EC PARAMETERS block that `openssl ecparam -genkey` writes first; crypto/tls takes any block
+// whose type ends in "PRIVATE KEY" and tries PKCS#1, PKCS#8 and SEC 1 whatever its label; cfssl
+// (k0s's signer) tries PKCS#8, PKCS#1 and SEC 1 too. Here every block whose type ends in
+// "PRIVATE KEY" is tried with all three, and the first that parses wins.
+//
+// RSA and EC keys labelled as such are read structurally first: every field must decode, but the
+// key's arithmetic is not re-checked. crypto/x509's full parse runs the FIPS 140 consistency
+// checks (112 µs an RSA key) or a scalar multiplication (EC), which made up most of a healthy
+// start's CPU; certguard needs the public half only, to compare it with the certificate's.
 func ParseKeyPEM(data []byte) (crypto.PublicKey, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, parseErr(ReasonEmpty, "file is empty")
 	}
-	b, _ := pem.Decode(data)
-	if b == nil {
+	rest, blocks := data, 0
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		blocks++
+		if b.Type != "PRIVATE KEY" && !strings.HasSuffix(b.Type, " PRIVATE KEY") {
+			continue // CERTIFICATE, EC PARAMETERS, ...: tolerated, as keyutil and crypto/tls do
+		}
+		if pub := structuralPublic(b); pub != nil {
+			return pub, nil
+		}
+		if pub := anyFormPublic(b.Bytes); pub != nil {
+			return pub, nil
+		}
+	}
+	if blocks == 0 {
 		return nil, parseErr(ReasonBadKey, "no PEM block found")
 	}
+	return nil, parseErr(ReasonBadKey, "no PEM block holds a private key that parses as PKCS#1, PKCS#8 or SEC 1")
+}
+
+// structuralPublic is the fast path for RSA and EC keys labelled as such; nil when it does not
+// apply or the structure does not decode (the full parsers then decide).
+func structuralPublic(b *pem.Block) crypto.PublicKey {
 	switch b.Type {
 	case "RSA PRIVATE KEY":
 		var k pkcs1PrivateKey
-		if rest, err := asn1.Unmarshal(b.Bytes, &k); err != nil || len(rest) > 0 || k.N == nil || k.N.Sign() <= 0 || k.E < 3 || k.D == nil || k.P == nil || k.Q == nil {
-			return nil, parseErr(ReasonBadKey, "RSA private key does not parse")
+		if rest, err := asn1.Unmarshal(b.Bytes, &k); err == nil && len(rest) == 0 && k.N != nil && k.N.Sign() > 0 && k.E >= 3 && k.D != nil && k.P != nil && k.Q != nil {
+			return &rsa.PublicKey{N: k.N, E: k.E}
 		}
-		return &rsa.PublicKey{N: k.N, E: k.E}, nil
 	case "EC PRIVATE KEY":
 		var k ecPrivateKey
 		if rest, err := asn1.Unmarshal(b.Bytes, &k); err == nil && len(rest) == 0 && len(k.PrivateKey) > 0 && k.PublicKey.BitLength > 0 {
 			if curve := namedCurve(k.NamedCurveOID); curve != nil {
 				if pub, err := ecdsa.ParseUncompressedPublicKey(curve, k.PublicKey.Bytes); err == nil {
-					return pub, nil
+					return pub
 				}
 			}
 		}
-		return fullParse(x509.ParseECPrivateKey(b.Bytes))
-	case "PRIVATE KEY":
-		return fullParse(x509.ParsePKCS8PrivateKey(b.Bytes))
 	}
-	return nil, parseErr(ReasonBadKey, "unexpected PEM block %q", b.Type)
+	return nil
 }
 
-// fullParse takes a key parsed by crypto/x509 and returns its public half.
-func fullParse[K any](key K, err error) (crypto.PublicKey, error) {
-	if err != nil {
-		// The parser's message names the structure, never the key's content.
-		return nil, parseErr(ReasonBadKey, "private key does not parse")
+// anyFormPublic tries the three DER forms of a private key, whatever the block's label.
+func anyFormPublic(der []byte) crypto.PublicKey {
+	if k, err := x509.ParsePKCS1PrivateKey(der); err == nil {
+		return k.Public()
 	}
-	signer, ok := any(key).(crypto.Signer)
-	if !ok {
-		return nil, parseErr(ReasonBadKey, "unsupported private key type %T", key)
+	if k, err := x509.ParsePKCS8PrivateKey(der); err == nil {
+		if s, ok := k.(crypto.Signer); ok {
+			return s.Public()
+		}
 	}
-	return signer.Public(), nil
+	if k, err := x509.ParseECPrivateKey(der); err == nil {
+		return k.Public()
+	}
+	return nil
 }
 
 // pkcs1PrivateKey and ecPrivateKey are the ASN.1 structures of RFC 8017 and RFC 5915.
@@ -148,23 +184,22 @@ func namedCurve(oid asn1.ObjectIdentifier) elliptic.Curve {
 	return nil
 }
 
-// ParsePublicKeyPEM parses sa.pub-style PKIX (or PKCS#1) public keys.
-func ParsePublicKeyPEM(data []byte) (crypto.PublicKey, error) {
-	b, _ := pem.Decode(data)
-	if b == nil {
-		return nil, parseErr(ReasonBadKey, "no PEM block found")
+// ParsePublicKeys reads sa.pub the way kube-apiserver reads --service-account-key-file
+// (keyutil.ParsePublicKeysPEM): every block that holds an RSA or EC public key, a certificate or
+// a private key counts, other blocks are skipped.
+func ParsePublicKeys(data []byte) ([]crypto.PublicKey, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, parseErr(ReasonEmpty, "file is empty")
 	}
-	switch b.Type {
-	case "PUBLIC KEY":
-		if k, err := x509.ParsePKIXPublicKey(b.Bytes); err == nil {
-			return k, nil
-		}
-	case "RSA PUBLIC KEY":
-		if k, err := x509.ParsePKCS1PublicKey(b.Bytes); err == nil {
-			return k, nil
-		}
+	keys, err := keyutil.ParsePublicKeysPEM(data)
+	if err != nil {
+		return nil, parseErr(ReasonBadKey, "no PEM block holds an RSA or EC public key")
 	}
-	return nil, parseErr(ReasonBadKey, "public key does not parse")
+	out := make([]crypto.PublicKey, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, k)
+	}
+	return out, nil
 }
 
 // samePublicKey reports whether two public keys are equal.
@@ -251,11 +286,15 @@ func Fingerprint(c *x509.Certificate) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// reasonOf extracts the reason code of a parse error.
-func reasonOf(err error) string {
+// reasonOf extracts the reason code of a read or parse error.
+func reasonOf(err error) Reason {
 	var pe *ParseError
 	if errors.As(err, &pe) {
 		return pe.Reason
+	}
+	var ee *EntryError
+	if errors.As(err, &ee) {
+		return ee.Reason
 	}
 	return ReasonUnreadable
 }

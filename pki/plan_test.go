@@ -19,6 +19,8 @@ func TestBuildPlan(t *testing.T) {
 		mutate   func(files, secret map[string][]byte) (map[string][]byte, map[string][]byte)
 		strategy pki.Strategy
 		skew     time.Duration
+		noClock  bool // the API server's time is unknown
+		maxSkew  time.Duration
 		want     pki.Decision
 		refusal  string // substring of the refusal
 		warning  string // substring of a warning
@@ -59,14 +61,28 @@ func TestBuildPlan(t *testing.T) {
 			delete(f, "ccm.conf")
 			return f, s
 		}, want: pki.DecideLeaves},
-		{name: "corrupt kept file and expired leaves: refused", gen: expiredLeaves, mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+		// A broken kept file never blocks a needed leaf repair (it would block every start).
+		{name: "corrupt kept file and expired leaves: leaves, warned", gen: expiredLeaves, mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
 			s["apiserver.crt"] = corruptPEM
 			return f, s
-		}, want: pki.DecideRefuse, refusal: "apiserver.crt is corrupt"},
-		{name: "kept key mismatch and expired leaves: refused", gen: expiredLeaves, mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+		}, want: pki.DecideLeaves, warning: "apiserver.crt is corrupt"},
+		{name: "kept key mismatch and expired leaves: leaves, warned", gen: expiredLeaves, mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
 			s["sa.pub"] = other.Files["sa.pub"]
 			return f, s
-		}, want: pki.DecideRefuse, refusal: "sa.pub is key-mismatch"},
+		}, want: pki.DecideLeaves, warning: "sa.pub is key-mismatch"},
+		{name: "CA expired, API server time unknown: refused", gen: expiredCA, noClock: true, want: pki.DecideRefuse, refusal: "clock reference"},
+		{name: "CA expired, --max-clock-skew 0: refused", gen: expiredCA, maxSkew: -1, want: pki.DecideRefuse, refusal: "clock reference"},
+		{name: "leaves expired, API server time unknown: leaves", gen: expiredLeaves, noClock: true, want: pki.DecideLeaves},
+		{name: "front-proxy-ca missing both halves: not a reset", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			for _, k := range []string{"front-proxy-ca.crt", "front-proxy-ca.key"} {
+				delete(f, k)
+				delete(s, k)
+			}
+			return f, s
+		}, want: pki.DecideNothing, warning: "k0s generates a new front-proxy-ca"},
+		{name: "only unknown files, no Secret: nothing (vcluster generates a PKI)", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			return map[string][]byte{"notes.txt": []byte("hello")}, nil
+		}, want: pki.DecideNothing},
 		{name: "corrupt kept file alone: nothing, warned", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
 			s["apiserver.crt"] = corruptPEM
 			return f, s
@@ -77,18 +93,24 @@ func TestBuildPlan(t *testing.T) {
 		{name: "first start: no files", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
 			return map[string][]byte{}, nil
 		}, want: pki.DecideNothing},
-		{name: "Secret but no PKI on the volume: warned", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+		{name: "healthy Secret, empty volume (emptyDir): nothing, judged from the Secret", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
 			return map[string][]byte{}, s
-		}, want: pki.DecideNothing, warning: "holds no PKI"},
+		}, want: pki.DecideNothing, warning: "judged from Secret"},
+		{name: "expired Secret, empty volume (emptyDir): leaves, Secret only", gen: expiredLeaves, mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			return map[string][]byte{}, s
+		}, want: pki.DecideLeaves, warning: "judged from Secret"},
+		{name: "expired CA in the Secret, empty volume: full, Secret only", gen: expiredCA, mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			return map[string][]byte{}, s
+		}, want: pki.DecideFull},
 		{name: "half of etcd/jwt: k0s makes a new pair, leaves repaired", gen: expiredLeaves, mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
 			f["etcd/jwt.key"] = f["sa.key"] // found by the e2e harness: a crash between k0s's two writes
 			return f, s
 		}, want: pki.DecideLeaves},
-		{name: "half of sa: refused, new SA keys would break every token", gen: expiredLeaves, mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+		{name: "half of sa and expired leaves: leaves, warned", gen: expiredLeaves, mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
 			delete(f, "sa.pub")
 			delete(s, "sa.pub")
 			return f, s
-		}, want: pki.DecideRefuse, refusal: "sa.pub is missing"},
+		}, want: pki.DecideLeaves, warning: "sa.pub is missing"},
 		{name: "expired etcd leaves are ignored: k0s re-issues them at every start", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
 			exp := genPKI(t, expiredLeaves) // expired, and signed by a foreign etcd CA on top
 			for _, k := range []string{"etcd/server.crt", "etcd/server.key", "etcd/peer.crt", "etcd/peer.key"} {
@@ -110,15 +132,19 @@ func TestBuildPlan(t *testing.T) {
 			if strategy == "" {
 				strategy = pki.StrategyAuto
 			}
-			plan := pki.BuildPlan(inspect(t, dir, secret), pki.Policy{Strategy: strategy, Secret: "ns/vc-certs",
-				ClockSkew: c.skew, MaxClockSkew: 5 * time.Minute, KeepBackups: 5})
+			maxSkew := 5 * time.Minute
+			if c.maxSkew != 0 {
+				maxSkew = max(c.maxSkew, 0)
+			}
+			plan := pki.BuildPlan(inspect(t, dir, secret), pki.Policy{Strategy: strategy, Secret: pki.SecretRef{Namespace: "ns", Name: "vc-certs"},
+				ClockSkew: c.skew, ClockKnown: !c.noClock, MaxClockSkew: maxSkew})
 			if plan.Decision != c.want {
-				t.Fatalf("decision %s, want %s; why %q; refusal %q", plan.Decision, c.want, plan.Why, plan.Refusal)
+				t.Fatalf("decision %s, want %s; why %q; refusal %v", plan.Decision, c.want, plan.Why, plan.Refusal)
 			}
-			if c.refusal != "" && !strings.Contains(plan.Refusal, c.refusal) {
-				t.Errorf("refusal %q does not say %q", plan.Refusal, c.refusal)
+			if c.refusal != "" && (plan.Refusal == nil || !strings.Contains(plan.Refusal.Text, c.refusal)) {
+				t.Errorf("refusal %v does not say %q", plan.Refusal, c.refusal)
 			}
-			if c.warning != "" && !slices.ContainsFunc(plan.Warnings, func(w string) bool { return strings.Contains(w, c.warning) }) {
+			if c.warning != "" && !slices.ContainsFunc(plan.Warnings, func(w pki.Finding) bool { return strings.Contains(w.Text, c.warning) }) {
 				t.Errorf("warnings %q do not say %q", plan.Warnings, c.warning)
 			}
 			if (c.want == pki.DecideNothing || c.want == pki.DecideRefuse) && plan.HasDestructive() {
@@ -141,7 +167,10 @@ func checkSteps(t *testing.T, plan pki.Plan, files, secret map[string][]byte) {
 	for _, s := range plan.Steps {
 		switch s.Action {
 		case pki.ActionRemoveFile:
-			removed = append(removed, s.Target)
+			removed = append(removed, s.Path)
+			if want := files[s.Path]; string(s.Data) != string(want) {
+				t.Errorf("remove-file %s carries other bytes than the file holds", s.Path)
+			}
 		case pki.ActionRemoveSecretKeys:
 			keys = append(keys, s.Keys...)
 		case pki.ActionMovePKI:
@@ -165,17 +194,8 @@ func checkSteps(t *testing.T, plan pki.Plan, files, secret map[string][]byte) {
 			t.Errorf("leaves plan removes files %v keys %v (moved %v, deleted %v); want files %v keys %v", removed, keys, moved, deleted, wantFiles, wantKeys)
 		}
 	case pki.DecideFull:
-		if !moved || deleted != (secret != nil) || len(removed) > 0 || plan.Breaks == "" {
+		if moved != (len(files) > 0) || deleted != (secret != nil) || len(removed) > 0 || plan.Breaks == "" {
 			t.Errorf("full plan: moved %v deleted %v removed %v breaks %q", moved, deleted, removed, plan.Breaks)
-		}
-	}
-	// Backups come before the first destructive step.
-	first := slices.IndexFunc(plan.Steps, func(s pki.Step) bool {
-		return s.Action == pki.ActionRemoveFile || s.Action == pki.ActionRemoveSecretKeys || s.Action == pki.ActionDeleteSecret || s.Action == pki.ActionMovePKI
-	})
-	for i, s := range plan.Steps {
-		if (s.Action == pki.ActionBackupFile || s.Action == pki.ActionBackupSecret) && first >= 0 && i > first {
-			t.Errorf("backup step %d after the first destructive step %d", i, first)
 		}
 	}
 }

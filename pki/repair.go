@@ -11,7 +11,6 @@ import (
 // Repair is one run of `certguard repair`: finish what a killed run left, read both stores,
 // plan, and apply unless it is a dry run.
 type Repair struct {
-	PKIDir      string
 	RenewBefore time.Duration
 	Policy      Policy
 	DryRun      bool
@@ -31,17 +30,14 @@ type Outcome struct {
 	Applied  bool     `json:"applied"`
 }
 
-// maxAttempts bounds re-planning when the Secret keeps changing under us.
+// maxAttempts bounds re-planning when the Secret keeps changing under us; each failed attempt
+// removes its backup, so a Secret rewritten without end leaves nothing behind.
 const maxAttempts = 3
 
 // Run does the repair. A Refused plan is not an error here: the caller decides the exit code.
 func (r *Repair) Run(ctx context.Context) (*Outcome, error) {
 	out := &Outcome{}
-	journals, err := r.Exec.Unfinished(!r.DryRun)
-	if err != nil {
-		return out, err
-	}
-	for _, j := range journals {
+	for _, j := range r.Exec.Unfinished(r.DryRun) {
 		if r.DryRun {
 			r.Log.Info("would finish an unfinished repair first", "dir", j.Dir, "dry_run", true)
 			continue
@@ -63,7 +59,7 @@ func (r *Repair) Run(ctx context.Context) (*Outcome, error) {
 			sec, err := r.Exec.Secrets.Get(ctx)
 			ch <- got{sec, err}
 		}()
-		disk, diskErr := ReadDir(r.PKIDir)
+		disk, diskErr := ReadDir(r.Exec.Paths.PKIDir)
 		g := <-ch
 		if g.err != nil {
 			return out, fmt.Errorf("get Secret %s: %w", r.Policy.Secret, g.err)
@@ -75,13 +71,14 @@ func (r *Repair) Run(ctx context.Context) (*Outcome, error) {
 		now := r.Now()
 		pol := r.Policy
 		if t := r.Exec.Secrets.ServerTime(); !t.IsZero() {
-			pol.ClockSkew = now.Sub(t)
+			pol.ClockSkew, pol.ClockKnown = now.Sub(t), true
 		}
 		out.Report = Inspect(disk, FromSecret(sec), now, r.RenewBefore)
 		out.Plan = BuildPlan(out.Report, pol)
 		if r.DryRun || !out.Plan.HasDestructive() {
 			return out, nil
 		}
+		var err error
 		out.Backup, err = r.Exec.Apply(ctx, out.Plan, sec)
 		if errors.Is(err, ErrSecretChanged) && out.Attempts < maxAttempts {
 			r.Log.Warn("the Secret changed while planning; planning again", "attempt", out.Attempts)

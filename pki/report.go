@@ -88,7 +88,8 @@ type ExpirationEntry struct {
 	ExternallyManaged bool      `json:"externallyManaged"`
 	Missing           bool      `json:"missing"`
 	Status            Status    `json:"status"`
-	Reason            string    `json:"reason,omitempty"`
+	Reason            Reason    `json:"reason,omitempty"`
+	Detail            string    `json:"detail,omitempty"`
 	Role              Role      `json:"role"`
 	Source            Source    `json:"source,omitempty"`
 	Drift             Drift     `json:"drift,omitempty"`
@@ -102,7 +103,7 @@ func Expiration(r *Report) ExpirationInfo {
 		if f.Cert == nil && f.Status != StatusMissing && f.Status != StatusCorrupt {
 			continue
 		}
-		e := ExpirationEntry{Name: f.Path, Missing: f.Status == StatusMissing, Status: f.Status, Reason: f.Reason,
+		e := ExpirationEntry{Name: f.Path, Missing: f.Status == StatusMissing, Status: f.Status, Reason: f.Reason, Detail: f.Detail,
 			Role: f.Role, Source: f.Source, Drift: f.Drift}
 		if en, ok := roleOf(f.Path); ok && en.ca != "" {
 			e.CAName = en.ca
@@ -140,13 +141,18 @@ func WritePlan(w io.Writer, p Plan) {
 	if p.Breaks != "" {
 		fmt.Fprintf(w, "  breaks: %s\n", p.Breaks)
 	}
-	if p.Refusal != "" {
+	if p.Refusal != nil {
 		fmt.Fprintf(w, "  refused: %s\n", p.Refusal)
 	}
 	for i, s := range p.Steps {
-		target := s.Target
-		if len(s.Keys) > 0 {
-			target += " keys " + strings.Join(s.Keys, ",")
+		target := s.Path
+		switch {
+		case len(s.Keys) > 0:
+			target = p.Secret.Ref() + " keys " + strings.Join(s.Keys, ",")
+		case s.Action == ActionDeleteSecret:
+			target = p.Secret.Ref()
+		case s.Action == ActionMovePKI:
+			target = p.PKIDir
 		}
 		fmt.Fprintf(w, "  %2d. %-18s %s\n", i+1, s.Action, target)
 	}

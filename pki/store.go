@@ -22,6 +22,10 @@ type Store struct {
 	Files map[string][]byte
 	// Errors holds the files that exist but could not be read, by path.
 	Errors map[string]error
+	// Dir is the pki dir read (disk); UID and ResourceVersion identify the Secret read.
+	Dir             string
+	UID             string
+	ResourceVersion string
 }
 
 // Secret is the <release>-certs Secret as certguard needs it.
@@ -31,7 +35,10 @@ type Secret struct {
 	UID             string            `json:"uid"`
 	ResourceVersion string            `json:"resourceVersion"`
 	Annotations     map[string]string `json:"annotations,omitempty"`
-	Data            map[string][]byte `json:"data"`
+	Finalizers      []string          `json:"finalizers,omitempty"`
+	// Deleting is true when a delete was accepted but finalizers still hold the Secret.
+	Deleting bool              `json:"deleting,omitempty"`
+	Data     map[string][]byte `json:"data"`
 }
 
 // FromSecret maps a Secret's keys to the disk paths vcluster writes them to. A nil Secret is an
@@ -42,6 +49,7 @@ func FromSecret(s *Secret) Store {
 		return st
 	}
 	st.Present = true
+	st.UID, st.ResourceVersion = s.UID, s.ResourceVersion
 	for k, v := range s.Data {
 		p := FilePath(k)
 		if len(v) == 0 {

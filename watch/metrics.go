@@ -42,8 +42,9 @@ const (
 // errorReasons are every reason x509_source_errors_total may carry; each source starts with all
 // of them at 0, as the exporter's PreInitBundleSource does, so that rate() and increase() see the
 // first error and an absent series never reads as "no errors".
-var errorReasons = []string{pki.ReasonBadPEM, pki.ReasonNoCertificate, pki.ReasonBadKey, pki.ReasonBadKubeconfig,
-	pki.ReasonEmpty, pki.ReasonUnreadable, ReasonSecretUnreadable, ReasonWatchFailed}
+var errorReasons = []string{string(pki.ReasonBadPEM), string(pki.ReasonNoCertificate), string(pki.ReasonBadKey),
+	string(pki.ReasonBadKubeconfig), string(pki.ReasonEmpty), string(pki.ReasonUnreadable), string(pki.ReasonNotRegular),
+	string(pki.ReasonTooLarge), ReasonSecretUnreadable, ReasonWatchFailed}
 
 var (
 	descNotAfter  = prometheus.NewDesc("x509_cert_not_after", "Certificate expiration timestamp in seconds since the Unix epoch.", certLabels, nil)

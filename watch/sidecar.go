@@ -193,12 +193,12 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 				if strings.HasSuffix(f.Path, ".conf") {
 					kind = KindKubeconfig
 				}
-				s.metrics.CountError(kind, s.PKIDir, reasonCode(f.Reason))
+				s.metrics.CountError(kind, s.PKIDir, string(f.Reason))
 			}
 		}
 		for _, f := range secretOnly.Files {
 			if f.Status == pki.StatusCorrupt {
-				s.metrics.CountError(KindKubeSecret, s.secretRef(), reasonCode(f.Reason))
+				s.metrics.CountError(KindKubeSecret, s.secretRef(), string(f.Reason))
 			}
 		}
 	}
@@ -287,15 +287,6 @@ func (s *Sidecar) sleep(r *pki.Report, now time.Time, dec Restart) time.Duration
 	}
 	consider(dec.At)
 	return max(next.Sub(now), time.Second)
-}
-
-func reasonCode(reason string) string {
-	for _, c := range []string{pki.ReasonBadPEM, pki.ReasonNoCertificate, pki.ReasonBadKey, pki.ReasonBadKubeconfig, pki.ReasonEmpty} {
-		if len(reason) >= len(c) && reason[:len(c)] == c {
-			return c
-		}
-	}
-	return pki.ReasonUnreadable
 }
 
 func timeOrNone(t time.Time) string {

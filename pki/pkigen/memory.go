@@ -15,6 +15,9 @@ import (
 // server's. `certguard demo` uses it to run without a cluster; the project's Kubernetes tests use
 // the real API server instead.
 type MemorySecret struct {
+	// Clock is the simulated API server's clock (default: this machine's).
+	Clock func() time.Time
+
 	mu     sync.Mutex
 	secret *pki.Secret
 	rv     int
@@ -43,11 +46,14 @@ func (m *MemorySecret) Get(context.Context) (*pki.Secret, error) {
 	return &c, nil
 }
 
-func (m *MemorySecret) RemoveKeys(_ context.Context, s *pki.Secret, keys []string) error {
+func (m *MemorySecret) RemoveKeys(_ context.Context, s *pki.Secret, keys []string, dryRun bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.secret == nil || m.secret.ResourceVersion != s.ResourceVersion {
 		return fmt.Errorf("memory Secret: %w", pki.ErrSecretChanged)
+	}
+	if dryRun {
+		return nil
 	}
 	for _, k := range keys {
 		delete(m.secret.Data, k)
@@ -57,7 +63,7 @@ func (m *MemorySecret) RemoveKeys(_ context.Context, s *pki.Secret, keys []strin
 	return nil
 }
 
-func (m *MemorySecret) Delete(_ context.Context, s *pki.Secret) error {
+func (m *MemorySecret) Delete(_ context.Context, s *pki.Secret, dryRun bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.secret == nil {
@@ -65,6 +71,9 @@ func (m *MemorySecret) Delete(_ context.Context, s *pki.Secret) error {
 	}
 	if m.secret.ResourceVersion != s.ResourceVersion {
 		return fmt.Errorf("memory Secret: %w", pki.ErrSecretChanged)
+	}
+	if dryRun {
+		return nil
 	}
 	m.secret = nil
 	return nil
@@ -78,4 +87,10 @@ func (m *MemorySecret) Put(data map[string][]byte) {
 	m.secret = &pki.Secret{UID: "memory", ResourceVersion: strconv.Itoa(m.rv), Data: maps.Clone(data)}
 }
 
-func (m *MemorySecret) ServerTime() time.Time { return time.Time{} }
+// ServerTime is the simulated API server's clock.
+func (m *MemorySecret) ServerTime() time.Time {
+	if m.Clock != nil {
+		return m.Clock()
+	}
+	return time.Now()
+}

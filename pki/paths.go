@@ -1,0 +1,83 @@
+package pki
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Paths are the directories a repair works on, resolved once, before anything is read: every
+// later decision (the backup dir outside the pki dir, one rename for a full reset, what a
+// journal may name) is made on these, never on the strings the user typed.
+type Paths struct {
+	// PKIDir is absolute with every symlink resolved: a full reset moves this directory.
+	PKIDir string
+	// PKILink is the configured pki dir when it is a symlink to PKIDir ("" otherwise): after a
+	// full reset an empty directory is left at PKIDir so that the link does not dangle.
+	PKILink string
+	// BackupDir is absolute, resolved as far as it exists.
+	BackupDir string
+}
+
+// ResolvePaths resolves the pki dir and the backup dir ("" means <pki-dir>.old, beside it).
+func ResolvePaths(pkiDir, backupDir string) (Paths, error) {
+	abs, err := filepath.Abs(pkiDir)
+	if err != nil {
+		return Paths{}, fmt.Errorf("--pki-dir: %w", err)
+	}
+	var p Paths
+	if p.PKIDir, err = resolveExisting(abs); err != nil {
+		return Paths{}, fmt.Errorf("--pki-dir %s: %w", abs, err)
+	}
+	if fi, err := os.Lstat(abs); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		p.PKILink = abs
+	}
+	if backupDir == "" {
+		backupDir = abs + ".old"
+	}
+	babs, err := filepath.Abs(backupDir)
+	if err != nil {
+		return Paths{}, fmt.Errorf("--backup-dir: %w", err)
+	}
+	if p.BackupDir, err = resolveExisting(babs); err != nil {
+		return Paths{}, fmt.Errorf("--backup-dir %s: %w", babs, err)
+	}
+	if within(p.BackupDir, p.PKIDir) {
+		return Paths{}, fmt.Errorf("--backup-dir %s is inside --pki-dir %s (resolved): vcluster copies every file in the pki dir into the Secret; "+
+			"put it beside the pki dir (the default is <pki-dir>.old)", p.BackupDir, p.PKIDir)
+	}
+	if within(p.PKIDir, p.BackupDir) {
+		return Paths{}, fmt.Errorf("--pki-dir %s is inside --backup-dir %s (resolved): put the backup dir beside the pki dir", p.PKIDir, p.BackupDir)
+	}
+	return p, nil
+}
+
+// resolveExisting resolves the symlinks of the longest existing prefix of an absolute path and
+// appends the rest, so that a directory that does not exist yet is judged where it will be made.
+func resolveExisting(p string) (string, error) {
+	rest := ""
+	for cur := p; ; {
+		r, err := filepath.EvalSymlinks(cur)
+		if err == nil {
+			return filepath.Join(r, rest), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		parent := filepath.Dir(cur)
+		if parent == cur {
+			return p, nil
+		}
+		rest = filepath.Join(filepath.Base(cur), rest)
+		cur = parent
+	}
+}
+
+// within reports whether p is dir or below it.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
