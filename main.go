@@ -121,6 +121,8 @@ type config struct {
 	RestartTimezone    string   `env:"RESTART_TIMEZONE" envDefault:"UTC"`
 	RestartMinInterval duration `env:"RESTART_MIN_INTERVAL" envDefault:"24h"`
 	EventReminder      duration `env:"EVENT_REMINDER" envDefault:"6h"`
+	// TerminationLog follows the container's terminationMessagePath when that is not the default.
+	TerminationLog string `env:"TERMINATION_LOG" envDefault:"/dev/termination-log"`
 }
 
 // saNamespaceFile is where a pod finds its namespace.
@@ -216,6 +218,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := env.ParseWithOptions(&cfg, env.Options{Prefix: "CERTGUARD_"}); err != nil {
 		return fail(stderr, usageError{"environment: " + firstLine(err.Error())})
 	}
+	terminationLog = cfg.TerminationLog
 	switch cmd {
 	case "repair", "check", "demo", "fleet", "watch":
 	case "version":

@@ -68,6 +68,8 @@ func (f *fixture) assertNothingLost(t *testing.T) {
 	t.Helper()
 	now := manifest(t, f.dir)
 	backups, _ := filepath.Glob(filepath.Join(f.backup, "*", "pki"))
+	aside, _ := filepath.Glob(filepath.Join(f.backup, "*", "aside"))
+	backups = append(backups, aside...)
 	for path, sum := range f.before {
 		found := now[path] == sum
 		for _, b := range backups {
