@@ -59,12 +59,12 @@ func keyForms(t testing.TB, keyPEM, certPEM []byte) map[string][]byte {
 	}
 	enc := func(typ string, der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}) }
 	forms := map[string][]byte{
-		"as written":                   keyPEM,
-		"PKCS#8":                       enc("PRIVATE KEY", pkcs8),
-		"certificate block first":      append(append([]byte{}, certPEM...), keyPEM...),
-		"openssl bag attributes first": append([]byte("Bag Attributes\n    localKeyID: 01 02 03\nKey Attributes: <No Attributes>\n"), keyPEM...),
+		"as written":                    keyPEM,
+		"PKCS#8":                        enc("PRIVATE KEY", pkcs8),
+		"certificate block first":       append(append([]byte{}, certPEM...), keyPEM...),
+		"openssl bag attributes first":  append([]byte("Bag Attributes\n    localKeyID: 01 02 03\nKey Attributes: <No Attributes>\n"), keyPEM...),
 		"PKCS#8 under the native label": enc(b.Type, pkcs8), // crypto/tls ignores the label
-		"CRLF line endings":            []byte(strings.ReplaceAll(string(keyPEM), "\n", "\r\n")),
+		"CRLF line endings":             []byte(strings.ReplaceAll(string(keyPEM), "\n", "\r\n")),
 	}
 	if b.Type == "EC PRIVATE KEY" {
 		// `openssl ecparam -genkey` writes the curve parameters before the key.
