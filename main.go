@@ -464,8 +464,15 @@ func check(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog.
 	if !disk.Present {
 		log.Info("no pki dir", "pki_dir", cfg.PKIDir)
 	}
-	for _, f := range r.Files {
-		if f.Status != pki.StatusOK && f.Role != pki.RoleUnknown && f.Role != pki.RoleK0sRenewed {
+	// check and repair agree by construction: findings are what repair's plan (auto) would act on
+	// or warn about, not every row that is not ok (k0s rewrites admin.conf and scheduler.conf and
+	// re-issues its etcd leaves at every start, whatever they held).
+	p := pki.BuildPlan(r, pki.Policy{Strategy: pki.StrategyAuto})
+	if p.Decision != pki.DecideNothing {
+		return exitDue
+	}
+	for _, c := range []pki.Code{pki.CodeCADue, pki.CodeCAUnjudged, pki.CodeKeptBroken, pki.CodeKeptDue} {
+		if _, ok := p.Has(c); ok {
 			return exitDue
 		}
 	}
