@@ -72,8 +72,8 @@ Exit codes:
   1  error: could not read or write (API, disk); what was changed is journaled and finished
      by the next run
   2  usage: a flag or environment value is wrong
-  3  refused: a repair is needed but unsafe (clock skew, a CA or kept file unusable under
-     --strategy leaves); nothing was changed
+  3  refused: a repair is needed but unsafe (clock skew, a dead CA under --strategy leaves,
+     a full reset without a clock reference); nothing was changed
   4  check, fleet: something is due, expired or broken
 `
 
