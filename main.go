@@ -72,8 +72,8 @@ Exit codes:
   1  error: could not read or write (API, disk); what was changed is journaled and finished
      by the next run
   2  usage: a flag or environment value is wrong
-  3  refused: a repair is needed but unsafe (clock skew, a CA or kept file unusable under
-     --strategy leaves); nothing was changed
+  3  refused: a repair is needed but unsafe (clock skew, a dead CA under --strategy leaves,
+     a full reset without a clock reference); nothing was changed
   4  check, fleet: something is due, expired or broken
 `
 
@@ -121,6 +121,8 @@ type config struct {
 	RestartTimezone    string   `env:"RESTART_TIMEZONE" envDefault:"UTC"`
 	RestartMinInterval duration `env:"RESTART_MIN_INTERVAL" envDefault:"24h"`
 	EventReminder      duration `env:"EVENT_REMINDER" envDefault:"6h"`
+	// TerminationLog follows the container's terminationMessagePath when that is not the default.
+	TerminationLog string `env:"TERMINATION_LOG" envDefault:"/dev/termination-log"`
 }
 
 // saNamespaceFile is where a pod finds its namespace.
@@ -216,6 +218,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := env.ParseWithOptions(&cfg, env.Options{Prefix: "CERTGUARD_"}); err != nil {
 		return fail(stderr, usageError{"environment: " + firstLine(err.Error())})
 	}
+	terminationLog = cfg.TerminationLog
 	switch cmd {
 	case "repair", "check", "demo", "fleet", "watch":
 	case "version":
@@ -461,8 +464,15 @@ func check(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog.
 	if !disk.Present {
 		log.Info("no pki dir", "pki_dir", cfg.PKIDir)
 	}
-	for _, f := range r.Files {
-		if f.Status != pki.StatusOK && f.Role != pki.RoleUnknown && f.Role != pki.RoleK0sRenewed {
+	// check and repair agree by construction: findings are what repair's plan (auto) would act on
+	// or warn about, not every row that is not ok (k0s rewrites admin.conf and scheduler.conf and
+	// re-issues its etcd leaves at every start, whatever they held).
+	p := pki.BuildPlan(r, pki.Policy{Strategy: pki.StrategyAuto})
+	if p.Decision != pki.DecideNothing {
+		return exitDue
+	}
+	for _, c := range []pki.Code{pki.CodeCADue, pki.CodeCAUnjudged, pki.CodeKeptBroken, pki.CodeKeptDue} {
+		if _, ok := p.Has(c); ok {
 			return exitDue
 		}
 	}

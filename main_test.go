@@ -252,8 +252,9 @@ func TestRepairExpiredCAResetsEverything(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &out); err != nil || out.Plan.Decision != pki.DecideFull || out.Plan.Breaks == "" {
 		t.Fatalf("output %v: %s", err, stdout)
 	}
-	if _, err := os.Stat(v.dir); !os.IsNotExist(err) {
-		t.Error("pki dir still in place")
+	// The new pki dir holds only the service-account pair, byte for byte: tokens stay valid.
+	if got, want := manifest(t, v.dir), map[string]string{"sa.key": v.before["sa.key"], "sa.pub": v.before["sa.pub"]}; !maps.Equal(got, want) {
+		t.Errorf("pki dir after the reset holds %v, want only sa.key and sa.pub as they were", slices.Sorted(maps.Keys(got)))
 	}
 	if !maps.Equal(manifest(t, filepath.Join(out.Backup, "pki")), v.before) || filepath.Dir(out.Backup) != v.dir+".old" {
 		t.Errorf("backup %s does not hold the old pki dir", out.Backup)
@@ -303,16 +304,111 @@ func TestFirstStartChangesNothing(t *testing.T) {
 	}
 }
 
-func TestSecretWithoutPKIOnVolumeWarns(t *testing.T) {
+func TestHealthySecretOnEmptyVolumeIsJudgedFromTheSecret(t *testing.T) {
 	v := newVC(t, pkigen.Options{}, true)
 	os.RemoveAll(v.dir)
 	code, _, stderr := v.run("repair")
-	if code != 0 || !strings.Contains(stderr, "holds no PKI") {
+	if code != 0 || !strings.Contains(stderr, "judged from Secret") || !strings.Contains(stderr, "nothing is due") {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	if !maps.EqualFunc(v.secret(), v.data, bytes.Equal) {
 		t.Error("the Secret changed")
 	}
+}
+
+// TestEmptyVolumeExpiredSecret is a vcluster on a non-persistent volume (emptyDir): every start
+// finds an empty pki dir, and vcluster writes the Secret over it. The Secret's expired k0s leaves
+// must go (the old rule, "first start: change nothing", crash-looped it for ever, while check
+// said exit 4). Only the Secret changes, after a backup of it.
+func TestEmptyVolumeExpiredSecret(t *testing.T) {
+	v := newVC(t, expired(time.Now()), true)
+	os.RemoveAll(v.dir)
+	code, stdout, stderr := v.run("repair", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var out struct {
+		Plan   pki.Plan
+		Backup string
+	}
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil || out.Plan.Decision != pki.DecideLeaves {
+		t.Fatalf("output %v: %s", err, stdout)
+	}
+	got := v.secret()
+	for k := range v.data {
+		_, kept := got[k]
+		if leaf := slices.Contains(k0sFileNames, k); leaf == kept {
+			t.Errorf("Secret key %s: kept=%v", k, kept)
+		}
+	}
+	if _, err := os.Stat(v.dir); !os.IsNotExist(err) {
+		t.Error("the pki dir was created: only the Secret may change")
+	}
+	var saved pki.Secret
+	b, _ := os.ReadFile(filepath.Join(out.Backup, "secret.json"))
+	if err := json.Unmarshal(b, &saved); err != nil || !maps.EqualFunc(saved.Data, v.data, bytes.Equal) {
+		t.Errorf("the backup does not hold the Secret as it was: %v", err)
+	}
+	if code, _, _ := v.run("check"); code != 0 {
+		t.Errorf("check after the repair: exit %d, want 0 (it and repair must agree)", code)
+	}
+}
+
+// k0sFileNames is vcluster's K0sFiles (pkg/certs/constants.go), written out here rather than
+// taken from the code under test.
+var k0sFileNames = []string{"admin.crt", "admin.key", "ccm.conf", "ccm.crt", "ccm.key", "k0s-api.crt", "k0s-api.key",
+	"konnectivity.conf", "konnectivity.crt", "konnectivity.key", "scheduler.crt", "scheduler.key", "server.crt", "server.key"}
+
+// TestFinalizerKeepsTheSecret: a full reset "deleted" a Secret that a finalizer kept, reported
+// success, and vcluster wrote the old CA back at the next start. Deleted means gone: certguard
+// waits (bounded), then fails naming the finalizer, with the pki dir not moved; once the
+// finalizer is removed, the next run finishes the reset.
+func TestFinalizerKeepsTheSecret(t *testing.T) {
+	now := time.Now()
+	v := newVC(t, pkigen.Options{Now: now, CAIssued: now.Add(-10*pkigen.Year - day), K0sIssued: now.Add(-400 * day)}, true)
+	ctx := context.Background()
+	s, _ := kenv.Client.CoreV1().Secrets(v.ns).Get(ctx, "vc-certs", metav1.GetOptions{})
+	s.Finalizers = []string{"example.com/keep"}
+	if _, err := kenv.Client.CoreV1().Secrets(v.ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := v.run("repair", "--api-timeout", "1s")
+	if code != 1 || !strings.Contains(stderr, "example.com/keep") || strings.Count(strings.TrimSpace(stderr), "certguard: ") != 1 {
+		t.Fatalf("exit %d, want 1 naming the finalizer: %s", code, stderr)
+	}
+	if !maps.Equal(manifest(t, v.dir), v.before) {
+		t.Fatal("the pki dir changed although the Secret is still there")
+	}
+	s, _ = kenv.Client.CoreV1().Secrets(v.ns).Get(ctx, "vc-certs", metav1.GetOptions{})
+	s.Finalizers = nil
+	if _, err := kenv.Client.CoreV1().Secrets(v.ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = v.run("repair")
+	if code != 0 || v.secret() != nil {
+		t.Fatalf("rerun after the finalizer went: exit %d, Secret gone %v: %s", code, v.secret() == nil, stderr)
+	}
+	if got := manifest(t, v.dir); len(got) != 2 || got["sa.key"] != v.before["sa.key"] {
+		t.Errorf("pki dir after the reset: %v", slices.Sorted(maps.Keys(got)))
+	}
+}
+
+// TestImmutableSecret: the server refuses the change; the dry run finds it before anything is
+// written, and the line says what the server said.
+func TestImmutableSecret(t *testing.T) {
+	v := newVC(t, expired(time.Now()), true)
+	ctx := context.Background()
+	s, _ := kenv.Client.CoreV1().Secrets(v.ns).Get(ctx, "vc-certs", metav1.GetOptions{})
+	immutable := true
+	s.Immutable = &immutable
+	if _, err := kenv.Client.CoreV1().Secrets(v.ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := v.run("repair")
+	if code != 1 || !strings.Contains(stderr, "immutable") || !strings.Contains(stderr, "nothing was changed") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	v.assertUnchanged()
 }
 
 func TestHealthyRunIsOneGet(t *testing.T) {
@@ -343,12 +439,10 @@ func TestForbiddenUpdateChangesNothing(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "forbidden") || strings.Count(strings.TrimSpace(stderr), "certguard: ") != 1 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	if !maps.Equal(manifest(t, v.dir), v.before) || !maps.EqualFunc(v.secret(), v.data, bytes.Equal) {
-		t.Error("something changed after the 403")
-	}
-	// Nothing lost, and the journal is left for the next run, once RBAC is fixed.
+	// The dry run met the 403 before the first write: no backup, no journal, nothing anywhere.
+	v.assertUnchanged()
 	v.setUser("system:masters")
-	if code, _, stderr := v.run("repair"); code != 0 || !strings.Contains(stderr, "finishing an unfinished repair") {
+	if code, _, stderr := v.run("repair"); code != 0 || !strings.Contains(stderr, "repaired") {
 		t.Fatalf("rerun with RBAC fixed: exit %d: %s", code, stderr)
 	}
 }
@@ -374,14 +468,24 @@ func TestAPIDownChangesNothing(t *testing.T) {
 func TestClockSkewRefuses(t *testing.T) {
 	now := time.Now()
 	v := newVC(t, pkigen.Options{Now: now, K0sIssued: now.Add(3 * time.Hour)}, true)
-	code, _, stderr := v.run("repair")
+	termLog := filepath.Join(t.TempDir(), "termination-log")
+	os.WriteFile(termLog, nil, 0o644)
+	args := []string{"repair", "--pki-dir", v.dir, "--namespace", v.ns, "--kubeconfig", v.kubeconfig, "--pod-name", "vc-0"}
+	code, _, stderr := runBin(t, []string{"CERTGUARD_TERMINATION_LOG=" + termLog}, args...)
 	if code != 3 || !strings.Contains(stderr, "clock skew") {
 		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	// A refusal blocks the pod like an error does: `kubectl describe pod` must say why.
+	if b, _ := os.ReadFile(termLog); !strings.Contains(string(b), "refused: clock skew") {
+		t.Errorf("termination log %q does not hold the refusal", b)
 	}
 	v.assertUnchanged()
 }
 
-func TestCorruptKeptFileRefuses(t *testing.T) {
+// TestCorruptKeptFileDoesNotBlock: a kept file that is unusable (here vcluster's apiserver.crt,
+// truncated) is not fixed by a leaf repair, but not made worse either; refusing (exit 3) blocked
+// every start. The leaves are repaired and the file is reported.
+func TestCorruptKeptFileDoesNotBlock(t *testing.T) {
 	v := newVC(t, expired(time.Now()), true)
 	ctx := context.Background()
 	s, _ := kenv.Client.CoreV1().Secrets(v.ns).Get(ctx, "vc-certs", metav1.GetOptions{})
@@ -389,10 +493,12 @@ func TestCorruptKeptFileRefuses(t *testing.T) {
 	kenv.Client.CoreV1().Secrets(v.ns).Update(ctx, s, metav1.UpdateOptions{})
 	v.data = v.secret()
 	code, _, stderr := v.run("repair")
-	if code != 3 || !strings.Contains(stderr, "apiserver.crt is corrupt") || !strings.Contains(stderr, "nothing was changed") {
+	if code != 0 || !strings.Contains(stderr, "apiserver.crt is corrupt") || !strings.Contains(stderr, "repaired") {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	v.assertUnchanged()
+	if got := v.secret(); !bytes.Equal(got["apiserver.crt"], v.data["apiserver.crt"]) || got["server.crt"] != nil {
+		t.Error("want the leaves removed and the kept file left as it was")
+	}
 }
 
 func TestReleaseNameFromPod(t *testing.T) {

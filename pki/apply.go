@@ -82,7 +82,7 @@ func (x *Executor) Unfinished(dryRun bool) []Journal {
 	}
 	if !dryRun {
 		for _, name := range leftovers {
-			if err := removeBackup(x.Paths.BackupDir, name); err != nil {
+			if err := removeBackup(x.Paths.BackupDir, name, nil); err != nil {
 				x.Log.Warn("could not remove a leftover of an interrupted run", "dir", filepath.Join(x.Paths.BackupDir, name), "err", err)
 			}
 		}
@@ -129,7 +129,7 @@ func (x *Executor) Apply(ctx context.Context, p Plan, s *Secret) (string, error)
 		// The Secret step comes first: nothing has changed, and the backup holds nothing that is
 		// not still in place. Remove it, so that a Secret rewritten again and again leaves no pile
 		// of backups each holding every private key.
-		return "", errors.Join(err, removeBackup(x.Paths.BackupDir, filepath.Base(dir)))
+		return "", errors.Join(err, removeBackup(x.Paths.BackupDir, filepath.Base(dir), nil))
 	}
 	return dir, err
 }
@@ -211,8 +211,7 @@ func (x *Executor) run(ctx context.Context, dir string, p Plan, s *Secret) error
 	if err := x.mark(dir, doneFile, time.Now().UTC().Format(time.RFC3339)); err != nil {
 		return err
 	}
-	x.prune()
-	return nil
+	return x.prune()
 }
 
 // step runs one step; did is false when it found the step already done.
@@ -512,8 +511,9 @@ func (x *Executor) mark(dir, name, text string) error {
 }
 
 // prune keeps the newest Keep ended (finished or abandoned) backups. Unfinished ones are never
-// removed, nor anything certguard did not write. A failure is logged: pruning never fails a run.
-func (x *Executor) prune() {
+// removed, nor anything certguard did not write. A failure is logged: pruning never fails a run
+// (only the failpoint, which stands for a kill, stops it).
+func (x *Executor) prune() error {
 	entries, _, _ := scanBackups(x.Paths.BackupDir)
 	var ended []string
 	for _, e := range entries {
@@ -522,11 +522,16 @@ func (x *Executor) prune() {
 		}
 	}
 	for len(ended) > max(x.Keep, 1) {
-		if err := removeBackup(x.Paths.BackupDir, ended[0]); err != nil {
+		var killed error
+		if err := removeBackup(x.Paths.BackupDir, ended[0], func() error { killed = x.fail("during-prune"); return killed }); err != nil {
+			if killed != nil {
+				return killed
+			}
 			x.Log.Warn("could not prune an old backup", "dir", filepath.Join(x.Paths.BackupDir, ended[0]), "err", err)
-			return
+			return nil
 		}
 		x.Log.Info("old backup pruned", "dir", filepath.Join(x.Paths.BackupDir, ended[0]))
 		ended = ended[1:]
 	}
+	return nil
 }

@@ -68,6 +68,8 @@ func (f *fixture) assertNothingLost(t *testing.T) {
 	t.Helper()
 	now := manifest(t, f.dir)
 	backups, _ := filepath.Glob(filepath.Join(f.backup, "*", "pki"))
+	aside, _ := filepath.Glob(filepath.Join(f.backup, "*", "aside"))
+	backups = append(backups, aside...)
 	for path, sum := range f.before {
 		found := now[path] == sum
 		for _, b := range backups {
@@ -408,5 +410,39 @@ func assertOnlySA(t *testing.T, f *fixture) {
 	want := map[string]string{"sa.key": f.before["sa.key"], "sa.pub": f.before["sa.pub"]}
 	if !maps.Equal(got, want) {
 		t.Errorf("pki dir after a full reset holds %v, want exactly sa.key and sa.pub as before", slices.Sorted(maps.Keys(got)))
+	}
+}
+
+// TestKillDuringPruneNeverBlocks: a kill while an old backup is being removed (reproduced on
+// main with SIGKILL on tmpfs) left a timestamp dir without plan.json that made every later start
+// exit 1. Now the backup is renamed <ts>.prune first: the next start removes the leftover and goes on.
+func TestKillDuringPruneNeverBlocks(t *testing.T) {
+	f := newFixture(t, expiredLeaves)
+	for i := range 5 {
+		dir := filepath.Join(f.backup, fmt.Sprintf("2020010%dT000000Z", i+1))
+		os.MkdirAll(filepath.Join(dir, "pki"), 0o700)
+		os.WriteFile(filepath.Join(dir, "pki", "server.key"), []byte("old"), 0o600)
+		os.WriteFile(filepath.Join(dir, "plan.json"), []byte(`{"version":2,"decision":"leaves","steps":[]}`), 0o600)
+		os.WriteFile(filepath.Join(dir, "done"), nil, 0o600)
+	}
+	errCrash := errors.New("killed")
+	_, err := f.repair(pki.StrategyAuto, func(stage string) error {
+		if stage == "during-prune" {
+			return errCrash
+		}
+		return nil
+	}).Run(context.Background())
+	if !errors.Is(err, errCrash) {
+		t.Fatalf("the kill during prune did not happen: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.backup, "20200101T000000Z")); !os.IsNotExist(err) {
+		t.Fatalf("the backup being pruned still has a backup's name: %v", err)
+	}
+	out, err := f.repair(pki.StrategyAuto, nil).Run(context.Background())
+	if err != nil || out.Plan.Decision != pki.DecideNothing {
+		t.Fatalf("the start after the kill: %s, %v", out.Plan.Decision, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(f.backup, "*.prune")); len(left) != 0 {
+		t.Errorf("leftovers of the killed prune: %v", left)
 	}
 }

@@ -248,8 +248,9 @@ func loadSecret(root *os.Root) (*Secret, error) {
 
 // removeBackup removes a backup of certguard's crash-safely: renamed <name>.prune first (one
 // atomic step after which it no longer counts as a backup), then removed; a kill in between
-// leaves a .prune that the next run removes.
-func removeBackup(dir, name string) error {
+// leaves a .prune that the next run removes. between, when set, runs after the rename (a test's
+// kill).
+func removeBackup(dir, name string, between func() error) error {
 	from := filepath.Join(dir, name)
 	to := from
 	if !strings.HasSuffix(name, pruneSuffix) && !strings.HasSuffix(name, partialSuffix) {
@@ -258,6 +259,11 @@ func removeBackup(dir, name string) error {
 			return err
 		}
 		if err := syncDir(dir); err != nil {
+			return err
+		}
+	}
+	if between != nil {
+		if err := between(); err != nil {
 			return err
 		}
 	}

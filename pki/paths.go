@@ -46,8 +46,8 @@ func ResolvePaths(pkiDir, backupDir string) (Paths, error) {
 		return Paths{}, fmt.Errorf("--backup-dir %s: %w", babs, err)
 	}
 	if within(p.BackupDir, p.PKIDir) {
-		return Paths{}, fmt.Errorf("--backup-dir %s is inside --pki-dir %s (resolved): vcluster copies every file in the pki dir into the Secret; "+
-			"put it beside the pki dir (the default is <pki-dir>.old)", p.BackupDir, p.PKIDir)
+		return Paths{}, fmt.Errorf("--backup-dir must be outside --pki-dir (resolved: %s is inside %s): vcluster copies every file in the pki dir "+
+			"into the Secret; put it beside the pki dir (the default is <pki-dir>.old)", p.BackupDir, p.PKIDir)
 	}
 	if within(p.PKIDir, p.BackupDir) {
 		return Paths{}, fmt.Errorf("--pki-dir %s is inside --backup-dir %s (resolved): put the backup dir beside the pki dir", p.PKIDir, p.BackupDir)

@@ -19,6 +19,8 @@ const (
 	ReasonWarning   = "CertificateExpirationWarning"
 	ReasonCAWarning = "CACertificateExpirationWarning"
 	ReasonOK        = "CertificateExpirationOK"
+	// ReasonRestartBlocked: a restart is due but the init container would not renew the leaves.
+	ReasonRestartBlocked = "CertificateRenewalRestartBlocked"
 )
 
 // eventState remembers, per file, the last state an Event was recorded for and when.
@@ -90,5 +92,5 @@ func eventFor(f pki.File, now time.Time) Event {
 	case pki.StatusOK:
 		return Event{"Normal", ReasonOK, fmt.Sprintf("%s: certificate %s is ok, expires at %s", f.Path, subject, at)}
 	}
-	return Event{"Warning", reason, fmt.Sprintf("%s: certificate %s is %s: %s", f.Path, subject, f.Status, f.Reason)}
+	return Event{"Warning", reason, fmt.Sprintf("%s: certificate %s is %s: %s", f.Path, subject, f.Status, f.Detail)}
 }

@@ -55,6 +55,7 @@ var (
 	descDrift     = prometheus.NewDesc("certguard_disk_secret_drift", "Files whose bytes differ between the pki dir and the Secret, other than those k0s rewrites at every start.", nil, nil)
 	descRepair    = prometheus.NewDesc("certguard_last_repair_timestamp_seconds", "When the last completed repair finished (0: none recorded).", nil, nil)
 	descRestart   = prometheus.NewDesc("certguard_next_restart_timestamp_seconds", "When the sidecar plans to restart the pod so that the init container renews the leaves (0: none planned).", nil, nil)
+	descBlocked   = prometheus.NewDesc("certguard_restart_blocked", "1 when a restart is due but the init container's plan would not renew the leaves (it would do nothing, refuse or reset the PKI), so the sidecar does not restart.", nil, nil)
 )
 
 // snapshot is what one scrape renders. It is replaced whole after every change.
@@ -70,6 +71,8 @@ type snapshot struct {
 	drift       int
 	lastRepair  time.Time
 	nextRestart time.Time
+	// restartBlocked: a restart is due, but the init container would not renew the leaves.
+	restartBlocked bool
 }
 
 // Metrics is a prometheus.Collector over the latest snapshot; the scrape time comes from an
@@ -109,7 +112,7 @@ func (m *Metrics) set(s snapshot) {
 
 // Describe sends the descriptors.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNotAfter, descNotBefore, descExpired, descExpiresIn, descSourceUp, descDrift, descRepair, descRestart} {
+	for _, d := range []*prometheus.Desc{descNotAfter, descNotBefore, descExpired, descExpiresIn, descSourceUp, descDrift, descRepair, descRestart, descBlocked} {
 		ch <- d
 	}
 	m.Errors.Describe(ch)
@@ -185,6 +188,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	send(descDrift, float64(s.drift), nil)
 	send(descRepair, unix(s.lastRepair), nil)
 	send(descRestart, unix(s.nextRestart), nil)
+	send(descBlocked, b2f(s.restartBlocked), nil)
 	m.Errors.Collect(ch)
 }
 

@@ -75,6 +75,13 @@ func TestRestartDecision(t *testing.T) {
 	soon := report(t, inWindow.Add(-350*day), inWindow)
 	later := report(t, inWindow.Add(-100*day), inWindow)
 	future := report(t, inWindow.Add(time.Hour), inWindow)
+	// What the init container will do (the same pki.BuildPlan on the same report).
+	plan := func(r *pki.Report) pki.Plan {
+		return pki.BuildPlan(r, pki.Policy{Strategy: pki.StrategyAuto, ClockKnown: true, MaxClockSkew: 5 * time.Minute})
+	}
+	deadCA := report(t, inWindow.Add(-350*day), inWindow)
+	deadCAPlan := plan(deadCA)
+	deadCAPlan.Decision, deadCAPlan.Refusal = pki.DecideFull, nil // as the init container decides with ca.key unusable
 	cases := []struct {
 		name   string
 		pol    RestartPolicy
@@ -82,16 +89,17 @@ func TestRestartDecision(t *testing.T) {
 		now    bool
 		reason string
 	}{
-		{"due and in the window", pol, RestartInput{Now: inWindow, Report: soon}, true, "restarting"},
-		{"due, outside the window", pol, RestartInput{Now: inWindow.Add(2 * time.Hour), Report: soon}, false, "next window"},
-		{"not due yet", pol, RestartInput{Now: inWindow, Report: later}, false, "not within"},
-		{"no window configured", RestartPolicy{Before: 30 * day}, RestartInput{Now: inWindow, Report: soon}, false, "never restarts"},
-		{"restarted an hour ago", pol, RestartInput{Now: inWindow, Report: soon, LastRestart: inWindow.Add(-time.Hour)}, false, "last restart"},
-		{"restarted two days ago", pol, RestartInput{Now: inWindow, Report: soon, LastRestart: inWindow.Add(-2 * day)}, true, "restarting"},
-		{"last repair unfinished", pol, RestartInput{Now: inWindow, Report: soon, RepairFailed: "20261101T000000Z"}, false, "did not finish"},
-		{"clock off the API server", pol, RestartInput{Now: inWindow, Report: soon, ClockSkew: time.Hour, SkewKnown: true}, false, "clock"},
-		{"certificate from the future", pol, RestartInput{Now: inWindow, Report: future}, false, "not within"},
-		{"sources unreadable", pol, RestartInput{Now: inWindow, Report: soon, SourceErrors: []string{"Secret unreadable"}}, false, "could not be read"},
+		{"due and in the window", pol, RestartInput{Now: inWindow, Report: soon, Plan: plan(soon)}, true, "restarting"},
+		{"due, outside the window", pol, RestartInput{Now: inWindow.Add(2 * time.Hour), Report: soon, Plan: plan(soon)}, false, "next window"},
+		{"not due yet", pol, RestartInput{Now: inWindow, Report: later, Plan: plan(later)}, false, "not within"},
+		{"no window configured", RestartPolicy{Before: 30 * day}, RestartInput{Now: inWindow, Report: soon, Plan: plan(soon)}, false, "never restarts"},
+		{"restarted an hour ago", pol, RestartInput{Now: inWindow, Report: soon, Plan: plan(soon), LastRestart: inWindow.Add(-time.Hour)}, false, "last restart"},
+		{"restarted two days ago", pol, RestartInput{Now: inWindow, Report: soon, Plan: plan(soon), LastRestart: inWindow.Add(-2 * day)}, true, "restarting"},
+		{"last repair unfinished", pol, RestartInput{Now: inWindow, Report: soon, Plan: plan(soon), RepairFailed: "20261101T000000Z"}, false, "did not finish"},
+		{"clock off the API server", pol, RestartInput{Now: inWindow, Report: soon, Plan: plan(soon), ClockSkew: time.Hour, SkewKnown: true}, false, "clock"},
+		{"certificate from the future", pol, RestartInput{Now: inWindow, Report: future, Plan: plan(future)}, false, "not within"},
+		{"due, but the init container would reset the PKI", pol, RestartInput{Now: inWindow, Report: deadCA, Plan: deadCAPlan}, false, "would not renew"},
+		{"sources unreadable", pol, RestartInput{Now: inWindow, Report: soon, Plan: plan(soon), SourceErrors: []string{"Secret unreadable"}}, false, "could not be read"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -102,7 +110,7 @@ func TestRestartDecision(t *testing.T) {
 		})
 	}
 	// The planned time is the next window opening after the leaf comes within 30 days.
-	d := pol.Decide(RestartInput{Now: inWindow, Report: later})
+	d := pol.Decide(RestartInput{Now: inWindow, Report: later, Plan: plan(later)})
 	if d.At.Weekday() != time.Saturday || d.At.Hour() != 2 || !d.At.After(d.Due) {
 		t.Fatalf("planned %s for due %s", d.At, d.Due)
 	}

@@ -26,6 +26,9 @@ type RestartInput struct {
 	SourceErrors []string      // disk or Secret unreadable
 	ClockSkew    time.Duration // local minus the API server's
 	SkewKnown    bool
+	// Plan is what the init container will do at the next start: the same pki.BuildPlan on the
+	// same Report (the sidecar's --renew-before must equal the init container's).
+	Plan pki.Plan
 }
 
 // Restart is the decision: Due is when a restart is wanted (zero: not needed), At when it will
@@ -36,6 +39,10 @@ type Restart struct {
 	Now  bool
 	Why  string
 	File string
+	// Blocked is set when a restart is due but the init container's plan would not renew the
+	// leaves (it would do nothing, refuse, or reset the whole PKI): the sidecar then raises an
+	// Event and a metric instead of taking a running control plane down.
+	Blocked bool
 }
 
 // Decide is pure: the sidecar calls it on every change and timer tick.
@@ -78,6 +85,15 @@ func (p RestartPolicy) Decide(in RestartInput) Restart {
 		r.Why = fmt.Sprintf("not restarting: this node's clock is %s off the API server's", in.ClockSkew.Round(time.Second))
 	case skewed(in.Report):
 		r.Why = "not restarting: a certificate is not valid yet (clock skew)"
+	case in.Plan.Decision != pki.DecideLeaves:
+		r.Blocked = true
+		r.Why = fmt.Sprintf("not restarting: %s is due, but the init container would not renew the leaves (its plan: %s", r.File, in.Plan.Decision)
+		if in.Plan.Refusal != nil {
+			r.Why += ": " + in.Plan.Refusal.Text
+		} else if len(in.Plan.Why) > 0 {
+			r.Why += ": " + in.Plan.Why[0].Text
+		}
+		r.Why += "); fix that first, then the init container renews them at the next start"
 	case !in.LastRestart.IsZero() && in.Now.Before(in.LastRestart.Add(p.MinInterval)):
 		r.Why = fmt.Sprintf("not restarting: the last restart was at %s, less than %s ago", in.LastRestart.UTC().Format(time.RFC3339), pki.FormatDuration(p.MinInterval))
 	case !p.Window.Contains(in.Now):

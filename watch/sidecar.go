@@ -223,8 +223,10 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 			in.ClockSkew, in.SkewKnown = now.Sub(t), true
 		}
 	}
+	in.Plan = pki.BuildPlan(eff, pki.Policy{Strategy: pki.StrategyAuto, ClockSkew: in.ClockSkew, ClockKnown: in.SkewKnown, MaxClockSkew: s.Restart.MaxSkew})
 	dec := s.Restart.Decide(in)
-	snap := snapshot{pkiDir: s.PKIDir, disk: diskOnly, kubeconfigs: diskKubeconfigs(disk, diskOnly), diskUp: diskUp, drift: drift, lastRepair: backups.LastDone, nextRestart: dec.At}
+	snap := snapshot{pkiDir: s.PKIDir, disk: diskOnly, kubeconfigs: diskKubeconfigs(disk, diskOnly), diskUp: diskUp, drift: drift,
+		lastRepair: backups.LastDone, nextRestart: dec.At, restartBlocked: dec.Blocked}
 	if s.Secrets != nil {
 		snap.secret, snap.secretUp, snap.secretNS, snap.secretName = secretOnly, secretOK && secret != nil, s.Secrets.Namespace, s.Secrets.Name
 	}
@@ -237,6 +239,9 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 	}
 	if dec.Why != s.said {
 		s.Log.Info("restart decision", "why", dec.Why, "planned", timeOrNone(dec.At), "dry_run", s.DryRun)
+		if dec.Blocked {
+			s.Events.Emit(ctx, "Warning", ReasonRestartBlocked, dec.Why)
+		}
 		s.said = dec.Why
 	}
 	if dec.Now {

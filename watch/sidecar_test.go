@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -353,4 +354,39 @@ func TestSidecarSurvivesAMissingPKIDir(t *testing.T) {
 		return up == 1
 	})
 	eventually(t, "the restart once the pki dir is readable", func() bool { return !v.podExists(t) })
+}
+
+// TestSidecarNeverRestartsIntoARepairThatWouldNotRenew: a restart is due (the k0s leaves expire
+// in 15 days, a window is open), but ca.key is garbage: the init container's plan would reset the
+// whole PKI, not renew the leaves. Deleting the running pod would take the control plane down
+// into that; the sidecar computes the same plan, keeps the pod, and says why (Event, metric).
+func TestSidecarNeverRestartsIntoARepairThatWouldNotRenew(t *testing.T) {
+	v := newVcluster(t, 350*day)
+	ctx := context.Background()
+	garbage := []byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n")
+	if err := os.WriteFile(filepath.Join(v.dir, "ca.key"), garbage, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sec, _ := env.Client.CoreV1().Secrets(v.ns).Get(ctx, "vc-certs", metav1.GetOptions{})
+	sec.Data["ca.key"] = garbage
+	if _, err := env.Client.CoreV1().Secrets(v.ns).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := v.sidecar(t, openNow(), false)
+	eventually(t, "certguard_restart_blocked = 1", func() bool {
+		got, _ := value(scrape(t, s.Addr), "certguard_restart_blocked", nil)
+		return got == 1
+	})
+	eventually(t, "a RestartBlocked Event", func() bool {
+		evs, _ := env.Client.CoreV1().Events(v.ns).List(ctx, metav1.ListOptions{})
+		for _, e := range evs.Items {
+			if e.Reason == watch.ReasonRestartBlocked && strings.Contains(e.Message, "would not renew") {
+				return true
+			}
+		}
+		return false
+	})
+	if !v.podExists(t) {
+		t.Fatal("the sidecar deleted the pod although the init container would not renew the leaves")
+	}
 }

@@ -450,11 +450,24 @@ func Manifest(dir string) (map[string]string, error) {
 		if d.IsDir() {
 			return nil
 		}
+		rel, _ := filepath.Rel(dir, p)
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			// Never followed: a symlink is its target text.
+			l, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			m[filepath.ToSlash(rel)] = "symlink:" + l
+			return nil
+		case !d.Type().IsRegular():
+			m[filepath.ToSlash(rel)] = "special:" + d.Type().String() // never opened: a FIFO would block
+			return nil
+		}
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(dir, p)
 		sum := sha256.Sum256(b)
 		m[filepath.ToSlash(rel)] = hex.EncodeToString(sum[:])
 		return nil
