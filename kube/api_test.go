@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/pki"
@@ -141,4 +142,32 @@ func TestErrorsSayWhatTheServerSaid(t *testing.T) {
 		}
 		t.Log(err)
 	})
+}
+
+// TestWatchWithoutWatchRightSaysSo: a user that may list but not watch the Secret gets the Secret
+// from the LIST, then an error that names the refused verb and the user (RetryWatcher retries
+// most watch errors silently; a 403 it hands back, and Watch reports it).
+func TestWatchWithoutWatchRightSaysSo(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := namespace(t)
+	createSecret(t, ns, map[string][]byte{"v": []byte("1")})
+	c, name := user(t, ns, []string{"get", "list"}, false)
+	seen := make(chan string, 20)
+	go (&kube.SecretStore{Client: c, Namespace: ns, Name: "vc-certs"}).Watch(ctx, func(s *pki.Secret) {
+		seen <- "secret " + string(s.Data["v"])
+	}, func(err error) { seen <- "error: " + err.Error() })
+	for _, want := range []string{"secret 1", "error: watch Secret " + ns + "/vc-certs: forbidden"} {
+		select {
+		case got := <-seen:
+			if !strings.HasPrefix(got, want) {
+				t.Fatalf("saw %q, want %q…", got, want)
+			}
+			if strings.HasPrefix(got, "error") && (!strings.Contains(got, `User "`+name+`"`) || !strings.Contains(got, `cannot watch resource "secrets"`)) {
+				t.Fatalf("the error does not name the user and the verb: %s", got)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("nothing seen, want %q", want)
+		}
+	}
 }

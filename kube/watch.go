@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/certguard/certguard/pki"
+	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/klog/v2"
 )
 
 // Backoff between failed LIST+WATCH rounds. It grows while rounds keep failing and starts over
@@ -70,6 +72,9 @@ func (s *SecretStore) listAndWatch(ctx context.Context, sel string, fn func(*pki
 		}
 		fn(toPKI(sec))
 	}
+	// RetryWatcher logs through klog, which would print its own lines beside certguard's slog
+	// output; every error it hands back reaches onErr, so its log is discarded.
+	ctx = klog.NewContext(ctx, logr.Discard())
 	rw, err := watchtools.NewRetryWatcherWithContext(ctx, list.GetResourceVersion(), &cache.ListWatch{
 		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			opts.FieldSelector = sel
