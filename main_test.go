@@ -127,6 +127,22 @@ func runBin(t *testing.T, envv []string, args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
+// repairJSON runs `repair -o json`, requires exit 0 and the decision, and returns the outcome.
+func (v *vc) repairJSON(want pki.Decision) (out struct {
+	Plan   pki.Plan
+	Backup string
+}) {
+	v.t.Helper()
+	code, stdout, stderr := v.run("repair", "-o", "json")
+	if code != 0 {
+		v.t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil || out.Plan.Decision != want {
+		v.t.Fatalf("decision %q, want %q (%v): %s", out.Plan.Decision, want, err, stdout)
+	}
+	return out
+}
+
 func (v *vc) secret() map[string][]byte {
 	s, err := kenv.Client.CoreV1().Secrets(v.ns).Get(context.Background(), "vc-certs", metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -241,16 +257,9 @@ func TestRepairExpiredLeaves(t *testing.T) {
 func TestRepairExpiredCAResetsEverything(t *testing.T) {
 	now := time.Now()
 	v := newVC(t, pkigen.Options{Now: now, CAIssued: now.Add(-10*pkigen.Year - day), K0sIssued: now.Add(-400 * day)}, true)
-	code, stdout, stderr := v.run("repair", "-o", "json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	var out struct {
-		Plan   pki.Plan
-		Backup string
-	}
-	if err := json.Unmarshal([]byte(stdout), &out); err != nil || out.Plan.Decision != pki.DecideFull || out.Plan.Breaks == "" {
-		t.Fatalf("output %v: %s", err, stdout)
+	out := v.repairJSON(pki.DecideFull)
+	if out.Plan.Breaks == "" {
+		t.Fatal("the full plan does not say what it breaks")
 	}
 	// The new pki dir holds only the service-account pair, byte for byte: tokens stay valid.
 	if got, want := manifest(t, v.dir), map[string]string{"sa.key": v.before["sa.key"], "sa.pub": v.before["sa.pub"]}; !maps.Equal(got, want) {
@@ -323,17 +332,7 @@ func TestHealthySecretOnEmptyVolumeIsJudgedFromTheSecret(t *testing.T) {
 func TestEmptyVolumeExpiredSecret(t *testing.T) {
 	v := newVC(t, expired(time.Now()), true)
 	os.RemoveAll(v.dir)
-	code, stdout, stderr := v.run("repair", "-o", "json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	var out struct {
-		Plan   pki.Plan
-		Backup string
-	}
-	if err := json.Unmarshal([]byte(stdout), &out); err != nil || out.Plan.Decision != pki.DecideLeaves {
-		t.Fatalf("output %v: %s", err, stdout)
-	}
+	out := v.repairJSON(pki.DecideLeaves)
 	got := v.secret()
 	for k := range v.data {
 		_, kept := got[k]

@@ -400,6 +400,9 @@ func (x *Executor) restoreFile(st Step) (bool, error) {
 // backup writes <ts>.partial with the Secret, the bytes each step carries and the plan, makes it
 // durable, and renames it to <ts>: a backup dir without .partial is complete.
 func (x *Executor) backup(p Plan, s *Secret) (string, error) {
+	if x.Paths.BackupErr != nil {
+		return "", x.Paths.BackupErr
+	}
 	if err := x.ensureBackupDir(p.Now); err != nil {
 		return "", err
 	}

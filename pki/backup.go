@@ -57,7 +57,6 @@ type backupEntry struct {
 	dir   string
 	state backupState
 	plan  Plan
-	err   error // the journal does not validate
 }
 
 // scanBackups lists the backups in dir, oldest first. It never fails on what it finds: a backup

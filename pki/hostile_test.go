@@ -446,3 +446,48 @@ func TestRepairPromises(t *testing.T) {
 		})
 	}
 }
+
+// TestVolumeSymlinksNeverBlockAHealthyStart: the data volume's own symlinks nest the backup dir
+// inside the pki dir (pki.old → pki/old). No backup can be written there, so a needed repair
+// fails before changing anything; a start that needs none goes on.
+func TestVolumeSymlinksNeverBlockAHealthyStart(t *testing.T) {
+	for _, gen := range []struct {
+		name    string
+		opts    func(*pkigen.Options)
+		wantErr bool
+	}{{"healthy", nil, false}, {"expired leaves", expiredLeaves, true}} {
+		t.Run(gen.name, func(t *testing.T) {
+			f := newFixture(t, gen.opts)
+			os.Mkdir(filepath.Join(f.dir, "old"), 0o700)
+			if err := os.Symlink(filepath.Join(f.dir, "old"), f.backup); err != nil {
+				t.Fatal(err)
+			}
+			f.before = manifest(t, f.dir)
+			out, err := f.repair(pki.StrategyAuto, nil).Run(context.Background())
+			if gen.wantErr != (err != nil) || (err != nil && !strings.Contains(err.Error(), "inside the pki dir")) {
+				t.Fatalf("Run = %v, %v", out.Plan.Decision, err)
+			}
+			if !slices.Equal(slices.Sorted(keysOf(manifest(t, f.dir))), slices.Sorted(keysOf(f.before))) {
+				t.Error("the pki dir changed")
+			}
+		})
+	}
+}
+
+// TestPKIPathNotADirectoryNeverBlocks: a file where the pki dir belongs cannot be judged; the
+// start goes on (exit 0) with the reason, nothing changed.
+func TestPKIPathNotADirectoryNeverBlocks(t *testing.T) {
+	f := newFixture(t, expiredLeaves)
+	os.RemoveAll(f.dir)
+	os.WriteFile(f.dir, []byte("not a dir"), 0o600)
+	out, err := f.repair(pki.StrategyAuto, nil).Run(context.Background())
+	if err != nil || out.Plan.Decision != pki.DecideNothing {
+		t.Fatalf("Run = %s, %v", out.Plan.Decision, err)
+	}
+	if _, ok := out.Plan.Has(pki.CodeDiskUnreadable); !ok {
+		t.Errorf("the plan does not say the pki dir could not be judged: %v", out.Plan.Why)
+	}
+	if len(f.secretData(t)) != len(f.data) {
+		t.Error("the Secret changed")
+	}
+}

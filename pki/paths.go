@@ -20,6 +20,9 @@ type Paths struct {
 	PKILink string
 	// BackupDir is absolute, resolved as far as it exists.
 	BackupDir string
+	// BackupErr says why no backup can be written there (the volume's symlinks nest the two
+	// directories, or cannot be resolved): a repair then fails before changing anything.
+	BackupErr error
 }
 
 // ResolvePaths resolves the pki dir and the backup dir ("" means <pki-dir>.old, beside it).
@@ -28,9 +31,22 @@ func ResolvePaths(pkiDir, backupDir string) (Paths, error) {
 	if err != nil {
 		return Paths{}, fmt.Errorf("--pki-dir: %w", err)
 	}
+	// The flags themselves must not nest the two directories: that is a usage error.
+	babs0 := backupDir
+	if babs0 == "" {
+		babs0 = abs + ".old"
+	}
+	if babs0, err = filepath.Abs(babs0); err != nil {
+		return Paths{}, fmt.Errorf("--backup-dir: %w", err)
+	}
+	if within(babs0, abs) {
+		return Paths{}, fmt.Errorf("--backup-dir must be outside --pki-dir: vcluster copies every file in the pki dir into the Secret")
+	}
 	var p Paths
 	if p.PKIDir, err = resolveExisting(abs); err != nil {
-		return Paths{}, fmt.Errorf("--pki-dir %s: %w", abs, err)
+		// A symlink loop or an unreadable parent on the volume: judged (and reported) by the
+		// read, never a reason to stop here.
+		p.PKIDir = abs
 	}
 	if fi, err := os.Lstat(abs); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
 		p.PKILink = abs
@@ -43,14 +59,17 @@ func ResolvePaths(pkiDir, backupDir string) (Paths, error) {
 		return Paths{}, fmt.Errorf("--backup-dir: %w", err)
 	}
 	if p.BackupDir, err = resolveExisting(babs); err != nil {
-		return Paths{}, fmt.Errorf("--backup-dir %s: %w", babs, err)
+		p.BackupDir, p.BackupErr = babs, fmt.Errorf("backup dir %s: %w", babs, err)
 	}
-	if within(p.BackupDir, p.PKIDir) {
-		return Paths{}, fmt.Errorf("--backup-dir must be outside --pki-dir (resolved: %s is inside %s): vcluster copies every file in the pki dir "+
-			"into the Secret; put it beside the pki dir (the default is <pki-dir>.old)", p.BackupDir, p.PKIDir)
-	}
-	if within(p.PKIDir, p.BackupDir) {
-		return Paths{}, fmt.Errorf("--pki-dir %s is inside --backup-dir %s (resolved): put the backup dir beside the pki dir", p.PKIDir, p.BackupDir)
+	// Symlinks on the volume that nest them are found only once resolved: no backup can be
+	// written then, but a start that needs no repair goes on.
+	switch {
+	case within(p.BackupDir, p.PKIDir):
+		p.BackupErr = fmt.Errorf("backup dir %s resolves to %s, inside the pki dir %s: vcluster would copy backups into the Secret; "+
+			"remove the symlink that leads there or set --backup-dir", babs, p.BackupDir, p.PKIDir)
+	case within(p.PKIDir, p.BackupDir):
+		p.BackupErr = fmt.Errorf("pki dir %s resolves to %s, inside the backup dir %s: remove the symlink that leads there or set --backup-dir",
+			abs, p.PKIDir, p.BackupDir)
 	}
 	return p, nil
 }

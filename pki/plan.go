@@ -86,27 +86,28 @@ const (
 type Code string
 
 const (
-	CodeFirstStart   Code = "first-start"   // no Secret and no PKI files: vcluster generates them
-	CodeNoClusterCA  Code = "no-cluster-ca" // neither ca.crt nor ca.key anywhere: vcluster generates a PKI
-	CodeK0sOwnPKI    Code = "k0s-own-pki"   // CA CN kubernetes-ca: k0s renews everything itself
-	CodeNothingDue   Code = "nothing-due"   //
-	CodeSecretOnly   Code = "secret-only"   // no files on the volume: judged from the Secret alone
-	CodeNoSecret     Code = "no-secret"     // vcluster rebuilds the Secret from the volume
-	CodeLeaf         Code = "leaf"          // a k0s leaf is due, expired or unusable
-	CodeCADead       Code = "ca-dead"       // a CA is expired, unusable or half missing
-	CodeCADue        Code = "ca-due"        // a CA expires within --renew-before: no restart renews it
-	CodeCAUnjudged   Code = "ca-unjudged"   // a CA file could not be read: never a reason to reset
-	CodeCAAbsent     Code = "ca-absent"     // front-proxy-ca or etcd/ca missing: k0s makes a new one
-	CodeKeptBroken   Code = "kept-broken"   // a file a leaf repair keeps is unusable
-	CodeKeptDue      Code = "kept-due"      // vcluster's own leaf is due: only a full reset renews it
-	CodeNotYetValid  Code = "not-yet-valid" // a certificate from the future: clock skew
-	CodeClockSkew    Code = "clock-skew"    // this node's clock is off the API server's
-	CodeNoClock      Code = "no-clock"      // no clock reference: no full reset
-	CodeStrategy     Code = "strategy"      // the strategy asked for it
-	CodeSAKept       Code = "sa-kept"       // a full reset keeps sa.key/sa.pub
-	CodeSANotKept    Code = "sa-not-kept"   // a full reset cannot keep them
-	CodeLeavesRepair Code = "leaves-repair" //
-	CodeFullReset    Code = "full-reset"    //
+	CodeFirstStart     Code = "first-start"     // no Secret and no PKI files: vcluster generates them
+	CodeDiskUnreadable Code = "disk-unreadable" // the pki path is no readable directory: not judged
+	CodeNoClusterCA    Code = "no-cluster-ca"   // neither ca.crt nor ca.key anywhere: vcluster generates a PKI
+	CodeK0sOwnPKI      Code = "k0s-own-pki"     // CA CN kubernetes-ca: k0s renews everything itself
+	CodeNothingDue     Code = "nothing-due"     //
+	CodeSecretOnly     Code = "secret-only"     // no files on the volume: judged from the Secret alone
+	CodeNoSecret       Code = "no-secret"       // vcluster rebuilds the Secret from the volume
+	CodeLeaf           Code = "leaf"            // a k0s leaf is due, expired or unusable
+	CodeCADead         Code = "ca-dead"         // a CA is expired, unusable or half missing
+	CodeCADue          Code = "ca-due"          // a CA expires within --renew-before: no restart renews it
+	CodeCAUnjudged     Code = "ca-unjudged"     // a CA file could not be read: never a reason to reset
+	CodeCAAbsent       Code = "ca-absent"       // front-proxy-ca or etcd/ca missing: k0s makes a new one
+	CodeKeptBroken     Code = "kept-broken"     // a file a leaf repair keeps is unusable
+	CodeKeptDue        Code = "kept-due"        // vcluster's own leaf is due: only a full reset renews it
+	CodeNotYetValid    Code = "not-yet-valid"   // a certificate from the future: clock skew
+	CodeClockSkew      Code = "clock-skew"      // this node's clock is off the API server's
+	CodeNoClock        Code = "no-clock"        // no clock reference: no full reset
+	CodeStrategy       Code = "strategy"        // the strategy asked for it
+	CodeSAKept         Code = "sa-kept"         // a full reset keeps sa.key/sa.pub
+	CodeSANotKept      Code = "sa-not-kept"     // a full reset cannot keep them
+	CodeLeavesRepair   Code = "leaves-repair"   //
+	CodeFullReset      Code = "full-reset"      //
 )
 
 // Finding is one thing a plan found, as a code for programs and a sentence for people.

@@ -64,9 +64,6 @@ func (r *Repair) Run(ctx context.Context) (*Outcome, error) {
 		if g.err != nil {
 			return out, fmt.Errorf("get Secret %s: %w", r.Policy.Secret, g.err)
 		}
-		if diskErr != nil {
-			return out, diskErr
-		}
 		sec := g.sec
 		now := r.Now()
 		pol := r.Policy
@@ -74,6 +71,15 @@ func (r *Repair) Run(ctx context.Context) (*Outcome, error) {
 			pol.ClockSkew, pol.ClockKnown = now.Sub(t), true
 		}
 		out.Report = Inspect(disk, FromSecret(sec), now, r.RenewBefore)
+		if diskErr != nil {
+			// The pki path is there but is no readable directory: nothing on it can be judged,
+			// and nothing certguard could do would make it one. The start goes on (k0s says what
+			// is wrong with it); blocking it would not help.
+			out.Plan = Plan{Version: journalVersion, Now: now, PKIDir: r.Exec.Paths.PKIDir, Secret: r.Policy.Secret,
+				Strategy: r.Policy.Strategy, Decision: DecideNothing,
+				Why: []Finding{{Code: CodeDiskUnreadable, Text: diskErr.Error() + ": cannot judge the PKI, nothing changed"}}}
+			return out, nil
+		}
 		out.Plan = BuildPlan(out.Report, pol)
 		if r.DryRun || !out.Plan.HasDestructive() {
 			return out, nil
