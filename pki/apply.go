@@ -277,7 +277,7 @@ func (x *Executor) removeFile(st Step) (bool, error) {
 	if _, err := root.Lstat(st.Path); errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
-	cur, err := readRegular(root, st.Path)
+	cur, err := readRegular(root, st.Path, maxFileSize)
 	if err != nil || !bytes.Equal(cur, st.Data) {
 		return false, fmt.Errorf("%w: %s differs from its backup", errSuperseded, st.Path)
 	}
@@ -388,7 +388,7 @@ func (x *Executor) restoreFile(st Step) (bool, error) {
 	}
 	defer root.Close()
 	if _, err := root.Lstat(st.Path); err == nil {
-		cur, err := readRegular(root, st.Path)
+		cur, err := readRegular(root, st.Path, maxFileSize)
 		if err == nil && bytes.Equal(cur, st.Data) {
 			return false, nil
 		}
