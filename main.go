@@ -396,6 +396,13 @@ func repair(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog
 	if caDue, ok := p.Has(pki.CodeCADue); ok && !cfg.DryRun {
 		events.Emit(ctx, "Warning", kube.ReasonCAExpiryWarning, caDue.Text)
 	}
+	// What certguard found broken and left alone (it never blocks a start for it) is said on the
+	// pod too, where an operator looks.
+	for _, c := range []pki.Code{pki.CodeKeptBroken, pki.CodeCADrift, pki.CodeCAUnjudged} {
+		if w, ok := p.Has(c); ok && !cfg.DryRun {
+			events.Emit(ctx, "Warning", kube.ReasonNeedsAttention, w.Text)
+		}
+	}
 	switch {
 	case p.Decision == pki.DecideRefuse:
 		if !cfg.DryRun {
@@ -471,7 +478,7 @@ func check(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog.
 	if p.Decision != pki.DecideNothing {
 		return exitDue
 	}
-	for _, c := range []pki.Code{pki.CodeCADue, pki.CodeCAUnjudged, pki.CodeKeptBroken, pki.CodeKeptDue} {
+	for _, c := range []pki.Code{pki.CodeCADue, pki.CodeCAUnjudged, pki.CodeCADrift, pki.CodeKeptBroken, pki.CodeKeptDue} {
 		if _, ok := p.Has(c); ok {
 			return exitDue
 		}
