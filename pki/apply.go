@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -358,23 +359,41 @@ func (x *Executor) movePKI(dest string, restored []string) (bool, error) {
 	return false, fmt.Errorf("%w: neither %s nor its backup exists", errSuperseded, src)
 }
 
-// onlyHolds reports whether dir holds nothing but (some of) names.
+// onlyHolds reports whether dir holds nothing but (some of) names, and the temporary files a
+// killed write of one of them leaves (which it removes: vcluster would copy them into the
+// Secret, hidden names included).
 func onlyHolds(dir string, names []string) bool {
 	d, err := os.Open(dir)
 	if err != nil {
 		return false
 	}
-	defer d.Close()
-	got, err := d.Readdirnames(len(names) + 1)
+	got, err := d.Readdirnames(2*len(names) + 2)
+	d.Close()
 	if err != nil && len(got) > 0 {
 		return false
 	}
+	var stray []string
 	for _, n := range got {
-		if !slices.Contains(names, n) {
+		switch {
+		case slices.Contains(names, n):
+		case slices.ContainsFunc(names, func(name string) bool { return isTempOf(n, name) }):
+			stray = append(stray, n)
+		default:
+			return false
+		}
+	}
+	for _, n := range stray {
+		if err := os.Remove(filepath.Join(dir, n)); err != nil {
 			return false
 		}
 	}
 	return true
+}
+
+// isTempOf reports whether n is a temporary file writeFileSync makes for name.
+func isTempOf(n, name string) bool {
+	rest, ok := strings.CutPrefix(n, "."+name+".")
+	return ok && strings.HasSuffix(rest, ".tmp")
 }
 
 // restoreFile writes a file the step carries into the (new) pki dir, unless it is there already.

@@ -446,3 +446,31 @@ func TestKillDuringPruneNeverBlocks(t *testing.T) {
 		t.Errorf("leftovers of the killed prune: %v", left)
 	}
 }
+
+// TestKillDuringRestoreConverges: a kill inside the write of sa.pub into the new pki dir leaves
+// its temporary file there; the next start still finishes the reset (vcluster would otherwise
+// copy the stray file into the Secret, and a missing sa.pub next to sa.key fails every start:
+// vcluster keeps an existing sa.key and never writes sa.pub then).
+func TestKillDuringRestoreConverges(t *testing.T) {
+	f := newFixture(t, expiredCA)
+	errCrash := errors.New("killed")
+	out, err := f.repair(pki.StrategyAuto, func(stage string) error {
+		if stage == "after-step-2" { // delete-secret, move-pki, restore sa.key done
+			return errCrash
+		}
+		return nil
+	}).Run(context.Background())
+	if !errors.Is(err, errCrash) || out.Plan.Decision != pki.DecideFull {
+		t.Fatalf("crash run: %s, %v", out.Plan.Decision, err)
+	}
+	// What a kill inside writeFileSync of sa.pub leaves.
+	if err := os.WriteFile(filepath.Join(f.dir, ".sa.pub.123456.tmp"), []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = f.repair(pki.StrategyAuto, nil).Run(context.Background())
+	if err != nil || len(out.Resumed) != 1 {
+		t.Fatalf("the next run: resumed %v, %v", out.Resumed, err)
+	}
+	assertOnlySA(t, f)
+	f.assertNothingLost(t)
+}
