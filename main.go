@@ -583,6 +583,11 @@ func fleet(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// minRestartInterval is the floor of --restart-min-interval: a vcluster pod takes a minute or
+// two to come back, and the leaves it renews last a year, so more than one restart an hour is
+// a loop, not maintenance.
+const minRestartInterval = time.Hour
+
 func watchCmd(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logger) int {
 	loc, err := time.LoadLocation(cfg.RestartTimezone)
 	if err != nil {
@@ -592,8 +597,21 @@ func watchCmd(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logge
 	if err != nil {
 		return fail(stderr, usageError{"--restart-window: " + err.Error()})
 	}
-	if window != nil && cfg.RestartBefore >= cfg.RenewBefore {
-		return fail(stderr, usageError{"--restart-before must be below --renew-before, or the init container would not renew what the restart is for"})
+	// Checked whether or not a window is set: the window may come later from the environment,
+	// and certguard_next_restart_timestamp_seconds and the logged decision use --restart-before
+	// either way. A restart at or beyond --renew-before would find nothing due at the init
+	// container and renew nothing.
+	if cfg.RestartBefore >= cfg.RenewBefore {
+		return fail(stderr, usageError{fmt.Sprintf("--restart-before (%s) must be below --renew-before (%s), or the init container would not renew what the restart is for",
+			&cfg.RestartBefore, &cfg.RenewBefore)})
+	}
+	if cfg.RestartBefore <= 0 {
+		return fail(stderr, usageError{fmt.Sprintf("--restart-before must be above 0 (got %s)", &cfg.RestartBefore)})
+	}
+	// A restart loop is what the interval guards against: 0 restarted a pod 6 times in 12 s.
+	if time.Duration(cfg.RestartMinInterval) < minRestartInterval {
+		return fail(stderr, usageError{fmt.Sprintf("--restart-min-interval must be at least %s (got %s): each restart takes the virtual control plane down",
+			pki.FormatDuration(minRestartInterval), &cfg.RestartMinInterval)})
 	}
 	pkiDir, err := filepath.Abs(cfg.PKIDir)
 	if err != nil {

@@ -358,7 +358,7 @@ func checkWatch(t *testing.T, kubeconfig, ns, dir, pod string, events bool) {
 
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^x509_source_up\{source_kind="file",[^}]*\} 1$`),
-		regexp.MustCompile(`(?m)^x509_source_up\{source_kind="secret",source_name="` + ns + `/my-vcluster-certs"\} 1$`),
+		regexp.MustCompile(`(?m)^x509_source_up\{source_kind="kube-secret",source_name="` + ns + `/my-vcluster-certs"\} 1$`),
 		regexp.MustCompile(`(?m)^x509_cert_not_after\{[^}]*filename="server\.crt"[^}]*\} \S+$`),
 		regexp.MustCompile(`(?m)^x509_cert_expired\{[^}]*filename="server\.crt"[^}]*\} 1$`),
 		regexp.MustCompile(`(?m)^x509_cert_expired\{[^}]*secret_key="server\.crt"[^}]*\} 1$`),

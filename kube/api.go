@@ -1,177 +1,161 @@
 package kube
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"encoding/base64"
 	"fmt"
-	"io"
-	"strconv"
+	"maps"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
 )
 
-// meta is the part of an object's metadata certguard reads or writes.
+// The core resources certguard touches, served by the dynamic client as unstructured objects.
+var (
+	secretsGVR = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
+	podsGVR    = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+	eventsGVR  = schema.GroupVersionResource{Version: "v1", Resource: "events"}
+)
+
+// meta is the part of an object's metadata certguard reads.
 type meta struct {
-	Name            string            `json:"name,omitempty"`
-	GenerateName    string            `json:"generateName,omitempty"`
-	Namespace       string            `json:"namespace,omitempty"`
-	UID             string            `json:"uid,omitempty"`
-	ResourceVersion string            `json:"resourceVersion,omitempty"`
-	Labels          map[string]string `json:"labels,omitempty"`
-	Annotations     map[string]string `json:"annotations,omitempty"`
-	Finalizers      []string          `json:"finalizers,omitempty"`
+	Name            string
+	Namespace       string
+	UID             string
+	ResourceVersion string
+	Labels          map[string]string
+	Annotations     map[string]string
+	Finalizers      []string
 	// DeletionTimestamp is set once a delete was accepted while finalizers keep the object.
-	DeletionTimestamp string `json:"deletionTimestamp,omitempty"`
+	DeletionTimestamp string
 }
 
-// secret is a Secret as certguard reads it, with the server's JSON kept for writing back.
+// secret is a Secret as certguard reads it, with the server's object kept whole for writing
+// back: an update changes the keys and annotations certguard means to change, nothing else.
 type secret struct {
-	Metadata meta              `json:"metadata"`
-	Type     string            `json:"type,omitempty"`
-	Data     map[string][]byte `json:"data,omitempty"`
-	raw      []byte
+	Metadata meta
+	Type     string
+	Data     map[string][]byte
+	obj      *unstructured.Unstructured
 }
 
-func decodeSecret(raw []byte) (*secret, error) {
-	s := &secret{raw: raw}
-	if err := json.Unmarshal(raw, s); err != nil {
-		return nil, fmt.Errorf("decode Secret: %w", err)
+func metaOf(u *unstructured.Unstructured) meta {
+	m := meta{Name: u.GetName(), Namespace: u.GetNamespace(), UID: string(u.GetUID()), ResourceVersion: u.GetResourceVersion(),
+		Labels: u.GetLabels(), Annotations: u.GetAnnotations(), Finalizers: u.GetFinalizers()}
+	if ts := u.GetDeletionTimestamp(); ts != nil {
+		m.DeletionTimestamp = ts.UTC().Format(time.RFC3339)
+	}
+	return m
+}
+
+// decodeSecret reads the fields certguard uses; data values are base64 in the JSON the server
+// sends, as in every Secret.
+func decodeSecret(u *unstructured.Unstructured) (*secret, error) {
+	s := &secret{Metadata: metaOf(u), obj: u}
+	s.Type, _, _ = unstructured.NestedString(u.Object, "type")
+	data, _, err := unstructured.NestedStringMap(u.Object, "data")
+	if err != nil {
+		return nil, fmt.Errorf("decode Secret %s/%s: %w", s.Metadata.Namespace, s.Metadata.Name, err)
+	}
+	if len(data) > 0 {
+		s.Data = make(map[string][]byte, len(data))
+	}
+	for k, v := range data {
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return nil, fmt.Errorf("decode Secret %s/%s: key %q: %w", s.Metadata.Namespace, s.Metadata.Name, k, err)
+		}
+		s.Data[k] = b
 	}
 	return s, nil
 }
 
-// edited returns the server's JSON of s with keys removed from data and annotations set; every
-// other field stays as the server sent it.
-func (s *secret) edited(remove []string, annotations map[string]string) ([]byte, error) {
-	var obj map[string]any
-	d := json.NewDecoder(bytes.NewReader(s.raw))
-	d.UseNumber() // numbers round-trip exactly
-	if err := d.Decode(&obj); err != nil {
-		return nil, err
-	}
-	if data, ok := obj["data"].(map[string]any); ok {
-		for _, k := range remove {
-			delete(data, k)
-		}
-	}
-	md, ok := obj["metadata"].(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("secret %s has no metadata", s.Metadata.Name)
+// edited returns a copy of the server's object with keys removed from data and annotations set;
+// every other field (and the resourceVersion, which makes a concurrent change a Conflict) stays
+// as the server sent it.
+func (s *secret) edited(remove []string, annotations map[string]string) (*unstructured.Unstructured, error) {
+	obj := s.obj.DeepCopy()
+	for _, k := range remove {
+		unstructured.RemoveNestedField(obj.Object, "data", k)
 	}
 	if len(annotations) > 0 {
-		ann, _ := md["annotations"].(map[string]any)
+		ann := obj.GetAnnotations()
 		if ann == nil {
-			ann = map[string]any{}
-			md["annotations"] = ann
+			ann = map[string]string{}
 		}
-		for k, v := range annotations {
-			ann[k] = v
-		}
+		maps.Copy(ann, annotations)
+		obj.SetAnnotations(ann)
 	}
-	return json.Marshal(obj)
+	return obj, nil
+}
+
+func (c *Client) secrets(ns string) dynamic.ResourceInterface {
+	return c.dyn.Resource(secretsGVR).Namespace(ns)
 }
 
 func (c *Client) getSecret(ctx context.Context, ns, name string) (*secret, error) {
-	raw, err := c.rc.Get().Namespace(ns).Resource("secrets").Name(name).Do(ctx).Raw()
+	u, err := c.secrets(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
-	return decodeSecret(raw)
+	return decodeSecret(u)
 }
 
-// updateSecret writes body back; the resourceVersion in it makes a concurrent change a Conflict.
+// updateSecret writes obj back; the resourceVersion in it makes a concurrent change a Conflict.
 // With dryRun the server runs every check (RBAC, admission, immutability, the precondition) and
 // stores nothing.
-func (c *Client) updateSecret(ctx context.Context, ns, name string, body []byte, dryRun bool) (*secret, error) {
-	req := c.rc.Put().Namespace(ns).Resource("secrets").Name(name).Body(body)
-	if dryRun {
-		req = req.Param("dryRun", metav1.DryRunAll)
-	}
-	raw, err := req.Do(ctx).Raw()
-	if err != nil {
-		return nil, err
-	}
-	return decodeSecret(raw)
-}
-
-func (c *Client) delete(ctx context.Context, ns, resource, name string, pre *metav1.Preconditions, dryRun bool) error {
-	opts := metav1.DeleteOptions{TypeMeta: metav1.TypeMeta{Kind: "DeleteOptions", APIVersion: "v1"}, Preconditions: pre}
+func (c *Client) updateSecret(ctx context.Context, ns, _ string, obj *unstructured.Unstructured, dryRun bool) (*secret, error) {
+	opts := metav1.UpdateOptions{}
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
-	body, err := json.Marshal(opts)
-	if err != nil {
-		return err
-	}
-	return c.rc.Delete().Namespace(ns).Resource(resource).Name(name).Body(body).Do(ctx).Error()
-}
-
-func (c *Client) create(ctx context.Context, ns, resource string, obj any) error {
-	body, err := json.Marshal(obj)
-	if err != nil {
-		return err
-	}
-	return c.rc.Post().Namespace(ns).Resource(resource).Body(body).Do(ctx).Error()
-}
-
-func (c *Client) getMeta(ctx context.Context, ns, resource, name string) (*meta, error) {
-	raw, err := c.rc.Get().Namespace(ns).Resource(resource).Name(name).Do(ctx).Raw()
+	u, err := c.secrets(ns).Update(ctx, obj, opts)
 	if err != nil {
 		return nil, err
 	}
-	var obj struct {
-		Metadata meta `json:"metadata"`
-	}
-	return &obj.Metadata, json.Unmarshal(raw, &obj)
+	return decodeSecret(u)
 }
 
-// secretList is one page of a LIST.
-type secretList struct {
-	Metadata struct {
-		ResourceVersion string `json:"resourceVersion"`
-		Continue        string `json:"continue"`
-	} `json:"metadata"`
-	Items []secret `json:"items"`
+func (c *Client) delete(ctx context.Context, ns string, gvr schema.GroupVersionResource, name string, pre *metav1.Preconditions, dryRun bool) error {
+	opts := metav1.DeleteOptions{Preconditions: pre}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	return c.dyn.Resource(gvr).Namespace(ns).Delete(ctx, name, opts)
 }
 
-func (c *Client) listSecrets(ctx context.Context, ns, fieldSelector string, limit int64, cont string) (*secretList, error) {
-	req := c.rc.Get().Resource("secrets").Param("fieldSelector", fieldSelector)
-	if ns != "" {
-		req = req.Namespace(ns)
-	}
-	if limit > 0 {
-		req = req.Param("limit", strconv.FormatInt(limit, 10))
-	}
-	if cont != "" {
-		req = req.Param("continue", cont)
-	}
-	raw, err := req.Do(ctx).Raw()
+func (c *Client) create(ctx context.Context, ns string, gvr schema.GroupVersionResource, obj map[string]any) error {
+	_, err := c.dyn.Resource(gvr).Namespace(ns).Create(ctx, &unstructured.Unstructured{Object: obj}, metav1.CreateOptions{})
+	return err
+}
+
+func (c *Client) getMeta(ctx context.Context, ns string, gvr schema.GroupVersionResource, name string) (*meta, error) {
+	u, err := c.dyn.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
-	var l secretList
-	if err := json.Unmarshal(raw, &l); err != nil {
-		return nil, fmt.Errorf("decode Secret list: %w", err)
+	m := metaOf(u)
+	return &m, nil
+}
+
+// listSecrets is one LIST request (one page when opts.Limit is set).
+func (c *Client) listSecrets(ctx context.Context, ns string, opts metav1.ListOptions) (*unstructured.UnstructuredList, error) {
+	if ns == "" {
+		return c.dyn.Resource(secretsGVR).List(ctx, opts)
 	}
-	return &l, nil
+	return c.secrets(ns).List(ctx, opts)
 }
 
-// watchEvent is one line of a watch stream.
-type watchEvent struct {
-	Type   string          `json:"type"`
-	Object json.RawMessage `json:"object"`
-}
-
-// watchSecrets opens a watch stream; the caller decodes it with next.
-func (c *Client) watchSecrets(ctx context.Context, ns, fieldSelector, rv string) (io.ReadCloser, error) {
-	// The server ends the stream after timeoutSeconds; the caller watches again from the last
-	// version it saw.
+// watchSecrets opens a watch stream on the client without a request timeout: the server ends it
+// after a while and RetryWatcher opens the next one from the last version seen.
+func (c *Client) watchSecrets(ctx context.Context, ns string, opts metav1.ListOptions) (watch.Interface, error) {
 	wc, err := c.watchClient()
 	if err != nil {
 		return nil, err
 	}
-	return wc.Get().Namespace(ns).Resource("secrets").
-		Param("watch", "true").Param("fieldSelector", fieldSelector).Param("resourceVersion", rv).
-		Param("allowWatchBookmarks", "true").Param("timeoutSeconds", "600").Stream(ctx)
+	return wc.Resource(secretsGVR).Namespace(ns).Watch(ctx, opts)
 }

@@ -1,11 +1,12 @@
 // Package kube is certguard's side of the Kubernetes API: the <release>-certs Secret, Events
-// on the vcluster pod, and the pod itself. It talks JSON over client-go's REST client and
-// decodes only the fields it reads: client-go's typed clients register every API group (+22
-// MiB of binary), and even k8s.io/api/core/v1 alone weighs 3 MiB, for five calls. An object
-// certguard writes back is the server's own JSON with one edit, so no field is ever dropped.
+// on the vcluster pod, and the pod itself. It uses client-go's dynamic client with unstructured
+// objects, its pager and its RetryWatcher: client-go's typed clientset registers every API group
+// (+22 MiB of binary), and even k8s.io/api/core/v1 alone weighs 3 MiB, for five calls. An object
+// certguard writes back is the server's own object with one edit, so no field is ever dropped.
 package kube
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,37 +16,23 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// Client is a REST client for the core API group that remembers the API server's clock.
+// Client is a dynamic client for the core API group that remembers the API server's clock.
 type Client struct {
-	rc    *rest.RESTClient
+	dyn   dynamic.Interface
 	clock *serverClock
 
-	// The watch client is rc without a client-side timeout, for long watch streams; only the
+	// The watch client is dyn without a client-side timeout, for long watch streams; only the
 	// sidecar needs it, so the init container never builds it.
 	watchOnce sync.Once
 	watchCfg  *rest.Config
-	watch     *rest.RESTClient
+	watch     dynamic.Interface
 	watchErr  error
 }
-
-// coreV1 is the core API group's version; its scheme knows only the meta types (Status for
-// errors), since certguard decodes objects itself.
-var (
-	coreV1     = schema.GroupVersion{Version: "v1"}
-	metaScheme = func() *runtime.Scheme {
-		s := runtime.NewScheme()
-		metav1.AddToGroupVersion(s, coreV1)
-		return s
-	}()
-)
 
 // Config builds a REST config: an explicit kubeconfig path wins, then $KUBECONFIG, then the
 // in-cluster service account.
@@ -76,24 +63,20 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 	}
 	clock := &serverClock{}
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return clock.wrap(rt) })
-	cfg.APIPath = "/api"
-	cfg.GroupVersion = &coreV1
-	cfg.ContentType = "application/json"
-	cfg.NegotiatedSerializer = serializer.NewCodecFactory(metaScheme).WithoutConversion()
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "certguard"
 	}
-	rc, err := rest.RESTClientFor(cfg)
+	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("build API client: %w", err)
 	}
 	wcfg := rest.CopyConfig(cfg)
 	wcfg.Timeout = 0
-	return &Client{rc: rc, watchCfg: wcfg, clock: clock}, nil
+	return &Client{dyn: dyn, watchCfg: wcfg, clock: clock}, nil
 }
 
-func (c *Client) watchClient() (*rest.RESTClient, error) {
-	c.watchOnce.Do(func() { c.watch, c.watchErr = rest.RESTClientFor(c.watchCfg) })
+func (c *Client) watchClient() (dynamic.Interface, error) {
+	c.watchOnce.Do(func() { c.watch, c.watchErr = dynamic.NewForConfig(c.watchCfg) })
 	return c.watch, c.watchErr
 }
 
@@ -134,24 +117,67 @@ func (c *serverClock) now() time.Time {
 	return c.their.Add(time.Since(c.at) + 500*time.Millisecond)
 }
 
-// Explain turns an API error into what to do about it.
+// Explain turns an API error into one line: what certguard tried, what the server said (its
+// message names the user, the verb and the object; its reason says why), and what to do.
 func Explain(err error, verb, what string) error {
+	said := serverSaid(err)
 	switch {
 	case apierrors.IsForbidden(err):
-		return fmt.Errorf("%s %s: forbidden: the service account lacks RBAC %q on it (the vcluster Role grants it unless rbac.role was overridden); nothing was changed: %w",
-			verb, what, verb, err)
+		return fmt.Errorf("%s %s: forbidden (%s): grant RBAC %q on it to this identity (the vcluster Role grants it unless rbac.role was overridden); nothing was changed; the server said: %w",
+			verb, what, said, verb, err)
 	case apierrors.IsUnauthorized(err):
-		return fmt.Errorf("%s %s: unauthorized: the credentials were rejected; check --kubeconfig or the pod's service account token: %w", verb, what, err)
+		return fmt.Errorf("%s %s: unauthorized (%s): the credentials were rejected; check --kubeconfig or the pod's service account token; the server said: %w", verb, what, said, err)
+	case immutable(err):
+		return fmt.Errorf("%s %s: the Secret is immutable (immutable: true), so no key can be removed (%s): recreate it without immutable (kubectl get -o yaml, delete, apply without the field), then run again; nothing was changed; the server said: %w",
+			verb, what, said, err)
+	case apierrors.IsInvalid(err):
+		return fmt.Errorf("%s %s: the server refused the object (%s): %w", verb, what, said, err)
+	case apierrors.IsConflict(err):
+		return fmt.Errorf("%s %s: conflict (%s): changed by another writer since it was read; run again to act on what is there now; the server said: %w", verb, what, said, err)
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("%s %s: not found (%s): %w", verb, what, said, err)
+	case apierrors.IsTooManyRequests(err) || apierrors.IsServiceUnavailable(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err):
+		return fmt.Errorf("%s %s: the API server is overloaded or unavailable (%s); the next run tries again; the server said: %w", verb, what, said, err)
 	}
 	return fmt.Errorf("%s %s: %w", verb, what, err)
 }
 
-// retriable reports errors worth another try: the API is down, slow or overloaded.
+// serverSaid is the reason the server gave for an API error ("Forbidden", "Invalid",
+// "Conflict"); the error itself, wrapped last in Explain's line, carries its message.
+func serverSaid(err error) string {
+	if r := apierrors.ReasonForError(err); r != "" {
+		return string(r)
+	}
+	return "Unknown"
+}
+
+// immutable reports the server's refusal to change an immutable Secret: an Invalid whose cause
+// is a Forbidden field error on the Secret's data ("field is immutable when `immutable` is set").
+func immutable(err error) bool {
+	if !apierrors.IsInvalid(err) {
+		return false
+	}
+	var st apierrors.APIStatus
+	if errors.As(err, &st) && st.Status().Details != nil {
+		for _, c := range st.Status().Details.Causes {
+			if strings.Contains(c.Message, "immutable") {
+				return true
+			}
+		}
+	}
+	return strings.Contains(err.Error(), "immutable")
+}
+
+// retriable reports errors worth another try: the API is down, slow or overloaded. A context
+// that ended is not (the caller gave up), nor is any answer the server gave on purpose.
 func retriable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
 	var status apierrors.APIStatus
 	if errors.As(err, &status) {
 		return apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
 			apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) || apierrors.IsUnexpectedServerError(err)
 	}
-	return !strings.Contains(err.Error(), "context canceled")
+	return true // no answer: connection refused, reset, DNS, TLS handshake timeout
 }

@@ -44,14 +44,15 @@ func (e *Events) Emit(ctx context.Context, eventType, reason, message string) {
 		message = string(r[:maxEventMessageRunes-1]) + "…"
 	}
 	now := time.Now().UTC().Format(time.RFC3339)
-	ref := map[string]string{"apiVersion": "v1", "kind": "Pod", "namespace": e.Namespace, "name": e.Pod}
-	err := e.Client.create(ctx, e.Namespace, "events", map[string]any{
+	// JSON values only (map[string]any, int64): the object is unstructured.
+	ref := map[string]any{"apiVersion": "v1", "kind": "Pod", "namespace": e.Namespace, "name": e.Pod}
+	err := e.Client.create(ctx, e.Namespace, eventsGVR, map[string]any{
 		"apiVersion": "v1", "kind": "Event",
-		"metadata":       meta{GenerateName: e.Pod + ".", Namespace: e.Namespace},
+		"metadata":       map[string]any{"generateName": e.Pod + ".", "namespace": e.Namespace},
 		"involvedObject": ref,
 		"reason":         reason, "message": message, "type": eventType,
-		"source":         map[string]string{"component": eventSource},
-		"firstTimestamp": now, "lastTimestamp": now, "count": 1,
+		"source":         map[string]any{"component": eventSource},
+		"firstTimestamp": now, "lastTimestamp": now, "count": int64(1),
 		"reportingComponent": eventSource, "reportingInstance": e.Pod,
 	})
 	switch {

@@ -2,29 +2,59 @@ package kube
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 
 	"github.com/certguard/certguard/pki"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/pager"
 )
 
 // EachCertSecret lists Secrets of type Opaque (vcluster's) in namespace ("" = all) a page at a
-// time and calls fn for each vcluster certificate Secret, so memory holds one page, never the
-// whole cluster's Secrets. It returns the number of LIST requests made.
+// time with client-go's pager and calls fn for each vcluster certificate Secret, so memory holds
+// one page, never the whole cluster's Secrets. It returns the number of LIST requests made.
+//
+// A continue token that expires between pages (410 Expired: etcd compacted the revision the
+// listing started from) starts the listing again from the first page; Secrets already handed to
+// fn are skipped by UID. The pager's own fallback (FullListIfExpired) exists only in List, which
+// gathers every page into one list: the memory bound this function is for.
 func EachCertSecret(ctx context.Context, c *Client, namespace string, pageSize int64, fn func(*pki.Secret)) (int, error) {
-	cont := ""
-	for pages := 1; ; pages++ {
-		list, err := c.listSecrets(ctx, namespace, "type=Opaque", pageSize, cont)
+	var requests atomic.Int64
+	p := pager.New(pager.SimplePageFunc(func(opts metav1.ListOptions) (runtime.Object, error) {
+		requests.Add(1)
+		return c.listSecrets(ctx, namespace, opts)
+	}))
+	p.PageSize = pageSize
+	p.PageBufferSize = 0 // one page at a time, not the pager's default of 10 fetched ahead
+	seen := map[string]bool{}
+	each := func(obj runtime.Object) error {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			return fmt.Errorf("list Secrets: unexpected item %T", obj)
+		}
+		if seen[string(u.GetUID())] {
+			return nil
+		}
+		s, err := decodeSecret(u)
 		if err != nil {
-			return pages, Explain(err, "list", "Secrets")
+			return err
 		}
-		for i := range list.Items {
-			s := &list.Items[i]
-			if pki.IsCertSecret(s.Metadata.Name, s.Metadata.Labels, func(k string) bool { _, ok := s.Data[k]; return ok }) {
-				fn(toPKI(s))
-			}
+		if pki.IsCertSecret(s.Metadata.Name, s.Metadata.Labels, func(k string) bool { _, ok := s.Data[k]; return ok }) {
+			seen[s.Metadata.UID] = true
+			fn(toPKI(s))
 		}
-		if list.Metadata.Continue == "" {
-			return pages, nil
-		}
-		cont = list.Metadata.Continue
+		return nil
 	}
+	opts := metav1.ListOptions{FieldSelector: "type=Opaque"}
+	err := p.EachListItem(ctx, opts, each)
+	if apierrors.IsResourceExpired(err) {
+		err = p.EachListItem(ctx, opts, each)
+	}
+	if err != nil {
+		return int(requests.Load()), Explain(err, "list", "Secrets")
+	}
+	return int(requests.Load()), nil
 }

@@ -8,7 +8,7 @@ var ReleaseLabels = []string{"release", "app.kubernetes.io/instance"}
 // PodRelease reads the release name from the pod's labels: the fallback when the pod name is not
 // a StatefulSet's <release>-<ordinal> (vcluster with persistence off runs a Deployment).
 func PodRelease(ctx context.Context, c *Client, namespace, pod string) (string, error) {
-	p, err := c.getMeta(ctx, namespace, "pods", pod)
+	p, err := c.getMeta(ctx, namespace, podsGVR, pod)
 	if err != nil {
 		return "", Explain(err, "get", "Pod "+namespace+"/"+pod)
 	}

@@ -90,7 +90,7 @@ func (s *SecretStore) RemoveKeys(ctx context.Context, sec *pki.Secret, keys []st
 // With dryRun the server checks the delete and nothing is deleted.
 func (s *SecretStore) Delete(ctx context.Context, sec *pki.Secret, dryRun bool) error {
 	uid := types.UID(sec.UID)
-	err := s.Client.delete(ctx, s.Namespace, "secrets", s.Name, &metav1.Preconditions{UID: &uid, ResourceVersion: &sec.ResourceVersion}, dryRun)
+	err := s.Client.delete(ctx, s.Namespace, secretsGVR, s.Name, &metav1.Preconditions{UID: &uid, ResourceVersion: &sec.ResourceVersion}, dryRun)
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil

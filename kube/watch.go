@@ -2,43 +2,49 @@ package kube
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"time"
 
 	"github.com/certguard/certguard/pki"
+	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/klog/v2"
+)
+
+// Backoff between failed LIST+WATCH rounds. It grows while rounds keep failing and starts over
+// once a round has run healthy for resetAfter, as client-go's reflector does: an API server
+// restart a month after the last one is not met with the last one's backoff.
+const (
+	minBackoff = time.Second
+	maxBackoff = time.Minute
+	resetAfter = time.Minute
 )
 
 // Watch calls fn with the Secret (nil while it does not exist) once at start and after every
 // change, until ctx ends. It is a single-object LIST+WATCH (field selector on the name), so it
-// sees a deleted and recreated Secret; after an error it lists again, with backoff, and reports
-// the error through onErr.
+// sees a deleted and recreated Secret. client-go's RetryWatcher keeps the watch going from the
+// last version seen; when it cannot (410 Gone: the version is compacted away; 403), Watch lists
+// again, with backoff, and reports errors through onErr.
 func (s *SecretStore) Watch(ctx context.Context, fn func(*pki.Secret), onErr func(error)) {
 	sel := fields.OneTermEqualSelector("metadata.name", s.Name).String()
-	wait := time.Second
+	wait := minBackoff
 	for ctx.Err() == nil {
-		list, err := s.Client.listSecrets(ctx, s.Namespace, sel, 0, "")
-		if err == nil {
-			if len(list.Items) == 0 {
-				fn(nil)
-			} else {
-				fn(toPKI(&list.Items[0]))
-			}
-			err = s.watchFrom(ctx, sel, list.Metadata.ResourceVersion, fn)
-			if err == nil {
-				continue
-			}
-		} else {
-			err = Explain(err, "list", "Secret "+s.ref())
-		}
+		start := time.Now()
+		err := s.listAndWatch(ctx, sel, fn)
 		if ctx.Err() != nil {
 			return
+		}
+		if time.Since(start) >= resetAfter {
+			wait = minBackoff
+		}
+		if err == nil {
+			continue // the watch expired: list again at once
 		}
 		onErr(err)
 		select {
@@ -46,61 +52,67 @@ func (s *SecretStore) Watch(ctx context.Context, fn func(*pki.Secret), onErr fun
 			return
 		case <-time.After(wait):
 		}
-		wait = min(2*wait, time.Minute)
+		wait = min(2*wait, maxBackoff)
 	}
 }
 
-// errRelist ends a watch whose resourceVersion is too old (410 Gone): list again.
-var errRelist = errors.New("watch expired")
-
-// watchFrom follows changes, watching again from the last version seen each time the server
-// ends a stream, until an error says to list again.
-func (s *SecretStore) watchFrom(ctx context.Context, sel, rv string, fn func(*pki.Secret)) error {
-	for ctx.Err() == nil {
-		stream, err := s.Client.watchSecrets(ctx, s.Namespace, sel, rv)
+// listAndWatch lists the Secret, then follows it until the watch ends. A nil error means list
+// again now (410 Gone, or the watcher stopped).
+func (s *SecretStore) listAndWatch(ctx context.Context, sel string, fn func(*pki.Secret)) error {
+	list, err := s.Client.listSecrets(ctx, s.Namespace, metav1.ListOptions{FieldSelector: sel})
+	if err != nil {
+		return Explain(err, "list", "Secret "+s.ref())
+	}
+	if len(list.Items) == 0 {
+		fn(nil)
+	} else {
+		sec, err := decodeSecret(&list.Items[0])
 		if err != nil {
-			return Explain(err, "watch", "Secret "+s.ref())
+			return err
 		}
-		rv, err = follow(stream, rv, fn)
-		stream.Close()
-		if errors.Is(err, errRelist) {
-			return nil
-		}
-		if err != nil && ctx.Err() == nil {
-			return fmt.Errorf("watch Secret %s: %w", s.ref(), err)
-		}
+		fn(toPKI(sec))
 	}
-	return nil
-}
-
-// follow decodes one watch stream and returns the last resourceVersion seen.
-func follow(stream io.Reader, rv string, fn func(*pki.Secret)) (string, error) {
-	dec := json.NewDecoder(stream)
+	// RetryWatcher logs through klog, which would print its own lines beside certguard's slog
+	// output; every error it hands back reaches onErr, so its log is discarded.
+	ctx = klog.NewContext(ctx, logr.Discard())
+	rw, err := watchtools.NewRetryWatcherWithContext(ctx, list.GetResourceVersion(), &cache.ListWatch{
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			opts.FieldSelector = sel
+			return s.Client.watchSecrets(ctx, s.Namespace, opts)
+		},
+	})
+	if err != nil {
+		return Explain(err, "watch", "Secret "+s.ref())
+	}
+	defer rw.Stop()
 	for {
-		var ev watchEvent
-		if err := dec.Decode(&ev); err == io.EOF {
-			return rv, nil
-		} else if err != nil {
-			return rv, err
-		}
-		if ev.Type == "ERROR" {
-			var st metav1.Status
-			_ = json.Unmarshal(ev.Object, &st)
-			if st.Code == 410 {
-				return rv, errRelist
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-rw.ResultChan():
+			if !ok {
+				return nil
 			}
-			return rv, apierrors.FromObject(&st)
-		}
-		obj, err := decodeSecret(ev.Object)
-		if err != nil {
-			return rv, err
-		}
-		rv = obj.Metadata.ResourceVersion
-		switch ev.Type {
-		case "ADDED", "MODIFIED":
-			fn(toPKI(obj))
-		case "DELETED":
-			fn(nil)
+			switch ev.Type {
+			case watch.Added, watch.Modified:
+				u, ok := ev.Object.(*unstructured.Unstructured)
+				if !ok {
+					continue
+				}
+				sec, err := decodeSecret(u)
+				if err != nil {
+					return err
+				}
+				fn(toPKI(sec))
+			case watch.Deleted:
+				fn(nil)
+			case watch.Error:
+				err := apierrors.FromObject(ev.Object)
+				if apierrors.IsGone(err) || apierrors.IsResourceExpired(err) {
+					return nil
+				}
+				return Explain(err, "watch", "Secret "+s.ref())
+			}
 		}
 	}
 }
@@ -135,7 +147,7 @@ func DeletePod(ctx context.Context, c *Client, namespace, name, uid string) erro
 		u := types.UID(uid)
 		pre = &metav1.Preconditions{UID: &u}
 	}
-	if err := c.delete(ctx, namespace, "pods", name, pre, false); err != nil {
+	if err := c.delete(ctx, namespace, podsGVR, name, pre, false); err != nil {
 		return Explain(err, "delete", "Pod "+namespace+"/"+name)
 	}
 	return nil

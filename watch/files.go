@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/certguard/certguard/pki"
@@ -18,16 +19,23 @@ import (
 // Dir keeps a pki.Store of the pki dir current from fsnotify events: no polling. It watches the
 // dir, its subdirectories and the nearest existing ancestor, so it sees the dir appear (first
 // start), vanish (a full reset moves it away) and come back (k0s recreates it). Bursts are
-// debounced; only the files named by events are read again, and the whole dir only when a
-// directory itself appeared or went.
+// debounced, but never for longer than MaxWait; only the files named by events are read again,
+// and the whole dir only when a directory itself appeared or went.
+//
+// A directory is watched by inode, not by name: after `mv pki pki.prev && mv pki.new pki` (a full
+// reset or a restore, seen from the side) the name is the same and the inode is not, so every
+// watch is checked against the inode now at its path and re-added where it differs.
 type Dir struct {
 	Path     string
 	Debounce time.Duration
-	Log      *slog.Logger
+	// MaxWait bounds the debounce: a file rewritten every 100 ms must not hold back a change
+	// elsewhere for ever.
+	MaxWait time.Duration
+	Log     *slog.Logger
 
 	w       *fsnotify.Watcher
-	watched map[string]bool
-	mu      sync.Mutex // guards store: Run updates it while the sidecar reads it
+	watched map[string]fileID // the directories watched, and the inode each was watched as
+	mu      sync.Mutex        // guards store: Run updates it while the sidecar reads it
 	store   pki.Store
 	dirty   map[string]bool
 	rescan  bool
@@ -39,7 +47,8 @@ func NewDir(path string, debounce time.Duration, log *slog.Logger) (*Dir, error)
 	if err != nil {
 		return nil, err
 	}
-	d := &Dir{Path: filepath.Clean(path), Debounce: debounce, Log: log, w: w, watched: map[string]bool{}, dirty: map[string]bool{}, rescan: true}
+	d := &Dir{Path: filepath.Clean(path), Debounce: debounce, MaxWait: 5 * debounce, Log: log, w: w,
+		watched: map[string]fileID{}, dirty: map[string]bool{}, rescan: true}
 	d.flush()
 	return d, nil
 }
@@ -56,10 +65,19 @@ func (d *Dir) Store() pki.Store {
 	return st
 }
 
-// Run forwards a signal on changed after each debounced burst of events, until done closes.
+// Run forwards a signal on changed after each debounced burst of events, until done closes. A
+// burst ends after Debounce without events, or MaxWait after its first event, whichever is first.
 func (d *Dir) Run(done <-chan struct{}, changed chan<- struct{}, onErr func(error)) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	var first time.Time // the first event not flushed yet; zero: none pending
+	arm := func() {
+		now := time.Now()
+		if first.IsZero() {
+			first = now
+		}
+		timer.Reset(max(0, min(d.Debounce, first.Add(d.MaxWait).Sub(now))))
+	}
 	for {
 		select {
 		case <-done:
@@ -69,7 +87,7 @@ func (d *Dir) Run(done <-chan struct{}, changed chan<- struct{}, onErr func(erro
 				return
 			}
 			d.note(ev)
-			timer.Reset(d.Debounce)
+			arm()
 		case err, ok := <-d.w.Errors:
 			if !ok {
 				return
@@ -77,8 +95,9 @@ func (d *Dir) Run(done <-chan struct{}, changed chan<- struct{}, onErr func(erro
 			// An overflowed queue loses events: read everything again.
 			d.rescan = true
 			onErr(err)
-			timer.Reset(d.Debounce)
+			arm()
 		case <-timer.C:
+			first = time.Time{}
 			d.flush()
 			select {
 			case changed <- struct{}{}:
@@ -95,7 +114,7 @@ func (d *Dir) note(ev fsnotify.Event) {
 	rel, err := filepath.Rel(d.Path, name)
 	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
 		// An event on an ancestor or the dir itself: it may have appeared, gone or been renamed.
-		if name == d.Path || strings.HasPrefix(d.Path, name+string(filepath.Separator)) || !d.watched[d.Path] {
+		if _, watched := d.watched[d.Path]; name == d.Path || strings.HasPrefix(d.Path, name+string(filepath.Separator)) || !watched {
 			d.rescan = true
 		}
 		return
@@ -106,7 +125,7 @@ func (d *Dir) note(ev fsnotify.Event) {
 			return
 		}
 	}
-	if d.watched[name] && (ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename)) {
+	if _, watched := d.watched[name]; watched && (ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename)) {
 		d.rescan = true
 		return
 	}
@@ -143,13 +162,15 @@ func (d *Dir) flush() {
 }
 
 // syncWatches watches the pki dir and every directory below it, or, while it does not exist, its
-// nearest existing ancestor; and always its parent, to see it renamed away.
+// nearest existing ancestor; and always its parent, to see it renamed away and its name come
+// back. A watch stays only while fsnotify still has it (it drops the watch of a directory moved
+// away) and the inode at its path is the one it was added for.
 func (d *Dir) syncWatches() {
-	want := map[string]bool{}
+	want := map[string]fileID{}
 	anc := filepath.Dir(d.Path)
 	for {
-		if fi, err := os.Stat(anc); err == nil && fi.IsDir() {
-			want[anc] = true
+		if id, ok := dirID(anc); ok {
+			want[anc] = id
 			break
 		}
 		next := filepath.Dir(anc)
@@ -158,27 +179,48 @@ func (d *Dir) syncWatches() {
 		}
 		anc = next
 	}
-	if fi, err := os.Stat(d.Path); err == nil && fi.IsDir() {
+	if _, ok := dirID(d.Path); ok {
 		filepath.WalkDir(d.Path, func(p string, e fs.DirEntry, err error) error {
 			if err == nil && e.IsDir() {
-				want[p] = true
+				if id, ok := dirID(p); ok {
+					want[p] = id
+				}
 			}
 			return nil
 		})
 	}
-	for p := range d.watched {
-		if !want[p] {
-			_ = d.w.Remove(p) // fails harmlessly for a dir that is gone
+	live := map[string]bool{}
+	for _, p := range d.w.WatchList() {
+		live[p] = true
+	}
+	for p, id := range d.watched {
+		if wid, ok := want[p]; !ok || wid != id || !live[p] {
+			_ = d.w.Remove(p) // fails harmlessly for a watch fsnotify already dropped
 			delete(d.watched, p)
 		}
 	}
-	for p := range want {
-		if !d.watched[p] {
+	for p, id := range want {
+		if _, ok := d.watched[p]; !ok {
 			if err := d.w.Add(p); err != nil {
 				d.Log.Warn("cannot watch directory", "path", p, "err", err)
 				continue
 			}
-			d.watched[p] = true
+			d.watched[p] = id
 		}
 	}
+}
+
+// fileID is a directory's identity: the same path may name another directory after a rename.
+type fileID struct{ dev, ino uint64 }
+
+func dirID(p string) (fileID, bool) {
+	fi, err := os.Stat(p)
+	if err != nil || !fi.IsDir() {
+		return fileID{}, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, true
+	}
+	return fileID{dev: uint64(st.Dev), ino: st.Ino}, true
 }

@@ -1,13 +1,19 @@
 package watch
 
 import (
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/certguard/certguard/pki"
 	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/yaml"
 )
 
 // certLabels are x509-certificate-exporter v4's label slots, all emitted, empty when they do not
@@ -18,6 +24,27 @@ var certLabels = []string{
 	"issuer_C", "issuer_ST", "issuer_L", "issuer_O", "issuer_OU", "issuer_CN",
 	"secret_namespace", "secret_name", "secret_key", "discriminator",
 }
+
+// Source kinds as x509-certificate-exporter writes them in source_kind (its pkg/cert KindFile,
+// KindKubeconfig, KindKubeSecret): its alerts and dashboards select on them.
+const (
+	KindFile       = "file"
+	KindKubeconfig = "kubeconfig"
+	KindKubeSecret = "kube-secret"
+)
+
+// Reasons of x509_source_errors_total besides pki's parse reasons.
+const (
+	ReasonSecretUnreadable = "secret_unreadable"
+	ReasonWatchFailed      = "watch_failed"
+)
+
+// errorReasons are every reason x509_source_errors_total may carry; each source starts with all
+// of them at 0, as the exporter's PreInitBundleSource does, so that rate() and increase() see the
+// first error and an absent series never reads as "no errors".
+var errorReasons = []string{string(pki.ReasonBadPEM), string(pki.ReasonNoCertificate), string(pki.ReasonBadKey),
+	string(pki.ReasonBadKubeconfig), string(pki.ReasonEmpty), string(pki.ReasonUnreadable), string(pki.ReasonNotRegular),
+	string(pki.ReasonTooLarge), ReasonSecretUnreadable, ReasonWatchFailed}
 
 var (
 	descNotAfter  = prometheus.NewDesc("x509_cert_not_after", "Certificate expiration timestamp in seconds since the Unix epoch.", certLabels, nil)
@@ -35,6 +62,7 @@ var (
 type snapshot struct {
 	pkiDir      string
 	disk        *pki.Report
+	kubeconfigs map[string][]embedded // disk kubeconfigs by path: every cluster CA and user
 	secret      *pki.Report
 	secretNS    string
 	secretName  string
@@ -60,8 +88,20 @@ type Metrics struct {
 // NewMetrics makes the collector and its x509_source_errors_total counter.
 func NewMetrics(now func() time.Time) *Metrics {
 	return &Metrics{Now: now, Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "x509_source_errors_total", Help: "Errors reading certificates, by reason.",
-	}, []string{"reason"})}
+		Name: "x509_source_errors_total", Help: "Errors reading certificates, by source and reason.",
+	}, []string{"source_kind", "source_name", "reason"})}
+}
+
+// AddSource makes the source's x509_source_errors_total series exist at 0 for every reason.
+func (m *Metrics) AddSource(kind, name string) {
+	for _, r := range errorReasons {
+		m.Errors.WithLabelValues(kind, labelValue(name), r)
+	}
+}
+
+// CountError counts one error of a source.
+func (m *Metrics) CountError(kind, name, reason string) {
+	m.Errors.WithLabelValues(kind, labelValue(name), reason).Inc()
 }
 
 func (m *Metrics) set(s snapshot) {
@@ -78,65 +118,196 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.Errors.Describe(ch)
 }
 
-// Collect renders the snapshot.
+// Collect renders the snapshot. It never panics on what it read: every label value is made
+// valid UTF-8 (Prometheus refuses anything else), and a series whose labels repeat another's is
+// left out rather than failing the whole scrape.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Lock()
 	s := m.snap
 	m.mu.Unlock()
 	now := m.Now()
-	emit := func(r *pki.Report, secret bool) {
-		if r == nil {
+	seen := map[string]bool{}
+	send := func(d *prometheus.Desc, v float64, l []string) {
+		if mt, err := prometheus.NewConstMetric(d, prometheus.GaugeValue, v, l...); err == nil {
+			ch <- mt
+		}
+	}
+	cert := func(c certFields, l []string) {
+		for i := range l {
+			l[i] = labelValue(l[i])
+		}
+		key := strings.Join(l, "\x00")
+		if seen[key] {
 			return
 		}
-		for _, f := range r.Files {
+		seen[key] = true
+		exp := 0.0
+		if now.After(c.notAfter) {
+			exp = 1
+		}
+		send(descNotAfter, float64(c.notAfter.Unix()), l)
+		send(descNotBefore, float64(c.notBefore.Unix()), l)
+		send(descExpired, exp, l)
+		send(descExpiresIn, c.notAfter.Sub(now).Seconds(), l)
+	}
+	if s.disk != nil {
+		for _, f := range s.disk.Files {
 			if f.Cert == nil {
 				continue
 			}
-			l := labels(f, s, secret)
-			exp := 0.0
-			if now.After(f.Cert.NotAfter) {
-				exp = 1
+			path := filepath.Join(s.pkiDir, filepath.FromSlash(f.Path))
+			loc := location{filename: filepath.Base(path), path: path}
+			if ks, ok := s.kubeconfigs[f.Path]; ok && f.Cert.User != "" {
+				for _, k := range ks {
+					c := fromX509(k.cert)
+					cert(c, labels(c, loc, k.kind, k.key))
+				}
+				continue
 			}
-			ch <- prometheus.MustNewConstMetric(descNotAfter, prometheus.GaugeValue, float64(f.Cert.NotAfter.Unix()), l...)
-			ch <- prometheus.MustNewConstMetric(descNotBefore, prometheus.GaugeValue, float64(f.Cert.NotBefore.Unix()), l...)
-			ch <- prometheus.MustNewConstMetric(descExpired, prometheus.GaugeValue, exp, l...)
-			ch <- prometheus.MustNewConstMetric(descExpiresIn, prometheus.GaugeValue, f.Cert.NotAfter.Sub(now).Seconds(), l...)
+			c := fromInfo(f.Cert)
+			cert(c, labels(c, loc, "", ""))
 		}
 	}
-	emit(s.disk, false)
-	emit(s.secret, true)
-	ch <- prometheus.MustNewConstMetric(descSourceUp, prometheus.GaugeValue, b2f(s.diskUp), "file", s.pkiDir)
+	if s.secret != nil {
+		for _, f := range s.secret.Files {
+			if f.Cert == nil {
+				continue
+			}
+			// The exporter's kube-secret series carry no embedded_* labels: a kubeconfig in a
+			// Secret key is one series, like any other key.
+			loc := location{ns: s.secretNS, name: s.secretName, key: pki.SecretKey(f.Path)}
+			c := fromInfo(f.Cert)
+			cert(c, labels(c, loc, "", ""))
+		}
+	}
+	send(descSourceUp, b2f(s.diskUp), []string{KindFile, labelValue(s.pkiDir)})
+	send(descSourceUp, b2f(s.diskUp), []string{KindKubeconfig, labelValue(s.pkiDir)})
 	if s.secretName != "" {
-		ch <- prometheus.MustNewConstMetric(descSourceUp, prometheus.GaugeValue, b2f(s.secretUp), "secret", s.secretNS+"/"+s.secretName)
+		send(descSourceUp, b2f(s.secretUp), []string{KindKubeSecret, s.secretNS + "/" + s.secretName})
 	}
-	ch <- prometheus.MustNewConstMetric(descDrift, prometheus.GaugeValue, float64(s.drift))
-	ch <- prometheus.MustNewConstMetric(descRepair, prometheus.GaugeValue, unix(s.lastRepair))
-	ch <- prometheus.MustNewConstMetric(descRestart, prometheus.GaugeValue, unix(s.nextRestart))
-	blocked := 0.0
-	if s.restartBlocked {
-		blocked = 1
-	}
-	ch <- prometheus.MustNewConstMetric(descBlocked, prometheus.GaugeValue, blocked)
+	send(descDrift, float64(s.drift), nil)
+	send(descRepair, unix(s.lastRepair), nil)
+	send(descRestart, unix(s.nextRestart), nil)
+	send(descBlocked, b2f(s.restartBlocked), nil)
 	m.Errors.Collect(ch)
 }
 
-func labels(f pki.File, s snapshot, secret bool) []string {
-	c := f.Cert
-	one := func(v []string) string { return strings.Join(v, ",") }
-	var filename, path, kind, key, ns, name, skey string
-	if secret {
-		ns, name, skey = s.secretNS, s.secretName, pki.SecretKey(f.Path)
-	} else {
-		path = filepath.Join(s.pkiDir, filepath.FromSlash(f.Path))
-		filename = filepath.Base(path)
+// location is where a certificate was read: a file, or a Secret's key.
+type location struct {
+	filename, path string
+	ns, name, key  string
+}
+
+// certFields is what the series of one certificate show.
+type certFields struct {
+	serial              string
+	subject, issuer     pkix.Name
+	notBefore, notAfter time.Time
+}
+
+func fromInfo(c *pki.CertInfo) certFields {
+	return certFields{c.Serial, c.SubjectName, c.IssuerName, c.NotBefore, c.NotAfter}
+}
+
+func fromX509(c *x509.Certificate) certFields {
+	return certFields{c.SerialNumber.String(), c.Subject, c.Issuer, c.NotBefore, c.NotAfter}
+}
+
+func labels(c certFields, at location, kind, key string) []string {
+	return []string{at.filename, at.path, kind, key, c.serial,
+		first(c.subject.Country), first(c.subject.Province), first(c.subject.Locality), first(c.subject.Organization), first(c.subject.OrganizationalUnit), c.subject.CommonName,
+		first(c.issuer.Country), first(c.issuer.Province), first(c.issuer.Locality), first(c.issuer.Organization), first(c.issuer.OrganizationalUnit), c.issuer.CommonName,
+		at.ns, at.name, at.key, ""}
+}
+
+// first is the exporter's reading of a multi-valued RDN (pkg/registry/labels.go dnValue): its
+// first value, not all of them joined.
+func first(v []string) string {
+	if len(v) == 0 {
+		return ""
 	}
-	if c.User != "" {
-		kind, key = "user", c.User
+	return v[0]
+}
+
+// labelValue makes s valid UTF-8: a file name is any bytes but '/' and NUL, and Prometheus
+// panics on (MustNewConstMetric) or refuses an invalid label value. Each invalid byte becomes
+// \xNN, so two names that differ in those bytes stay apart.
+func labelValue(s string) string {
+	if utf8.ValidString(s) {
+		return s
 	}
-	return []string{filename, path, kind, key, c.Serial,
-		one(c.SubjectName.Country), one(c.SubjectName.Province), one(c.SubjectName.Locality), one(c.SubjectName.Organization), one(c.SubjectName.OrganizationalUnit), c.SubjectName.CommonName,
-		one(c.IssuerName.Country), one(c.IssuerName.Province), one(c.IssuerName.Locality), one(c.IssuerName.Organization), one(c.IssuerName.OrganizationalUnit), c.IssuerName.CommonName,
-		ns, name, skey, ""}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// diskKubeconfigs reads every certificate of each kubeconfig in the report.
+func diskKubeconfigs(disk pki.Store, r *pki.Report) map[string][]embedded {
+	out := map[string][]embedded{}
+	for _, f := range r.Files {
+		if f.Cert != nil && f.Cert.User != "" {
+			out[f.Path] = kubeconfigCerts(disk.Files[f.Path])
+		}
+	}
+	return out
+}
+
+// embedded is one certificate in a kubeconfig, named as the exporter names it: embedded_kind
+// "cluster" (certificate-authority-data) or "user" (client-certificate-data), embedded_key the
+// cluster's or user's name.
+type embedded struct {
+	kind, key string
+	cert      *x509.Certificate
+}
+
+// kubeconfigCerts reads every embedded certificate of a kubeconfig, as the exporter's kubeconfig
+// source does (pkg/source/kubeconfig: clusters, then users). What does not parse is left out:
+// pki's report already says why the file is broken.
+func kubeconfigCerts(data []byte) []embedded {
+	var doc struct {
+		Clusters []struct {
+			Name    string `json:"name"`
+			Cluster struct {
+				CA string `json:"certificate-authority-data"`
+			} `json:"cluster"`
+		} `json:"clusters"`
+		Users []struct {
+			Name string `json:"name"`
+			User struct {
+				Cert string `json:"client-certificate-data"`
+			} `json:"user"`
+		} `json:"users"`
+	}
+	if yaml.Unmarshal(data, &doc) != nil {
+		return nil
+	}
+	var out []embedded
+	add := func(kind, key, b64 string) {
+		raw, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			return
+		}
+		c, err := pki.ParseCertPEM(raw)
+		if err != nil {
+			return
+		}
+		out = append(out, embedded{kind: kind, key: key, cert: c})
+	}
+	for _, c := range doc.Clusters {
+		add("cluster", c.Name, c.Cluster.CA)
+	}
+	for _, u := range doc.Users {
+		add("user", u.Name, u.User.Cert)
+	}
+	return out
 }
 
 func b2f(b bool) float64 {

@@ -47,6 +47,8 @@ type Sidecar struct {
 	Pod         string
 	Log         *slog.Logger
 	Now         func() time.Time
+	// HTTP bounds the metrics server; zero fields take DefaultHTTPLimits'.
+	HTTP HTTPLimits
 	// Ready is closed after the first refresh, with the listener's address set.
 	Ready chan struct{}
 	Addr  string
@@ -64,6 +66,11 @@ type Sidecar struct {
 // Run serves until ctx ends.
 func (s *Sidecar) Run(ctx context.Context) error {
 	s.metrics = NewMetrics(s.Now)
+	s.metrics.AddSource(KindFile, s.PKIDir)
+	s.metrics.AddSource(KindKubeconfig, s.PKIDir)
+	if s.Secrets != nil {
+		s.metrics.AddSource(KindKubeSecret, s.secretRef())
+	}
 	s.eventer.Reminder = s.Reminder
 	dir, err := NewDir(s.PKIDir, s.Debounce, s.Log)
 	if err != nil {
@@ -74,7 +81,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(s.metrics, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// ContinueOnError: a series that cannot be rendered is left out and the rest served; the
+	// default would answer 500 and leave Prometheus blind to every certificate.
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !s.ready.Load() {
@@ -88,8 +97,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		return fmt.Errorf("listen %s: %w", s.Listen, err)
 	}
 	s.Addr = ln.Addr().String()
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
+	srv := serve(ln, mux, s.HTTP)
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -107,21 +115,25 @@ func (s *Sidecar) Run(ctx context.Context) error {
 			s.mu.Lock()
 			s.secretOK, s.secretSeen = false, true
 			s.mu.Unlock()
-			s.metrics.Errors.WithLabelValues("secret_unreadable").Inc()
+			s.metrics.CountError(KindKubeSecret, s.secretRef(), ReasonSecretUnreadable)
 			s.Log.Warn("watching the Secret", "err", err)
 			notify(secretCh)
 		})
 	}
 	changed := make(chan struct{})
 	go dir.Run(ctx.Done(), changed, func(err error) {
-		s.metrics.Errors.WithLabelValues("watch_failed").Inc()
+		s.metrics.CountError(KindFile, s.PKIDir, ReasonWatchFailed)
 		s.Log.Warn("watching the pki dir", "err", err)
 	})
 
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	first := true
 	for {
-		reread := false
+		// The first refresh reads everything for the first time: its corrupt files count as
+		// errors as much as those that turn corrupt later.
+		reread := first
+		first = false
 		select {
 		case <-ctx.Done():
 			return nil
@@ -144,6 +156,8 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		}
 	}
 }
+
+func (s *Sidecar) secretRef() string { return s.Secrets.Namespace + "/" + s.Secrets.Name }
 
 func notify(ch chan struct{}) {
 	select {
@@ -173,11 +187,18 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 		sourceErrs = append(sourceErrs, "Secret unreadable")
 	}
 	if reread {
-		for _, r := range []*pki.Report{diskOnly, secretOnly} {
-			for _, f := range r.Files {
-				if f.Status == pki.StatusCorrupt {
-					s.metrics.Errors.WithLabelValues(string(f.Reason)).Inc()
+		for _, f := range diskOnly.Files {
+			if f.Status == pki.StatusCorrupt {
+				kind := KindFile
+				if strings.HasSuffix(f.Path, ".conf") {
+					kind = KindKubeconfig
 				}
+				s.metrics.CountError(kind, s.PKIDir, string(f.Reason))
+			}
+		}
+		for _, f := range secretOnly.Files {
+			if f.Status == pki.StatusCorrupt {
+				s.metrics.CountError(KindKubeSecret, s.secretRef(), string(f.Reason))
 			}
 		}
 	}
@@ -204,7 +225,8 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 	}
 	in.Plan = pki.BuildPlan(eff, pki.Policy{Strategy: pki.StrategyAuto, ClockSkew: in.ClockSkew, ClockKnown: in.SkewKnown, MaxClockSkew: s.Restart.MaxSkew})
 	dec := s.Restart.Decide(in)
-	snap := snapshot{pkiDir: s.PKIDir, disk: diskOnly, diskUp: diskUp, drift: drift, lastRepair: backups.LastDone, nextRestart: dec.At, restartBlocked: dec.Blocked}
+	snap := snapshot{pkiDir: s.PKIDir, disk: diskOnly, kubeconfigs: diskKubeconfigs(disk, diskOnly), diskUp: diskUp, drift: drift,
+		lastRepair: backups.LastDone, nextRestart: dec.At, restartBlocked: dec.Blocked}
 	if s.Secrets != nil {
 		snap.secret, snap.secretUp, snap.secretNS, snap.secretName = secretOnly, secretOK && secret != nil, s.Secrets.Namespace, s.Secrets.Name
 	}

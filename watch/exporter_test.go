@@ -1,0 +1,248 @@
+package watch_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certguard/certguard/kube"
+	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/watch"
+	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// promtool returns the path of the pinned promtool, built and cached by .ci/tools.sh.
+func promtool(t *testing.T) string {
+	t.Helper()
+	cmd := exec.Command("bash", filepath.Join("..", ".ci", "tools.sh"), "promtool")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bash .ci/tools.sh promtool: %v\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1]
+}
+
+// dashboardQueries reads testdata/exporter/dashboard.txt: a title line, then its query.
+func dashboardQueries(t *testing.T) map[string]string {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", "exporter", "dashboard.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	var title string
+	for sc := bufio.NewScanner(f); sc.Scan(); {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case title == "":
+			title = line
+		default:
+			out[title] = line
+			title = ""
+		}
+	}
+	if len(out) < 20 {
+		t.Fatalf("dashboard.txt: %d queries", len(out))
+	}
+	return out
+}
+
+// TestExporterAlertsAndDashboard scrapes a live `certguard watch` (a pki dir and a Secret, with
+// certificates that expire in 10 and 20 days, expired 5 days ago, or last long) and evaluates
+// x509-certificate-exporter's own alert expressions and dashboard queries (testdata/exporter/)
+// on that scrape with `promtool test rules`: CertificateExpiration fires for exactly the
+// certificates under 14 days, SourceDown and the error alerts stay quiet, and every dashboard
+// panel query returns series.
+func TestExporterAlertsAndDashboard(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	p, err := pkigen.Generate(pkigen.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := p.CAs["ca"]
+	issue := func(cn string, issuedAgo time.Duration) (crt, key []byte) {
+		crt, key, err := p.Issue(ca, pkigen.Leaf{CN: []string{cn}, O: []string{"certguard-test"}, Client: true, Issued: now.Add(-issuedAgo), Lifetime: 365 * day})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return crt, key
+	}
+	soon, soonKey := issue("soon", 355*day) // 10 days left: critical
+	expired, _ := issue("expired", 370*day) // expired 5 days ago: critical too
+	month, _ := issue("month", 345*day)     // 20 days left: a warning, not critical
+	year, _ := issue("year", 0)
+	secretSoon, _ := issue("secret-soon", 355*day)
+	dir := filepath.Join(t.TempDir(), "pki")
+	if err := pkigen.WriteDir(dir, map[string][]byte{
+		"ca.crt": p.Files["ca.crt"], "soon.crt": soon, "expired.crt": expired, "month.crt": month, "year.crt": year,
+		"soon.conf": pkigen.Kubeconfig("https://127.0.0.1:6443", p.Files["ca.crt"], soon, soonKey),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := env.Namespace(ctx, "exporter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vc-certs"},
+		Data: map[string][]byte{"ca.crt": p.Files["ca.crt"], "server.crt": secretSoon}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	client, err := kube.NewClient(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &watch.Sidecar{PKIDir: dir, BackupDir: dir + ".old", RenewBefore: 120 * day, Reminder: 6 * time.Hour, Debounce: 50 * time.Millisecond,
+		Restart: watch.RestartPolicy{Before: 30 * day, MinInterval: day, MaxSkew: 5 * time.Minute},
+		Listen:  "127.0.0.1:0", Secrets: &kube.SecretStore{Client: client, Namespace: ns, Name: "vc-certs", Retry: time.Second},
+		Client: client, Namespace: ns, Pod: "vc-0", Log: quiet, Now: time.Now, Ready: make(chan struct{})}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go s.Run(sctx)
+	select {
+	case <-s.Ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("sidecar not ready")
+	}
+	scrapedAt := time.Now().Truncate(time.Second)
+	fams := scrape(t, s.Addr)
+
+	// The scrape, as promtool input series: each sample held for the whole test group.
+	var series []map[string]string
+	names := make([]string, 0, len(fams))
+	for name := range fams {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if !strings.HasPrefix(name, "x509_") && !strings.HasPrefix(name, "certguard_") {
+			continue
+		}
+		for _, m := range fams[name].Metric {
+			v := m.GetGauge().GetValue()
+			if m.Counter != nil {
+				v = m.Counter.GetValue()
+			}
+			series = append(series, map[string]string{"series": seriesName(name, m, nil), "values": strconv.FormatFloat(v, 'f', -1, 64) + "+0x400"})
+		}
+	}
+
+	// Which certificates must fire, known from how they were made above; their label sets
+	// (which promtool compares whole) are read from the scrape.
+	critical := []map[string]string{
+		{"filename": "soon.crt", "embedded_kind": ""},
+		{"filename": "expired.crt", "embedded_kind": ""},
+		{"filename": "soon.conf", "embedded_kind": "user"},
+		{"secret_key": "server.crt"},
+	}
+	var expAlerts []map[string]any
+	for _, id := range critical {
+		m := find(fams["x509_cert_not_after"], id)
+		if m == nil {
+			t.Fatalf("no x509_cert_not_after series for %v", id)
+		}
+		l := labelsOf(m)
+		for k, v := range l {
+			if v == "" {
+				delete(l, k)
+			}
+		}
+		l["severity"] = "critical"
+		expAlerts = append(expAlerts, map[string]any{"exp_labels": l})
+	}
+
+	var exprTests []map[string]any
+	for title, q := range dashboardQueries(t) {
+		// "returns series": count() of the query is then 1 or more, clamped to 1.
+		exprTests = append(exprTests, map[string]any{"expr": "clamp_max(count(" + q + "), 1) # " + title, "eval_time": "20m",
+			"exp_samples": []map[string]any{{"labels": "{}", "value": 1}}})
+	}
+	sort.Slice(exprTests, func(i, j int) bool { return exprTests[i]["expr"].(string) < exprTests[j]["expr"].(string) })
+	rules, err := filepath.Abs(filepath.Join("testdata", "exporter", "alerts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := func(name string) map[string]any {
+		return map[string]any{"alertname": name, "eval_time": "40m", "exp_alerts": []any{}}
+	}
+	test := map[string]any{
+		"rule_files":          []string{rules},
+		"evaluation_interval": "1m",
+		"tests": []map[string]any{{
+			"name":            "certguard watch scraped at " + scrapedAt.UTC().Format(time.RFC3339),
+			"start_timestamp": scrapedAt.Unix(),
+			"interval":        "1m",
+			"input_series":    series,
+			"alert_rule_test": []map[string]any{
+				{"alertname": "CertificateExpiration", "eval_time": "20m", "exp_alerts": expAlerts},
+				quiet("SourceDown"), quiet("SourceErrors"), quiet("SourceErrorsSustained"), quiet("CertificateNotYetValid"),
+			},
+			"promql_expr_test": exprTests,
+		}},
+	}
+	body, err := yaml.Marshal(test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "exporter-test.yaml")
+	if err := os.WriteFile(file, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(promtool(t), "test", "rules", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool test rules: %v\n%s", err, out)
+	}
+	t.Logf("%d series scraped; CertificateExpiration fires for %d; %d dashboard queries return series", len(series), len(expAlerts), len(exprTests))
+}
+
+// seriesName writes a sample's series in PromQL notation, without the empty labels (Prometheus
+// stores an empty label as no label).
+func seriesName(name string, m *dto.Metric, extra map[string]string) string {
+	var parts []string
+	for _, l := range m.Label {
+		if l.GetValue() != "" {
+			parts = append(parts, l.GetName()+"="+strconv.Quote(l.GetValue()))
+		}
+	}
+	for k, v := range extra {
+		parts = append(parts, k+"="+strconv.Quote(v))
+	}
+	return fmt.Sprintf("%s{%s}", name, strings.Join(parts, ","))
+}
+
+// find returns the first sample whose labels include all of match ("" = empty or absent).
+func find(f *dto.MetricFamily, match map[string]string) *dto.Metric {
+	if f == nil {
+		return nil
+	}
+	for _, m := range f.Metric {
+		l := labelsOf(m)
+		ok := true
+		for k, v := range match {
+			if l[k] != v {
+				ok = false
+			}
+		}
+		if ok {
+			return m
+		}
+	}
+	return nil
+}
