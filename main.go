@@ -613,14 +613,17 @@ func watchCmd(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logge
 		return fail(stderr, usageError{fmt.Sprintf("--restart-min-interval must be at least %s (got %s): each restart takes the virtual control plane down",
 			pki.FormatDuration(minRestartInterval), &cfg.RestartMinInterval)})
 	}
+	// The backup dir is resolved as the init container resolves it (one place, pki.ResolvePaths);
+	// the pki dir is watched under its configured name, so that a swap under it is followed.
+	paths, err := pki.ResolvePaths(cfg.PKIDir, cfg.BackupDir)
+	if err != nil {
+		return fail(stderr, usageError{err.Error()})
+	}
 	pkiDir, err := filepath.Abs(cfg.PKIDir)
 	if err != nil {
 		return fail(stderr, usageError{"--pki-dir: " + err.Error()})
 	}
-	backupDir := cfg.BackupDir
-	if backupDir == "" {
-		backupDir = pkiDir + ".old"
-	}
+	backupDir := paths.BackupDir
 	t, err := resolve(ctx, cfg)
 	if err != nil {
 		return fail(stderr, err)
