@@ -426,6 +426,13 @@ func repair(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog
 	if caDue, ok := p.Has(pki.CodeCADue); ok && !cfg.DryRun {
 		events.Emit(ctx, "Warning", kube.ReasonCAExpiryWarning, caDue.Text)
 	}
+	// What certguard found broken and left alone (it never blocks a start for it) is said on the
+	// pod too, where an operator looks.
+	for _, c := range []pki.Code{pki.CodeKeptBroken, pki.CodeCADrift, pki.CodeCAUnjudged} {
+		if w, ok := p.Has(c); ok && !cfg.DryRun {
+			events.Emit(ctx, "Warning", kube.ReasonNeedsAttention, w.Text)
+		}
+	}
 	switch {
 	case p.Decision == pki.DecideRefuse:
 		if !cfg.DryRun {
@@ -501,7 +508,7 @@ func check(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog.
 	if p.Decision != pki.DecideNothing {
 		return exitDue
 	}
-	for _, c := range []pki.Code{pki.CodeCADue, pki.CodeCAUnjudged, pki.CodeKeptBroken, pki.CodeKeptDue} {
+	for _, c := range []pki.Code{pki.CodeCADue, pki.CodeCAUnjudged, pki.CodeCADrift, pki.CodeKeptBroken, pki.CodeKeptDue} {
 		if _, ok := p.Has(c); ok {
 			return exitDue
 		}
@@ -636,14 +643,17 @@ func watchCmd(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logge
 		return fail(stderr, usageError{fmt.Sprintf("--restart-min-interval must be at least %s (got %s): each restart takes the virtual control plane down",
 			pki.FormatDuration(minRestartInterval), &cfg.RestartMinInterval)})
 	}
+	// The backup dir is resolved as the init container resolves it (one place, pki.ResolvePaths);
+	// the pki dir is watched under its configured name, so that a swap under it is followed.
+	paths, err := pki.ResolvePaths(cfg.PKIDir, cfg.BackupDir)
+	if err != nil {
+		return fail(stderr, usageError{err.Error()})
+	}
 	pkiDir, err := filepath.Abs(cfg.PKIDir)
 	if err != nil {
 		return fail(stderr, usageError{"--pki-dir: " + err.Error()})
 	}
-	backupDir := cfg.BackupDir
-	if backupDir == "" {
-		backupDir = pkiDir + ".old"
-	}
+	backupDir := paths.BackupDir
 	t, err := resolve(ctx, cfg)
 	if err != nil {
 		return fail(stderr, err)

@@ -583,9 +583,10 @@ func TestValuesFilesRepairArgs(t *testing.T) {
 			var out struct {
 				Plan struct {
 					Decision string
+					Secret   struct{ Namespace, Name string }
 					Steps    []struct {
-						Action, Target string
-						Keys           []string
+						Action string
+						Keys   []string
 					}
 				}
 				Applied bool
@@ -600,8 +601,8 @@ func TestValuesFilesRepairArgs(t *testing.T) {
 			for _, s := range out.Plan.Steps {
 				if s.Action == "remove-secret-keys" {
 					found = true
-					if s.Target != ns+"/my-vcluster-certs" {
-						t.Errorf("the plan changes Secret %s, want %s/my-vcluster-certs (from --vcluster-name)", s.Target, ns)
+					if got := out.Plan.Secret.Namespace + "/" + out.Plan.Secret.Name; got != ns+"/my-vcluster-certs" {
+						t.Errorf("the plan changes Secret %s, want %s/my-vcluster-certs (from --vcluster-name)", got, ns)
 					}
 					got := slices.Sorted(slices.Values(s.Keys))
 					if want := slices.Sorted(slices.Values(k0sLeafFiles)); !reflect.DeepEqual(got, want) {

@@ -487,11 +487,11 @@ func TestModelMatchesCertguardLayout(t *testing.T) {
 	}
 }
 
-// TestCAExpiresWhileInUse_FullResetKeepsDataBreaksOldCredentials: a vcluster in use whose CAs
+// TestCAExpiresWhileInUse_FullResetKeepsDataAndTokens: a vcluster in use whose CAs
 // expire (in real time, 45 s after they were made). The next start fails; certguard's auto
-// strategy resets the PKI; the start after serves with a new CA on the same etcd data, and, as
-// the plan's "breaks" line says, the credentials made under the old CA and sa key stop working.
-func TestCAExpiresWhileInUse_FullResetKeepsDataBreaksOldCredentials(t *testing.T) {
+// strategy resets the PKI; the start after serves with a new CA on the same etcd data, and the
+// service-account token issued before still authenticates: the reset kept sa.key/sa.pub.
+func TestCAExpiresWhileInUse_FullResetKeepsDataAndTokens(t *testing.T) {
 	// Boot before t.Parallel: see TestLeavesExpired_CertguardRepair_ServesAndClientsKeepWorking.
 	const validFor = 45 * time.Second
 	now := time.Now()

@@ -12,9 +12,11 @@ import (
 
 // Event reasons. The expiry ones are k3s's, so existing alerting on them keeps working.
 const (
-	ReasonRepaired        = "CertificatesRepaired"
-	ReasonRefused         = "RepairRefused"
-	ReasonFailed          = "RepairFailed" // an error (API, disk), not a refusal
+	ReasonRepaired = "CertificatesRepaired"
+	ReasonRefused  = "RepairRefused"
+	ReasonFailed   = "RepairFailed" // an error (API, disk), not a refusal
+	// ReasonNeedsAttention: something broken that certguard leaves alone (it never blocks a start).
+	ReasonNeedsAttention  = "CertificateNeedsAttention"
 	ReasonExpiryWarning   = "CertificateExpirationWarning"
 	ReasonCAExpiryWarning = "CACertificateExpirationWarning"
 	ReasonExpirationOK    = "CertificateExpirationOK"

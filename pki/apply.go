@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -124,7 +125,7 @@ func (x *Executor) Apply(ctx context.Context, p Plan, s *Secret) (string, error)
 	if err := x.fail("after-backup"); err != nil {
 		return dir, err
 	}
-	err = x.run(ctx, dir, p, s)
+	err = x.run(ctx, dir, p, s, true)
 	if errors.Is(err, ErrSecretChanged) {
 		// The Secret step comes first: nothing has changed, and the backup holds nothing that is
 		// not still in place. Remove it, so that a Secret rewritten again and again leaves no pile
@@ -164,12 +165,12 @@ func (x *Executor) dryRun(ctx context.Context, p Plan, s *Secret) error {
 // Resume finishes an unfinished repair. It redoes each step only where what is there still
 // equals what the backup recorded; when it does not, the journal is abandoned (a fresh plan
 // decides) and Resume returns nil.
-func (x *Executor) Resume(ctx context.Context, j Journal) error {
-	s, err := x.Secrets.Get(ctx)
-	if err != nil {
-		return fmt.Errorf("get Secret: %w", err)
-	}
-	err = x.run(ctx, j.Dir, j.Plan, s)
+//
+// s is the Secret as just read. Unless allow, no step may change anything but put sa.* back:
+// a step that would is taken as a sign that the journal does not fit the state (edited, or
+// stale), and it is abandoned.
+func (x *Executor) Resume(ctx context.Context, j Journal, s *Secret, allow bool) error {
+	err := x.run(ctx, j.Dir, j.Plan, s, allow)
 	if errors.Is(err, errSuperseded) || errors.Is(err, ErrSecretChanged) {
 		x.Log.Warn("unfinished repair no longer matches; planning afresh", "dir", j.Dir, "err", err)
 		return x.mark(j.Dir, abandonedFile, err.Error())
@@ -178,7 +179,7 @@ func (x *Executor) Resume(ctx context.Context, j Journal) error {
 }
 
 // run carries out the steps, each guarded by the backup, then marks the backup done and prunes.
-func (x *Executor) run(ctx context.Context, dir string, p Plan, s *Secret) error {
+func (x *Executor) run(ctx context.Context, dir string, p Plan, s *Secret, allow bool) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
@@ -195,7 +196,7 @@ func (x *Executor) run(ctx context.Context, dir string, p Plan, s *Secret) error
 		}
 	}
 	for i, st := range p.Steps {
-		did, err := x.step(ctx, dir, st, s, saved, restored)
+		did, err := x.step(ctx, dir, st, s, saved, restored, allow)
 		if err != nil {
 			return err
 		}
@@ -216,7 +217,8 @@ func (x *Executor) run(ctx context.Context, dir string, p Plan, s *Secret) error
 
 // step runs one step; did is false when it found the step already done.
 // restored are the files the plan puts back into the new pki dir.
-func (x *Executor) step(ctx context.Context, dir string, st Step, s, saved *Secret, restored []string) (did bool, err error) {
+func (x *Executor) step(ctx context.Context, dir string, st Step, s, saved *Secret, restored []string, allow bool) (did bool, err error) {
+	notCalledFor := fmt.Errorf("%w: %s %s would change what the current state does not call for", errSuperseded, st.Action, st.Path)
 	switch st.Action {
 	case ActionRemoveSecretKeys:
 		if s == nil {
@@ -236,6 +238,9 @@ func (x *Executor) step(ctx context.Context, dir string, st Step, s, saved *Secr
 		if len(rm) == 0 {
 			return false, nil
 		}
+		if !allow {
+			return false, notCalledFor
+		}
 		if err := x.Secrets.RemoveKeys(ctx, s, rm, false); err != nil {
 			return false, fmt.Errorf("remove %d keys from Secret %s: %w", len(rm), x.Secret.Ref(), err)
 		}
@@ -247,16 +252,19 @@ func (x *Executor) step(ctx context.Context, dir string, st Step, s, saved *Secr
 		if saved == nil || !maps.EqualFunc(s.Data, saved.Data, bytes.Equal) {
 			return false, fmt.Errorf("%w: Secret %s differs from the backup", errSuperseded, x.Secret.Ref())
 		}
+		if !allow {
+			return false, notCalledFor
+		}
 		if err := x.Secrets.Delete(ctx, s, false); err != nil {
 			return false, fmt.Errorf("delete Secret %s: %w", x.Secret.Ref(), err)
 		}
 		return true, nil
 	case ActionRemoveFile:
-		return x.removeFile(st)
+		return x.removeFile(st, allow, notCalledFor)
 	case ActionSetAside:
-		return x.setAside(dir, st)
+		return x.setAside(dir, st, allow, notCalledFor)
 	case ActionMovePKI:
-		return x.movePKI(filepath.Join(dir, filesDir), restored)
+		return x.movePKI(filepath.Join(dir, filesDir), restored, allow, notCalledFor)
 	case ActionRestoreFile:
 		return x.restoreFile(st)
 	}
@@ -265,7 +273,7 @@ func (x *Executor) step(ctx context.Context, dir string, st Step, s, saved *Secr
 
 // removeFile removes a k0s leaf whose bytes the step carries, only while the file still holds
 // exactly them (read again through the root, bounded, never blocking).
-func (x *Executor) removeFile(st Step) (bool, error) {
+func (x *Executor) removeFile(st Step, allow bool, notCalledFor error) (bool, error) {
 	root, err := os.OpenRoot(x.Paths.PKIDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
@@ -277,9 +285,12 @@ func (x *Executor) removeFile(st Step) (bool, error) {
 	if _, err := root.Lstat(st.Path); errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
-	cur, err := readRegular(root, st.Path)
+	cur, err := readRegular(root, st.Path, maxFileSize)
 	if err != nil || !bytes.Equal(cur, st.Data) {
 		return false, fmt.Errorf("%w: %s differs from its backup", errSuperseded, st.Path)
+	}
+	if !allow {
+		return false, notCalledFor
 	}
 	if err := root.Remove(st.Path); err != nil {
 		return false, fmt.Errorf("remove %s: %w", filepath.Join(x.Paths.PKIDir, st.Path), err)
@@ -291,7 +302,7 @@ func (x *Executor) removeFile(st Step) (bool, error) {
 // opening it: one rename on the data volume. When the backup dir is on another filesystem, an
 // entry without bytes of its own (symlink, FIFO, socket, device) is removed instead; its kind
 // and link text are in the journal.
-func (x *Executor) setAside(dir string, st Step) (bool, error) {
+func (x *Executor) setAside(dir string, st Step, allow bool, notCalledFor error) (bool, error) {
 	src := filepath.Join(x.Paths.PKIDir, st.Path) // st.Path is one of the 14 top-level leaf names
 	fi, err := os.Lstat(src)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -302,6 +313,9 @@ func (x *Executor) setAside(dir string, st Step) (bool, error) {
 	}
 	if kindOf(fi) != st.Kind {
 		return false, fmt.Errorf("%w: %s is a %s now, not a %s", errSuperseded, st.Path, kindOf(fi), st.Kind)
+	}
+	if !allow {
+		return false, notCalledFor
 	}
 	dst := filepath.Join(dir, asideDir, st.Path)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
@@ -332,12 +346,15 @@ func kindOf(fi fs.FileInfo) Kind {
 // movePKI moves the resolved pki dir into the backup with one rename. When the configured pki
 // dir is a symlink, an empty directory is left where it points, so that the link still leads to
 // a directory that vcluster and k0s can fill.
-func (x *Executor) movePKI(dest string, restored []string) (bool, error) {
+func (x *Executor) movePKI(dest string, restored []string, allow bool, notCalledFor error) (bool, error) {
 	src := x.Paths.PKIDir
 	srcFI, errSrc := os.Lstat(src)
 	_, errDst := os.Lstat(dest)
 	switch srcOK, dstOK := errSrc == nil, errDst == nil; {
 	case srcOK && !dstOK:
+		if !allow {
+			return false, notCalledFor
+		}
 		if err := os.Rename(src, dest); err != nil {
 			return false, fmt.Errorf("move %s to %s: %w", src, dest, err)
 		}
@@ -358,23 +375,41 @@ func (x *Executor) movePKI(dest string, restored []string) (bool, error) {
 	return false, fmt.Errorf("%w: neither %s nor its backup exists", errSuperseded, src)
 }
 
-// onlyHolds reports whether dir holds nothing but (some of) names.
+// onlyHolds reports whether dir holds nothing but (some of) names, and the temporary files a
+// killed write of one of them leaves (which it removes: vcluster would copy them into the
+// Secret, hidden names included).
 func onlyHolds(dir string, names []string) bool {
 	d, err := os.Open(dir)
 	if err != nil {
 		return false
 	}
-	defer d.Close()
-	got, err := d.Readdirnames(len(names) + 1)
+	got, err := d.Readdirnames(2*len(names) + 2)
+	d.Close()
 	if err != nil && len(got) > 0 {
 		return false
 	}
+	var stray []string
 	for _, n := range got {
-		if !slices.Contains(names, n) {
+		switch {
+		case slices.Contains(names, n):
+		case slices.ContainsFunc(names, func(name string) bool { return isTempOf(n, name) }):
+			stray = append(stray, n)
+		default:
+			return false
+		}
+	}
+	for _, n := range stray {
+		if err := os.Remove(filepath.Join(dir, n)); err != nil {
 			return false
 		}
 	}
 	return true
+}
+
+// isTempOf reports whether n is a temporary file writeFileSync makes for name.
+func isTempOf(n, name string) bool {
+	rest, ok := strings.CutPrefix(n, "."+name+".")
+	return ok && strings.HasSuffix(rest, ".tmp")
 }
 
 // restoreFile writes a file the step carries into the (new) pki dir, unless it is there already.
@@ -388,7 +423,7 @@ func (x *Executor) restoreFile(st Step) (bool, error) {
 	}
 	defer root.Close()
 	if _, err := root.Lstat(st.Path); err == nil {
-		cur, err := readRegular(root, st.Path)
+		cur, err := readRegular(root, st.Path, maxFileSize)
 		if err == nil && bytes.Equal(cur, st.Data) {
 			return false, nil
 		}

@@ -446,3 +446,59 @@ func TestKillDuringPruneNeverBlocks(t *testing.T) {
 		t.Errorf("leftovers of the killed prune: %v", left)
 	}
 }
+
+// TestKillDuringRestoreConverges: a kill inside the write of sa.pub into the new pki dir leaves
+// its temporary file there; the next start still finishes the reset (vcluster would otherwise
+// copy the stray file into the Secret, and a missing sa.pub next to sa.key fails every start:
+// vcluster keeps an existing sa.key and never writes sa.pub then).
+func TestKillDuringRestoreConverges(t *testing.T) {
+	f := newFixture(t, expiredCA)
+	errCrash := errors.New("killed")
+	out, err := f.repair(pki.StrategyAuto, func(stage string) error {
+		if stage == "after-step-2" { // delete-secret, move-pki, restore sa.key done
+			return errCrash
+		}
+		return nil
+	}).Run(context.Background())
+	if !errors.Is(err, errCrash) || out.Plan.Decision != pki.DecideFull {
+		t.Fatalf("crash run: %s, %v", out.Plan.Decision, err)
+	}
+	// What a kill inside writeFileSync of sa.pub leaves.
+	if err := os.WriteFile(filepath.Join(f.dir, ".sa.pub.123456.tmp"), []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = f.repair(pki.StrategyAuto, nil).Run(context.Background())
+	if err != nil || len(out.Resumed) != 1 {
+		t.Fatalf("the next run: resumed %v, %v", out.Resumed, err)
+	}
+	assertOnlySA(t, f)
+	f.assertNothingLost(t)
+}
+
+// TestFullResetOfASymlinkedPKIDir: /data/k0s/pki is a symlink to the real directory. The reset
+// moves the real directory (resolved once, before anything), not the link, and leaves the link
+// leading to a directory holding only sa.*, so vcluster and k0s can fill it.
+func TestFullResetOfASymlinkedPKIDir(t *testing.T) {
+	f := newFixture(t, expiredCA)
+	real := filepath.Join(filepath.Dir(f.dir), "real-pki")
+	if err := os.Rename(f.dir, real); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, f.dir); err != nil {
+		t.Fatal(err)
+	}
+	out, err := f.repair(pki.StrategyAuto, nil).Run(context.Background())
+	if err != nil || out.Plan.Decision != pki.DecideFull {
+		t.Fatalf("Run = %s, %v", out.Plan.Decision, err)
+	}
+	if fi, err := os.Lstat(f.dir); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the symlink itself was moved or replaced: %v", err)
+	}
+	if !maps.Equal(manifest(t, filepath.Join(out.Backup, "pki")), f.before) {
+		t.Error("the backup does not hold the real pki dir's files")
+	}
+	got := manifest(t, real)
+	if want := map[string]string{"sa.key": f.before["sa.key"], "sa.pub": f.before["sa.pub"]}; !maps.Equal(got, want) {
+		t.Errorf("the directory the link leads to holds %v, want only sa.key and sa.pub as they were", slices.Sorted(maps.Keys(got)))
+	}
+}

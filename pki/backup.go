@@ -40,6 +40,13 @@ const (
 	stampLayout   = "20060102T150405Z"
 )
 
+// maxBackupEntries bounds how many entries of the backup dir one run looks at: certguard keeps
+// a handful there, and a dir with millions must not stall a start.
+const maxBackupEntries = 10000
+
+// maxSecretJSON bounds secret.json: a Secret holds at most 1 MiB of data, base64 in JSON.
+const maxSecretJSON = 4 << 20
+
 var backupName = regexp.MustCompile(`^\d{8}T\d{6}Z(-\d+)?$`)
 
 // backupState is what a recognised backup says about its repair.
@@ -75,7 +82,7 @@ func scanBackups(dir string) (entries []backupEntry, leftovers []string, notes [
 	if err != nil {
 		return nil, nil, []string{fmt.Sprintf("backup dir %s cannot be read: %v", dir, err)}
 	}
-	des, err := d.ReadDir(maxEntries)
+	des, err := d.ReadDir(maxBackupEntries)
 	d.Close()
 	if err != nil && len(des) == 0 {
 		return nil, nil, []string{fmt.Sprintf("backup dir %s cannot be read: %v", dir, err)}
@@ -120,7 +127,7 @@ func readBackup(dir, name string) (backupEntry, bool) {
 		return e, false
 	}
 	defer root.Close()
-	data, err := readRegular(root, planFile)
+	data, err := readRegular(root, planFile, maxFileSize)
 	if err != nil || json.Unmarshal(data, &e.plan) != nil {
 		return e, false
 	}
@@ -213,7 +220,7 @@ func (e *backupEntry) validate(paths Paths, secret SecretRef) error {
 			if st.Action == ActionRestoreFile {
 				sub = restoreDir
 			}
-			data, err := readRegular(root, path.Join(sub, st.Path))
+			data, err := readRegular(root, path.Join(sub, st.Path), maxFileSize)
 			if err != nil || digest(data) != st.SHA256 {
 				return fmt.Errorf("step %d: the backup of %s is missing or does not match its digest", i, st.Path)
 			}
@@ -234,7 +241,7 @@ func loadSecret(root *os.Root) (*Secret, error) {
 	if _, err := root.Lstat(secretFile); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
-	data, err := readRegular(root, secretFile)
+	data, err := readRegular(root, secretFile, maxSecretJSON)
 	if err != nil {
 		return nil, err
 	}

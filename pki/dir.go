@@ -16,9 +16,14 @@ import (
 // dir is a mistake to report, not a reason to fill the init container's memory.
 const maxFileSize = 1 << 20
 
-// maxEntries bounds how many directory entries one read looks at per directory: the pki dir
-// holds about 45 files, and a directory with millions of entries must not stall a pod start.
-const maxEntries = 10000
+// maxUnknown bounds how many entries that are not PKI files one read looks at per directory, and
+// maxTotal the bytes read in all: the pki dir holds about 45 small files, and a directory with
+// millions of entries or gigabytes of files must neither stall a pod start nor fill its memory.
+// The files of the layout are always read first, so no budget is spent before them.
+const (
+	maxUnknown = 1000
+	maxTotal   = 32 << 20
+)
 
 // ErrNotDir means the pki path exists but is not a directory.
 var ErrNotDir = errors.New("not a directory")
@@ -50,7 +55,7 @@ func (e *EntryError) Error() string {
 		}
 		return fmt.Sprintf("a %s, not a regular file: not opened", e.Kind)
 	case ReasonTooLarge:
-		return fmt.Sprintf("larger than %d bytes: not read", maxFileSize)
+		return fmt.Sprintf("larger than %d bytes (or the %d bytes read per run are spent): not read", maxFileSize, maxTotal)
 	}
 	return "unreadable: " + e.Err.Error()
 }
@@ -80,38 +85,60 @@ func ReadDir(dir string) (Store, error) {
 	}
 	defer root.Close()
 	st.Present = true
-	if err := readLevel(root, ".", &st); err != nil {
+	budget := maxTotal
+	if err := readLevel(root, ".", &st, &budget); err != nil {
 		return st, fmt.Errorf("read pki dir %s: %w", dir, err)
 	}
 	if fi, err := root.Lstat("etcd"); err == nil && fi.IsDir() {
-		if err := readLevel(root, "etcd", &st); err != nil {
+		if err := readLevel(root, "etcd", &st, &budget); err != nil {
 			st.Errors["etcd"] = &EntryError{Kind: KindDir, Reason: ReasonUnreadable, Err: err}
 		}
 	}
 	return st, nil
 }
 
-// readLevel reads the entries of one directory (not recursively) into st.
-func readLevel(root *os.Root, dir string, st *Store) error {
+// readLevel reads the entries of one directory (not recursively) into st: every entry the
+// layout names, then at most maxUnknown others, in name order, within the byte budget.
+func readLevel(root *os.Root, dir string, st *Store, budget *int) error {
 	d, err := root.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	entries, err := d.ReadDir(maxEntries)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return err
+	var known, unknown []fs.DirEntry
+	skipped := 0
+	for {
+		batch, err := d.ReadDir(1024)
+		for _, e := range batch {
+			if _, ok := roleOf(path.Join(dir, e.Name())); ok {
+				known = append(known, e)
+			} else if len(unknown) < maxUnknown {
+				unknown = append(unknown, e)
+			} else {
+				skipped++
+			}
+		}
+		if errors.Is(err, io.EOF) || len(batch) == 0 {
+			break
+		}
+		if err != nil {
+			return err
+		}
 	}
-	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
-	for _, e := range entries {
+	st.Skipped += skipped
+	byName := func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) }
+	slices.SortFunc(known, byName)
+	slices.SortFunc(unknown, byName)
+	for _, e := range append(known, unknown...) {
 		p := path.Join(dir, e.Name())
 		switch {
 		case e.Type().IsRegular():
-			data, err := readRegular(root, p)
+			data, err := readRegular(root, p, *budget)
 			if err != nil {
 				st.Errors[p] = err
 				continue
 			}
+			*budget -= len(data)
 			st.Files[p] = data
 		case e.IsDir():
 			// etcd/ is read by ReadDir; another directory is reported only where a file is
@@ -132,7 +159,9 @@ func readLevel(root *os.Root, dir string, st *Store) error {
 // readRegular opens p through the root without blocking (O_NONBLOCK: an entry swapped for a FIFO
 // after the directory was listed opens at once instead of waiting for a writer), checks on the
 // open file that it is still a regular file, and reads at most maxFileSize bytes.
-func readRegular(root *os.Root, p string) ([]byte, error) {
+// limit is what is left of the run's byte budget.
+func readRegular(root *os.Root, p string, limit int) ([]byte, error) {
+	limit = min(limit, maxFileSize)
 	f, err := root.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
@@ -152,14 +181,14 @@ func readRegular(root *os.Root, p string) ([]byte, error) {
 		}
 		return nil, &EntryError{Kind: k, Reason: ReasonNotRegular}
 	}
-	if fi.Size() > maxFileSize {
+	if fi.Size() > int64(limit) {
 		return nil, &EntryError{Kind: KindRegular, Reason: ReasonTooLarge}
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
 	if err != nil {
 		return nil, &EntryError{Kind: KindRegular, Reason: ReasonUnreadable, Err: err}
 	}
-	if len(data) > maxFileSize {
+	if len(data) > limit {
 		return nil, &EntryError{Kind: KindRegular, Reason: ReasonTooLarge}
 	}
 	return data, nil
@@ -176,5 +205,5 @@ func ReadFile(dir, rel string) ([]byte, error) {
 	if _, err := root.Lstat(rel); err != nil {
 		return nil, err
 	}
-	return readRegular(root, rel)
+	return readRegular(root, rel, maxFileSize)
 }

@@ -491,3 +491,47 @@ func TestPKIPathNotADirectoryNeverBlocks(t *testing.T) {
 		t.Error("the Secret changed")
 	}
 }
+
+// TestJournalTurnedIntoAResetNeverRuns: a journal edited into a well-formed full reset (decision
+// "full", one move-pki step) passes the layout check, but may change things only where a fresh
+// plan calls for the same repair: here the CA is good, so it is abandoned, the pki dir stays,
+// and the leaf repair the state needs is made.
+func TestJournalTurnedIntoAResetNeverRuns(t *testing.T) {
+	f := newFixture(t, expiredLeaves)
+	errCrash := fmt.Errorf("crash")
+	if _, err := f.repair(pki.StrategyAuto, func(s string) error {
+		if s == "after-backup" {
+			return errCrash
+		}
+		return nil
+	}).Run(context.Background()); err != errCrash {
+		t.Fatalf("crash run: %v", err)
+	}
+	journals, _ := filepath.Glob(filepath.Join(f.backup, "2*Z"))
+	if len(journals) != 1 {
+		t.Fatalf("journals %v", journals)
+	}
+	planPath := filepath.Join(journals[0], "plan.json")
+	var plan map[string]any
+	b, _ := os.ReadFile(planPath)
+	json.Unmarshal(b, &plan)
+	plan["decision"] = "full"
+	plan["steps"] = []any{map[string]any{"action": "move-pki"}}
+	b, _ = json.Marshal(plan)
+	os.WriteFile(planPath, b, 0o600)
+
+	out, err := f.repair(pki.StrategyAuto, nil).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(journals[0], "abandoned")); err != nil {
+		t.Errorf("the edited journal was not abandoned: %v", err)
+	}
+	if got := manifest(t, f.dir); got["ca.key"] != f.before["ca.key"] || got["ca.crt"] != f.before["ca.crt"] {
+		t.Fatal("the pki dir was moved or its CA touched by an edited journal")
+	}
+	if out.Plan.Decision != pki.DecideLeaves || !out.Applied {
+		t.Errorf("fresh plan %s applied %v, want the leaf repair", out.Plan.Decision, out.Applied)
+	}
+	f.assertNothingLost(t)
+}

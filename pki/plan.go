@@ -97,6 +97,7 @@ const (
 	CodeCADead         Code = "ca-dead"         // a CA is expired, unusable or half missing
 	CodeCADue          Code = "ca-due"          // a CA expires within --renew-before: no restart renews it
 	CodeCAUnjudged     Code = "ca-unjudged"     // a CA file could not be read: never a reason to reset
+	CodeCADrift        Code = "ca-drift"        // the Secret's CA copy is broken, the disk's good: no reset
 	CodeCAAbsent       Code = "ca-absent"       // front-proxy-ca or etcd/ca missing: k0s makes a new one
 	CodeKeptBroken     Code = "kept-broken"     // a file a leaf repair keeps is unusable
 	CodeKeptDue        Code = "kept-due"        // vcluster's own leaf is due: only a full reset renews it
@@ -215,6 +216,11 @@ func BuildPlan(r *Report, pol Policy) Plan {
 			case f.Status == StatusCorrupt && (f.Reason == ReasonNotRegular || f.Reason == ReasonTooLarge || f.Reason == ReasonUnreadable):
 				// Bytes that could not be read are no evidence that the CA is bad.
 				say(&p.Warnings, CodeCAUnjudged, f.Path, "%s: a CA file that cannot be read is never a reason to reset; fix it by hand", describe(f, r.Now))
+			case f.Status != StatusOK && f.Source == SourceSecret && caGoodOnDisk(r, f.Path):
+				// The Secret's copy is broken but the volume holds a good CA: that is drift to
+				// fix, never a reason to throw the good CA away.
+				say(&p.Warnings, CodeCADrift, f.Path, "%s in Secret %s, while the pki dir holds a good CA: never a reason to reset; "+
+					"restore the Secret's %s from the pki dir (or a backup)", describe(f, r.Now), pol.Secret.Ref(), SecretKey(f.Path))
 			case f.Status != StatusOK:
 				say(&caDead, CodeCADead, f.Path, "%s", describe(f, r.Now))
 			}
@@ -347,6 +353,22 @@ func fullSteps(r *Report, p *Plan) []Step {
 		p.Breaks += "; every service-account token too"
 	}
 	return s
+}
+
+// caGoodOnDisk reports whether the CA that p belongs to is whole and valid in the pki dir alone.
+func caGoodOnDisk(r *Report, p string) bool {
+	if !r.disk.Present {
+		return false
+	}
+	e, _ := roleOf(p)
+	disk := Inspect(r.disk, Store{Source: SourceSecret}, r.Now, r.RenewBefore)
+	for _, ext := range e.files {
+		f, ok := disk.File(e.name + ext)
+		if !ok || (f.Status != StatusOK && f.Status != StatusDue) {
+			return false
+		}
+	}
+	return true
 }
 
 func digest(b []byte) string {

@@ -73,6 +73,19 @@ func TestBuildPlan(t *testing.T) {
 		{name: "CA expired, API server time unknown: refused", gen: expiredCA, noClock: true, want: pki.DecideRefuse, refusal: "clock reference"},
 		{name: "CA expired, --max-clock-skew 0: refused", gen: expiredCA, maxSkew: -1, want: pki.DecideRefuse, refusal: "clock reference"},
 		{name: "leaves expired, API server time unknown: leaves", gen: expiredLeaves, noClock: true, want: pki.DecideLeaves},
+		{name: "Secret's ca.key broken, disk's good: never a reset", gen: expiredLeaves, mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			s["ca.key"] = []byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n")
+			return f, s
+		}, want: pki.DecideLeaves, warning: "holds a good CA"},
+		{name: "Secret's ca.key empty, disk's good: never a reset", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			s["ca.key"] = []byte{}
+			return f, s
+		}, want: pki.DecideNothing, warning: "holds a good CA"},
+		{name: "ca.key broken in Secret and on disk: full", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
+			f["ca.key"] = []byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n")
+			s["ca.key"] = f["ca.key"]
+			return f, s
+		}, want: pki.DecideFull},
 		{name: "front-proxy-ca missing both halves: not a reset", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
 			for _, k := range []string{"front-proxy-ca.crt", "front-proxy-ca.key"} {
 				delete(f, k)

@@ -37,17 +37,7 @@ const maxAttempts = 3
 // Run does the repair. A Refused plan is not an error here: the caller decides the exit code.
 func (r *Repair) Run(ctx context.Context) (*Outcome, error) {
 	out := &Outcome{}
-	for _, j := range r.Exec.Unfinished(r.DryRun) {
-		if r.DryRun {
-			r.Log.Info("would finish an unfinished repair first", "dir", j.Dir, "dry_run", true)
-			continue
-		}
-		r.Log.Info("finishing an unfinished repair", "dir", j.Dir, "decision", j.Plan.Decision)
-		if err := r.Exec.Resume(ctx, j); err != nil {
-			return out, fmt.Errorf("finish unfinished repair %s: %w", j.Dir, err)
-		}
-		out.Resumed = append(out.Resumed, j.Dir)
-	}
+	journals := r.Exec.Unfinished(r.DryRun)
 	for out.Attempts = 1; ; out.Attempts++ {
 		// The GET mostly waits on the network: read the disk meanwhile.
 		type got struct {
@@ -81,6 +71,28 @@ func (r *Repair) Run(ctx context.Context) (*Outcome, error) {
 			return out, nil
 		}
 		out.Plan = BuildPlan(out.Report, pol)
+		if len(journals) > 0 {
+			// A journal finishes what a killed run began, but it may change things only where the
+			// state as it is now calls for the same repair: an edited or stale journal can never
+			// reset or remove what a fresh plan would keep. Restoring sa.* is always allowed.
+			for _, j := range journals {
+				allow := j.Plan.Decision == out.Plan.Decision
+				if r.DryRun {
+					r.Log.Info("would finish an unfinished repair first", "dir", j.Dir, "changes_allowed", allow, "dry_run", true)
+					continue
+				}
+				r.Log.Info("finishing an unfinished repair", "dir", j.Dir, "decision", j.Plan.Decision, "changes_allowed", allow)
+				if err := r.Exec.Resume(ctx, j, sec, allow); err != nil {
+					return out, fmt.Errorf("finish unfinished repair %s: %w", j.Dir, err)
+				}
+				out.Resumed = append(out.Resumed, j.Dir)
+			}
+			journals = nil
+			if !r.DryRun {
+				out.Attempts-- // read again what the journals left; that is no new attempt
+				continue
+			}
+		}
 		if r.DryRun || !out.Plan.HasDestructive() {
 			return out, nil
 		}

@@ -22,6 +22,8 @@ type Store struct {
 	Files map[string][]byte
 	// Errors holds the files that exist but could not be read, by path.
 	Errors map[string]error
+	// Skipped counts the entries not looked at (beyond maxUnknown unknown ones per directory).
+	Skipped int
 	// Dir is the pki dir read (disk); UID and ResourceVersion identify the Secret read.
 	Dir             string
 	UID             string
