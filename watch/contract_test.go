@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,13 @@ func fileSidecar(t *testing.T, dir string, debounce time.Duration) *watch.Sideca
 	s := &watch.Sidecar{PKIDir: dir, BackupDir: dir + ".old", RenewBefore: 120 * day, Reminder: 6 * time.Hour, Debounce: debounce,
 		Restart: watch.RestartPolicy{Before: 30 * day, MinInterval: day, MaxSkew: 5 * time.Minute},
 		Listen:  "127.0.0.1:0", Log: quiet, Now: time.Now, Ready: make(chan struct{})}
+	runSidecar(t, s)
+	return s
+}
+
+// runSidecar runs s until the test ends (or the returned cancel), once it is ready.
+func runSidecar(t *testing.T, s *watch.Sidecar) context.CancelFunc {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- s.Run(ctx) }()
@@ -33,7 +39,7 @@ func fileSidecar(t *testing.T, dir string, debounce time.Duration) *watch.Sideca
 	case <-time.After(10 * time.Second):
 		t.Fatal("sidecar not ready")
 	}
-	return s
+	return cancel
 }
 
 // expiredCert is a certificate that expired 10 days ago.
@@ -80,21 +86,7 @@ func TestSidecarMetricsUpdateWhileAFileIsRewritten(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pki")
 	pkigen.WriteDir(dir, p.Files)
 	s := fileSidecar(t, dir, 500*time.Millisecond)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			os.WriteFile(filepath.Join(dir, "noise.crt"), p.Files[[]string{"ca.crt", "server.crt"}[i%2]], 0o644)
-		}
-	}()
-	defer func() { close(stop); wg.Wait() }()
+	rewriteContinuously(t, filepath.Join(dir, "noise.crt"), 10*time.Millisecond, p.Files["ca.crt"], p.Files["server.crt"])
 	late := expiredCert(t)
 	time.Sleep(100 * time.Millisecond)
 	start := time.Now()

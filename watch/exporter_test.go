@@ -113,14 +113,7 @@ func TestExporterAlertsAndDashboard(t *testing.T) {
 		Restart: watch.RestartPolicy{Before: 30 * day, MinInterval: day, MaxSkew: 5 * time.Minute},
 		Listen:  "127.0.0.1:0", Secrets: &kube.SecretStore{Client: client, Namespace: ns, Name: "vc-certs", Retry: time.Second},
 		Client: client, Namespace: ns, Pod: "vc-0", Log: quiet, Now: time.Now, Ready: make(chan struct{})}
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go s.Run(sctx)
-	select {
-	case <-s.Ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("sidecar not ready")
-	}
+	runSidecar(t, s)
 	scrapedAt := time.Now().Truncate(time.Second)
 	fams := scrape(t, s.Addr)
 

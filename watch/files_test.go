@@ -109,6 +109,18 @@ func TestDirDebounceHasAMaximumWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := runDir(t, dir, 200*time.Millisecond, 500*time.Millisecond)
+	rewriteContinuously(t, filepath.Join(dir, "noise.crt"), 20*time.Millisecond, p.Files["ca.crt"], p.Files["server.crt"])
+	time.Sleep(100 * time.Millisecond) // the noise has started
+	start := time.Now()
+	if err := os.WriteFile(filepath.Join(dir, "late.crt"), p.Files["ca.crt"], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "late.crt while noise.crt is rewritten every 20 ms", func() bool { _, ok := d.Store().Files["late.crt"]; return ok })
+	t.Logf("late.crt seen after %s (max wait 500ms, debounce 200ms)", time.Since(start).Round(time.Millisecond))
+}
+
+// rewriteContinuously writes path every interval, cycling through contents, until the test ends.
+func rewriteContinuously(t *testing.T, path string, every time.Duration, contents ...[]byte) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -118,17 +130,10 @@ func TestDirDebounceHasAMaximumWait(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(every):
 			}
-			os.WriteFile(filepath.Join(dir, "noise.crt"), []byte{byte(i)}, 0o644)
+			os.WriteFile(path, contents[i%len(contents)], 0o644)
 		}
 	}()
-	defer func() { close(stop); wg.Wait() }()
-	time.Sleep(100 * time.Millisecond) // the noise has started
-	start := time.Now()
-	if err := os.WriteFile(filepath.Join(dir, "late.crt"), p.Files["ca.crt"], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "late.crt while noise.crt is rewritten every 20 ms", func() bool { _, ok := d.Store().Files["late.crt"]; return ok })
-	t.Logf("late.crt seen after %s (max wait 500ms, debounce 200ms)", time.Since(start).Round(time.Millisecond))
+	t.Cleanup(func() { close(stop); wg.Wait() })
 }

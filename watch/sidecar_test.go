@@ -184,18 +184,7 @@ func (v *vcluster) sidecar(t *testing.T, window *watch.Window, dryRun bool) (*wa
 		Events:  &kube.Events{Client: v.client, Namespace: v.ns, Pod: "vc-0", Log: quiet},
 		Client:  v.client, Namespace: v.ns, Pod: "vc-0", Log: quiet, Now: time.Now, Ready: make(chan struct{}),
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx) }()
-	select {
-	case <-s.Ready:
-	case err := <-errc:
-		t.Fatalf("sidecar ended: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("sidecar not ready")
-	}
-	t.Cleanup(cancel)
-	return s, cancel
+	return s, runSidecar(t, s)
 }
 
 func scrape(t *testing.T, addr string) map[string]*dto.MetricFamily {
