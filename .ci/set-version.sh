@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 echo "$v" >VERSION
 img='ghcr\.io/certguard/certguard:v[0-9][0-9A-Za-z.+-]*'
 sed -i "s|$img|ghcr.io/certguard/certguard:$v|g" README.md charts/vcluster-values/*.yaml
+sed -i "s|^v=v.*|v=$v|" README.md
 sed -i -e "s|^version: .*|version: ${v#v}|" -e "s|^appVersion: .*|appVersion: \"$v\"|" charts/certguard/Chart.yaml
 sed -i -e "s|^  version: v.*|  version: $v|" \
   -e "s|releases/download/v[^/]*/kubectl-certguard_v[^_]*_|releases/download/$v/kubectl-certguard_${v}_|" plugins/certguard.yaml
