@@ -82,13 +82,15 @@ s=$(date +%s)
 bash .ci/release.sh --registry "127.0.0.1:$port/one" --key "$work/keys/release/cosign.key" "$version" "$work/out1"
 log "release 1: $(($(date +%s) - s)) s"
 
-# The second release: a copy of this tree (committed state plus the same uncommitted changes) at
-# another path, into another repository; -trimpath and SOURCE_DATE_EPOCH make it the same image.
+# The second release: a copy of this tree (committed state plus the same uncommitted and untracked
+# files) at another path, into another repository; -trimpath and SOURCE_DATE_EPOCH make it the
+# same image.
 log "release 2 of 2, from a copy at another path (registry 127.0.0.1:$port/two)"
 s=$(date +%s)
 git clone -q --no-hardlinks "$root" "$work/src2"
 git -C "$root" diff HEAD --binary >"$work/src2.diff"
 if [ -s "$work/src2.diff" ]; then git -C "$work/src2" apply --whitespace=nowarn "$work/src2.diff"; fi
+git ls-files --others --exclude-standard -z | xargs -0 -r cp --parents -t "$work/src2"
 bash "$work/src2/.ci/release.sh" --registry "127.0.0.1:$port/two" "$version" "$work/out2"
 log "release 2: $(($(date +%s) - s)) s"
 
