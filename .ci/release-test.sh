@@ -102,6 +102,9 @@ digest2=$(sed 's/.*@//' "$work/out2/image.ref")
 echo "index digest, release 1: $digest"
 echo "index digest, release 2: $digest2"
 
+echo "== reproducible"
+check "both releases list the same SHA256SUMS (binaries, archives, SBOMs, chart, manifests)" cmp -s "$out/SHA256SUMS" "$work/out2/SHA256SUMS"
+check "both releases write the same OCI layout" diff -r "$out/image" "$work/out2/image"
 echo "== image index"
 check "the same index digest from both releases" [ "$digest" = "$digest2" ]
 check "the tag resolves to the index digest" [ "$("$crane" digest "$repo:$version")" = "$digest" ]

@@ -6,8 +6,8 @@
 #
 # VERSION must equal the committed VERSION file (bump both with .ci/set-version.sh first), so
 # that the values files and the README name the image being released. Dates come from the commit
-# (SOURCE_DATE_EPOCH = commit time): two runs on one commit build the same bytes, and the same
-# image index digest.
+# (SOURCE_DATE_EPOCH = commit time): two runs on one commit build the same files (all of
+# SHA256SUMS) and the same image index digest; only signatures differ.
 #
 # OUTDIR gets (the GitHub release assets):
 #   certguard_VERSION_linux_{amd64,arm64}          static binaries (CGO_ENABLED=0, -trimpath)
@@ -17,8 +17,9 @@
 #   certguard-X.Y.Z.tgz                            the add-on chart, version = appVersion = VERSION
 #   image/                                         OCI layout: the linux/amd64 + linux/arm64 index
 #   image.ref                                      REGISTRY/certguard:VERSION@sha256:<index digest>
+#   chart.ref                                      oci://REGISTRY/charts/certguard:X.Y.Z@sha256:<digest>
 #   vcluster-values/*.yaml                         the values files, image pinned to that digest
-#   SHA256SUMS                                     sha256sum -c of every file above
+#   SHA256SUMS                                     sha256sum -c of the files above but image/ and *.ref
 #
 # and pushes to the registry: the index as REGISTRY/certguard:VERSION (each platform also as
 # :VERSION-linux-ARCH), the chart as oci://REGISTRY/charts/certguard:X.Y.Z. With --key (a cosign
@@ -189,7 +190,12 @@ fi
 # 6. The add-on chart: version and appVersion from VERSION, pushed as OCI.
 log "helm package + push charts/certguard $chart_version"
 quiet "$helm" package charts/certguard --version "$chart_version" --app-version "$version" -d "$work/chart"
-cp "$work/chart/certguard-$chart_version.tgz" "$out/"
+# helm package stamps the packaging time on every file: repack with the commit's time, sorted, so
+# that the chart is as reproducible as the rest.
+mkdir -p "$work/chart/x"
+tar -xzmf "$work/chart/certguard-$chart_version.tgz" -C "$work/chart/x"
+tar --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" --sort=name --mode=go-w \
+  -C "$work/chart/x" -cf - certguard | gzip -n -9 >"$out/certguard-$chart_version.tgz"
 "$helm" push "$out/certguard-$chart_version.tgz" "oci://$registry/charts" "${helm_http[@]}" >"$work/push.log" 2>&1 \
   || { cat "$work/push.log" >&2; die "helm push"; }
 chart_digest=$(sed -n 's/^Digest: *//p' "$work/push.log")
