@@ -49,8 +49,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Every tool's state in the temp dir: cosign's sigstore TUF cache (never fetched: key-based, no
-# tlog), krew's root (no index, no upgrade check), helm's registry config and caches.
+# Every tool's state in the temp dir: cosign's sigstore TUF cache (cosign verify tries to fetch
+# sigstore's trusted root, fails offline with a warning and goes on: a key and no tlog need none of
+# it), krew's root (no index, no upgrade check), helm's registry config and caches.
 export TUF_ROOT=$work/sigstore KREW_ROOT=$work/krew KREW_NO_UPGRADE_CHECK=1 DOCKER_CONFIG=$work/docker
 export HELM_CACHE_HOME=$work/helm/cache HELM_CONFIG_HOME=$work/helm/config HELM_DATA_HOME=$work/helm/data
 
