@@ -26,8 +26,6 @@ import (
 	_ "time/tzdata" // --restart-timezone works in a scratch image
 )
 
-var version = "dev"
-
 const usage = `certguard keeps vcluster's k0s control plane alive when its certificates expire.
 
 k0s signs its one-year leaves with vcluster's CA (CN "kubernetes"), never renews them, and
@@ -248,8 +246,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "repair", "check", "demo", "fleet", "fleet serve", "fleet plan", "watch":
 	case "version":
-		fmt.Fprintln(stdout, "certguard", version)
-		return exitOK
+		return versionCmd(args[1:], cfg.Output, stdout, stderr)
 	default:
 		return fail(stderr, usageError{fmt.Sprintf("unknown command %q: want repair, check, watch, fleet, demo or version (see certguard --help)", cmd)})
 	}
