@@ -621,6 +621,13 @@ func checkFleetServe(t *testing.T, ns string, objs map[string]obj, cr obj) {
 	if got := strs(c, "args"); !reflect.DeepEqual(got, wantArgs) {
 		t.Errorf("fleet serve args %q, want %q", got, wantArgs)
 	}
+	var chart struct {
+		AppVersion string `json:"appVersion"`
+	}
+	readYAML(t, filepath.Join(chartDir, "Chart.yaml"), &chart)
+	if want := "ghcr.io/certguard/certguard:" + chart.AppVersion; str(c, "image") != want {
+		t.Errorf("fleet serve image %q, want %q (the release the chart ships with)", str(c, "image"), want)
+	}
 	if str(c, "readinessProbe", "httpGet", "path") != "/readyz" || str(c, "livenessProbe", "httpGet", "path") != "/healthz" {
 		t.Errorf("probes: readiness %v, liveness %v", get(c, "readinessProbe"), get(c, "livenessProbe"))
 	}
