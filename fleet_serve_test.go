@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -46,7 +47,7 @@ func fleetUserWith(t testing.TB, verbs ...string) (string, string) {
 
 // served is a running `certguard fleet serve`.
 type served struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	addr   string
 	done   chan error
@@ -58,7 +59,7 @@ var servingLine = regexp.MustCompile(`msg=serving listen=(\S+)`)
 
 // startServe starts `certguard fleet serve --listen 127.0.0.1:0` and waits for the address it
 // logs (the port is the kernel's choice, so no two tests race for one).
-func startServe(t *testing.T, args ...string) *served {
+func startServe(t testing.TB, args ...string) *served {
 	t.Helper()
 	s := &served{t: t, done: make(chan error, 1)}
 	s.cmd = exec.Command(bin, append([]string{"fleet", "serve", "--listen", "127.0.0.1:0"}, args...)...)
@@ -273,6 +274,31 @@ func TestFleetServe(t *testing.T) {
 	}
 }
 
+// TestFleetServeReadyMeansComplete: /readyz says ready only once every Secret of the first LIST
+// has reached the state, so the first scrape after it holds them all. (The informer's own
+// HasSynced is true before its handler has seen them; with 300 Secrets that was visible.)
+func TestFleetServeReadyMeansComplete(t *testing.T) {
+	ns, _ := kenv.Namespace(context.Background(), "ready")
+	data := leavesExpiringAt(t, time.Now().Add(200*day))
+	for i := range 300 {
+		putSecret(t, ns, fmt.Sprintf("vc%03d-certs", i), nil, data)
+	}
+	_, kc := fleetUserWith(t, "list", "watch")
+	s := startServe(t, "--kubeconfig", kc, "-n", ns)
+	for end := time.Now().Add(30 * time.Second); ; {
+		if code, _ := s.get("/readyz"); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("not ready after 30 s:\n%s", s.log())
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+	if _, m := s.get("/metrics"); !has(m, `certguard_fleet_vclusters 300`) {
+		t.Fatalf("ready, but the first scrape has %s", grepLines(m, "^certguard_fleet_vclusters"))
+	}
+}
+
 // TestFleetServeWithoutWatch: a ClusterRole with list but not watch ends fleet serve with exit 1
 // and one line that names the refused verb.
 func TestFleetServeWithoutWatch(t *testing.T) {
@@ -396,4 +422,68 @@ func TestBinaryHasNoTypedClientset(t *testing.T) {
 			t.Errorf("the certguard binary imports %s", p)
 		}
 	}
+}
+
+// BenchmarkFleetServe1000 follows 1,000 vcluster Secrets and 1,000 unrelated 64 KiB Opaque
+// Secrets with `certguard fleet serve` and reports the time to ready (informer synced), the
+// process's peak RSS (VmHWM) then, a scrape's duration and size, and the peak RSS after it.
+// Run: go test -run '^$' -bench FleetServe1000 -benchtime 1x .
+func BenchmarkFleetServe1000(b *testing.B) {
+	ctx := context.Background()
+	ns, _ := kenv.Namespace(ctx, "serve1000")
+	p, err := pkigen.Generate(pkigen.Options{K0sIssued: time.Now().Add(-300 * day)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := p.SecretData()
+	blob := map[string][]byte{"blob": make([]byte, 64<<10)}
+	for i := range 1000 {
+		putSecret(b, ns, fmt.Sprintf("vc%04d-certs", i), nil, data)
+		putSecret(b, ns, fmt.Sprintf("other%04d", i), nil, blob)
+	}
+	_, kc := fleetUserWith(b, "list", "watch")
+	want := regexp.MustCompile(`(?m)^certguard_fleet_vclusters 1000$`)
+	hwm := func(pid int) float64 {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindSubmatch(st)
+		kib, _ := strconv.ParseInt(string(m[1]), 10, 64)
+		return float64(kib) / 1024
+	}
+	var ready, scrape time.Duration
+	var hwmReady, hwmScrape, size float64
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		s := startServe(b, "--kubeconfig", kc, "-n", ns)
+		for {
+			if code, _ := s.get("/readyz"); code == http.StatusOK {
+				break
+			}
+			if time.Since(start) > 2*time.Minute {
+				b.Fatalf("not ready after 2 min:\n%s", s.log())
+			}
+			time.Sleep(50 * time.Millisecond) // poll interval, not synchronization
+		}
+		ready += time.Since(start)
+		hwmReady = max(hwmReady, hwm(s.cmd.Process.Pid))
+		t0 := time.Now()
+		code, m := s.get("/metrics")
+		scrape += time.Since(t0)
+		if code != http.StatusOK || !want.MatchString(m) {
+			b.Fatalf("the first scrape after ready lacks %s", want)
+		}
+		size = float64(len(m)) / (1 << 20)
+		hwmScrape = max(hwmScrape, hwm(s.cmd.Process.Pid))
+		if err := s.stop(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(ready.Milliseconds())/float64(b.N), "ms-to-ready")
+	b.ReportMetric(hwmReady, "peak-RSS-MiB-ready")
+	b.ReportMetric(float64(scrape.Milliseconds())/float64(b.N), "scrape-ms")
+	b.ReportMetric(size, "scrape-MiB")
+	b.ReportMetric(hwmScrape, "peak-RSS-MiB-after-scrape")
 }

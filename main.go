@@ -743,7 +743,7 @@ func fleetServe(ctx context.Context, cfg config, stderr io.Writer, log *slog.Log
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	state := fleetsvc.NewState()
-	inf, err := kube.CertSecretInformer(c, cfg.Namespace, state.Set, func(err error) {
+	inf, synced, err := kube.CertSecretInformer(c, cfg.Namespace, state.Set, func(err error) {
 		if kube.IsForbidden(err) {
 			cancel(err)
 			return
@@ -755,7 +755,7 @@ func fleetServe(ctx context.Context, cfg config, stderr io.Writer, log *slog.Log
 	}
 	go kube.RunInformer(ctx, inf)
 	srv := &fleetsvc.Server{State: state, Now: time.Now, RenewBefore: time.Duration(cfg.RenewBefore), Window: w,
-		MaxConcurrent: cfg.MaxConcurrent, Synced: inf.HasSynced, Log: log}
+		MaxConcurrent: cfg.MaxConcurrent, Synced: synced, Log: log}
 	scope := cfg.Namespace
 	if scope == "" {
 		scope = "all namespaces"
