@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -664,6 +665,12 @@ func watchCmd(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logge
 		Secrets: &kube.SecretStore{Client: t.client, Namespace: t.namespace, Name: t.secret, Retry: time.Duration(cfg.APITimeout)},
 		Events:  &kube.Events{Client: t.client, Namespace: t.namespace, Pod: t.pod, Log: log},
 		Client:  t.client, Namespace: t.namespace, Pod: t.pod, Log: log, Now: time.Now,
+	}
+	// The sidecar lives for months on a few allocations a minute: a smaller heap goal costs
+	// nothing measurable in CPU and keeps it within its 20 MiB budget (BenchmarkSidecarIdle:
+	// 20.5 MiB at the default GOGC 100, 19.9–20.0 MiB at 40). A GOGC the user set wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(40)
 	}
 	log.Info("watching", "pki_dir", pkiDir, "secret", t.namespace+"/"+t.secret, "listen", cfg.Listen, "restart_window", cfg.RestartWindow)
 	if err := s.Run(ctx); err != nil {
