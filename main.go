@@ -578,11 +578,7 @@ func fleet(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
 	if cfg.PageSize < 1 {
 		return fail(stderr, usageError{"--page-size: must be at least 1"})
 	}
-	rc, err := kube.Config(cfg.Kubeconfig)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	c, err := kube.NewClient(rc)
+	c, err := hostClient(cfg)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -679,6 +675,15 @@ func watchCmd(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logge
 	return exitOK
 }
 
+// hostClient is the API client of the fleet commands, which have no vcluster to resolve.
+func hostClient(cfg config) (*kube.Client, error) {
+	rc, err := kube.Config(cfg.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return kube.NewClient(rc)
+}
+
 // planWindow reads --restart-window, --restart-timezone and --max-concurrent for fleet serve and
 // fleet plan, with the sidecar's window syntax.
 func planWindow(cfg config) (*watch.Window, *time.Location, error) {
@@ -705,11 +710,7 @@ func fleetPlan(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	rc, err := kube.Config(cfg.Kubeconfig)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	c, err := kube.NewClient(rc)
+	c, err := hostClient(cfg)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -739,11 +740,7 @@ func fleetServe(ctx context.Context, cfg config, stderr io.Writer, log *slog.Log
 	if err != nil {
 		return fail(stderr, err)
 	}
-	rc, err := kube.Config(cfg.Kubeconfig)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	c, err := kube.NewClient(rc)
+	c, err := hostClient(cfg)
 	if err != nil {
 		return fail(stderr, err)
 	}
