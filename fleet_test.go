@@ -14,25 +14,13 @@ import (
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// fleetUser is a user that may only list Secrets cluster-wide: the ClusterRole README documents.
+// fleetUser is a user that may only list Secrets cluster-wide: what `certguard fleet` needs.
 func fleetUser(t testing.TB) (string, string) {
 	t.Helper()
-	ctx := context.Background()
-	name := fmt.Sprintf("fleet-%d", time.Now().UnixNano())
-	kenv.Client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"list"}}}}, metav1.CreateOptions{})
-	kenv.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: name},
-		Subjects: []rbacv1.Subject{{Kind: "User", Name: name, APIGroup: "rbac.authorization.k8s.io"}}}, metav1.CreateOptions{})
-	kc, err := kenv.Kubeconfig(t.TempDir(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return name, kc
+	return fleetUserWith(t, "list")
 }
 
 func putSecret(t testing.TB, ns, name string, labels map[string]string, data map[string][]byte) {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+	fleetsvc "github.com/certguard/certguard/fleet"
 	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
@@ -38,6 +39,8 @@ Usage:
   certguard check [flags]      print every certificate, disk against Secret
   certguard watch [flags]      the sidecar: metrics, Events, a restart before expiry
   certguard fleet [flags]      one row per vcluster certificate Secret on the host cluster
+  certguard fleet serve        the host-side service: every vcluster's metrics, /plan
+  certguard fleet plan         when each vcluster's k0s leaves fall due, and its restart window
   certguard demo [--dir DIR]   repair an expired vcluster-style PKI in a temp dir, no cluster
   certguard version
 
@@ -63,6 +66,14 @@ Examples:
   $ certguard fleet
       Every vcluster's certificates from the host cluster (needs list on secrets), most urgent
       first; exit 4 when any is due, expired or unreadable.
+
+  $ certguard fleet serve --restart-window "Sat 02:00-04:00"
+      Follow every vcluster certificate Secret (needs list and watch on secrets) and serve
+      x509_cert_* and certguard_vcluster_* metrics on :9793, and the restart plan on /plan.
+
+  $ certguard fleet plan --restart-window "Sat 02:00-04:00" --max-concurrent 2
+      When each vcluster's k0s leaves fall due (expiry - --renew-before), and the first window
+      opening at or after that with room for it: at most 2 vclusters an opening.
 
 Flags (every flag can be set as CERTGUARD_<NAME>, e.g. CERTGUARD_RENEW_BEFORE=90d; a flag wins):
 %s
@@ -114,6 +125,7 @@ type config struct {
 	MaxClockSkew       duration `env:"MAX_CLOCK_SKEW" envDefault:"5m"`
 	Dir                string   `env:"DEMO_DIR"`
 	PageSize           int64    `env:"PAGE_SIZE" envDefault:"100"`
+	MaxConcurrent      int      `env:"MAX_CONCURRENT" envDefault:"1"`
 	Listen             string   `env:"LISTEN" envDefault:":9793"`
 	RestartBefore      duration `env:"RESTART_BEFORE" envDefault:"30d"`
 	RestartWindow      string   `env:"RESTART_WINDOW"`
@@ -141,12 +153,12 @@ func (c *config) flags(cmd string) *flag.FlagSet {
 		str(&c.PodName, "pod-name", "this pod's name, for Events (default: the hostname)")
 		fs.Var(&c.APITimeout, "api-timeout", "how long to retry while the API server is unreachable")
 	}
-	if in("repair", "check", "watch", "fleet") {
+	if in("repair", "check", "watch", "fleet", "fleet serve", "fleet plan") {
 		str(&c.Kubeconfig, "kubeconfig", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
 		fs.Var(&c.RenewBefore, "renew-before", "a leaf that expires within this is due (e.g. 120d, 90d, 720h)")
 		str(&c.LogFormat, "log-format", "log format: text or json")
 	}
-	if in("repair", "check", "fleet") {
+	if in("repair", "check", "fleet", "fleet plan") {
 		str(&c.Output, "o", "output: text or json")
 		str(&c.Output, "output", "output: text or json")
 	}
@@ -169,10 +181,20 @@ func (c *config) flags(cmd string) *flag.FlagSet {
 		fs.Var(&c.RestartMinInterval, "restart-min-interval", "at most one restart per this interval (recorded on the Secret)")
 		fs.Var(&c.EventReminder, "event-reminder", "repeat a warning Event this often while a certificate stays due")
 		fs.BoolVar(&c.DryRun, "dry-run", c.DryRun, "log restarts instead of doing them")
-	case "fleet":
+	case "fleet", "fleet serve", "fleet plan":
 		str(&c.Namespace, "n", "only this namespace (default: all)")
 		str(&c.Namespace, "namespace", "only this namespace (default: all)")
-		fs.Int64Var(&c.PageSize, "page-size", c.PageSize, "Secrets per LIST page")
+		if cmd != "fleet serve" {
+			fs.Int64Var(&c.PageSize, "page-size", c.PageSize, "Secrets per LIST page")
+		}
+		if cmd == "fleet serve" {
+			str(&c.Listen, "listen", "address for /metrics, /plan, /healthz and /readyz")
+		}
+		if cmd != "fleet" {
+			str(&c.RestartWindow, "restart-window", `restart window the plan books on, e.g. "Sat 02:00-04:00" (empty: none)`)
+			str(&c.RestartTimezone, "restart-timezone", "time zone of --restart-window")
+			fs.IntVar(&c.MaxConcurrent, "max-concurrent", c.MaxConcurrent, "at most this many vclusters per window opening")
+		}
 	case "demo":
 		str(&c.Dir, "dir", "directory for the demo PKI (default: a new temp dir)")
 	}
@@ -181,7 +203,7 @@ func (c *config) flags(cmd string) *flag.FlagSet {
 
 func flagHelp() string {
 	var b strings.Builder
-	for _, cmd := range []string{"repair", "check", "watch", "fleet"} {
+	for _, cmd := range []string{"repair", "check", "watch", "fleet", "fleet serve", "fleet plan"} {
 		c := config{}
 		fs := c.flags(cmd)
 		fmt.Fprintf(&b, "  %s:\n", cmd)
@@ -213,13 +235,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	cmd := args[0]
+	// fleet's two subcommands are commands of their own, with their own flags.
+	if cmd == "fleet" && len(args) > 1 && (args[1] == "serve" || args[1] == "plan") {
+		cmd, args = "fleet "+args[1], args[1:]
+	}
 	var cfg config
 	if err := env.ParseWithOptions(&cfg, env.Options{Prefix: "CERTGUARD_"}); err != nil {
 		return fail(stderr, usageError{"environment: " + firstLine(err.Error())})
 	}
 	terminationLog = cfg.TerminationLog
 	switch cmd {
-	case "repair", "check", "demo", "fleet", "watch":
+	case "repair", "check", "demo", "fleet", "fleet serve", "fleet plan", "watch":
 	case "version":
 		return versionCmd(args[1:], cfg.Output, stdout, stderr)
 	default:
@@ -250,6 +276,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return check(ctx, cfg, stdout, stderr, log)
 	case "fleet":
 		return fleet(ctx, cfg, stdout, stderr)
+	case "fleet serve":
+		return fleetServe(ctx, cfg, stderr, log)
+	case "fleet plan":
+		return fleetPlan(ctx, cfg, stdout, stderr)
 	case "watch":
 		return watchCmd(ctx, cfg, stderr, log)
 	}
@@ -548,11 +578,7 @@ func fleet(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
 	if cfg.PageSize < 1 {
 		return fail(stderr, usageError{"--page-size: must be at least 1"})
 	}
-	rc, err := kube.Config(cfg.Kubeconfig)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	c, err := kube.NewClient(rc)
+	c, err := hostClient(cfg)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -645,6 +671,105 @@ func watchCmd(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logge
 	log.Info("watching", "pki_dir", pkiDir, "secret", t.namespace+"/"+t.secret, "listen", cfg.Listen, "restart_window", cfg.RestartWindow)
 	if err := s.Run(ctx); err != nil {
 		return fail(stderr, err)
+	}
+	return exitOK
+}
+
+// hostClient is the API client of the fleet commands, which have no vcluster to resolve.
+func hostClient(cfg config) (*kube.Client, error) {
+	rc, err := kube.Config(cfg.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return kube.NewClient(rc)
+}
+
+// planWindow reads --restart-window, --restart-timezone and --max-concurrent for fleet serve and
+// fleet plan, with the sidecar's window syntax.
+func planWindow(cfg config) (*watch.Window, *time.Location, error) {
+	loc, err := time.LoadLocation(cfg.RestartTimezone)
+	if err != nil {
+		return nil, nil, usageError{"--restart-timezone: " + err.Error()}
+	}
+	w, err := watch.ParseWindow(cfg.RestartWindow, loc)
+	if err != nil {
+		return nil, nil, usageError{"--restart-window: " + err.Error()}
+	}
+	if cfg.MaxConcurrent < 1 {
+		return nil, nil, usageError{fmt.Sprintf("--max-concurrent: must be at least 1 (got %d)", cfg.MaxConcurrent)}
+	}
+	return w, loc, nil
+}
+
+// fleetPlan prints the restart plan from one paginated LIST, as `certguard fleet` reads Secrets.
+func fleetPlan(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
+	if cfg.PageSize < 1 {
+		return fail(stderr, usageError{"--page-size: must be at least 1"})
+	}
+	w, loc, err := planWindow(cfg)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	c, err := hostClient(cfg)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	now := time.Now()
+	renew := time.Duration(cfg.RenewBefore)
+	var rows []pki.FleetRow
+	if _, err := kube.EachCertSecret(ctx, c, cfg.Namespace, cfg.PageSize, func(s *pki.Secret) {
+		rows = append(rows, pki.Fleet(s, now, renew))
+	}); err != nil {
+		return fail(stderr, err)
+	}
+	p := fleetsvc.BuildPlan(rows, now, renew, w, cfg.MaxConcurrent)
+	if cfg.Output == "json" {
+		_ = pki.WriteJSON(stdout, p)
+	} else {
+		_ = fleetsvc.WritePlan(stdout, p, loc)
+	}
+	return exitOK
+}
+
+// fleetServe follows every vcluster certificate Secret with an informer and serves metrics and
+// the plan until it is stopped. RBAC refusing list or watch ends it with one line naming the
+// verb: no retry makes a missing grant appear, and a crash-looping pod with that line as its
+// termination message says what to fix.
+func fleetServe(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logger) int {
+	w, _, err := planWindow(cfg)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	c, err := hostClient(cfg)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	state := fleetsvc.NewState()
+	inf, synced, err := kube.CertSecretInformer(c, cfg.Namespace, state.Set, func(err error) {
+		if kube.IsForbidden(err) {
+			cancel(err)
+			return
+		}
+		log.Warn("list/watch Secrets failed; retrying", "err", err)
+	})
+	if err != nil {
+		return fail(stderr, err)
+	}
+	go kube.RunInformer(ctx, inf)
+	srv := &fleetsvc.Server{State: state, Now: time.Now, RenewBefore: time.Duration(cfg.RenewBefore), Window: w,
+		MaxConcurrent: cfg.MaxConcurrent, Synced: synced, Log: log}
+	scope := cfg.Namespace
+	if scope == "" {
+		scope = "all namespaces"
+	}
+	log.Info("following vcluster certificate Secrets", "namespace", scope, "restart_window", cfg.RestartWindow)
+	if err := srv.Serve(ctx, cfg.Listen); err != nil {
+		return fail(stderr, err)
+	}
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return fail(stderr, fmt.Errorf("fleet serve: %w", cause))
 	}
 	return exitOK
 }

@@ -2,6 +2,7 @@ package charts_test
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -29,6 +30,7 @@ type valueSet struct {
 	headless  bool              // the metrics Service has no cluster IP
 	team      bool              // commonLabels team=platform
 	fleet     string            // ClusterRole name
+	serve     bool              // fleet.serve.enabled: the fleet serve Deployment and its objects
 }
 
 var valueSets = []valueSet{
@@ -75,6 +77,22 @@ fleet: {enabled: true, name: certguard-fleet-readers}
 		kinds: []string{"ClusterRole"},
 		fleet: "certguard-fleet-readers",
 	},
+	{
+		name: "fleet-serve", release: "certguard-fleet",
+		values: `
+rbac: {events: false}
+fleet:
+  serve:
+    enabled: true
+    restartWindow: "Sat 02:00-04:00"
+    restartTimezone: Europe/Berlin
+    maxConcurrent: 2
+    serviceMonitor: {enabled: true, labels: {release: kube-prometheus-stack}}
+`,
+		kinds: []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount", "ServiceMonitor"},
+		fleet: "certguard-fleet",
+		serve: true,
+	},
 }
 
 func (v valueSet) file(t *testing.T) string {
@@ -115,6 +133,9 @@ func TestAddonChartLint(t *testing.T) {
 		{"group without apiGroup", "fleet.subjects[0].kind=Group,fleet.subjects[0].name=sre", "apiGroup"},
 		{"service account without namespace", "fleet.subjects[0].kind=ServiceAccount,fleet.subjects[0].name=x", "namespace"},
 		{"warning not before critical", "prometheusRule.enabled=true,prometheusRule.expiresSoon.warning=10d", "must be longer"},
+		{"fleet serve: no vcluster per opening", "fleet.serve.enabled=true,fleet.serve.maxConcurrent=0", "maxConcurrent"},
+		{"fleet serve: not a window", "fleet.serve.enabled=true,fleet.serve.restartWindow=saturday night", "restartWindow"},
+		{"fleet serve: renew-before without unit", "fleet.serve.enabled=true,fleet.serve.renewBefore=120", "renewBefore"},
 	} {
 		r := run(t, nil, helmBin, "template", "x", chartDir, "--set", c.set)
 		if r.code == 0 || !strings.Contains(r.stderr, c.want) {
@@ -138,11 +159,21 @@ func TestAddonChartTemplate(t *testing.T) {
 			t.Logf("helm template (%s): %v", v.name, took.Round(time.Millisecond))
 			var kinds []string
 			byKind := map[string]obj{}
+			fleetServe := map[string]obj{} // the fleet serve objects, by kind
 			for _, o := range objs {
 				k := str(o, "kind")
 				kinds = append(kinds, k)
-				byKind[k] = o
+				if str(o, "metadata", "labels", "app.kubernetes.io/component") == "fleet" {
+					fleetServe[k] = o
+				} else {
+					byKind[k] = o
+				}
 				checkMeta(t, v, ns, o)
+			}
+			if v.serve {
+				checkFleetServe(t, ns, fleetServe, byKind["ClusterRole"])
+			} else if len(fleetServe) > 0 {
+				t.Errorf("fleet serve objects without fleet.serve.enabled: %v", slices.Sorted(maps.Keys(fleetServe)))
 			}
 			sort.Strings(kinds)
 			if !reflect.DeepEqual(kinds, v.kinds) {
@@ -463,7 +494,8 @@ func checkFleet(t *testing.T, v valueSet, cr, crb obj) {
 	if str(cr, "metadata", "name") != v.fleet {
 		t.Errorf("ClusterRole %q, want %q", str(cr, "metadata", "name"), v.fleet)
 	}
-	want := []any{obj{"apiGroups": []any{""}, "resources": []any{"secrets"}, "verbs": []any{"list"}}}
+	// list for fleet and fleet plan, watch for fleet serve's informer; no get, no write.
+	want := []any{obj{"apiGroups": []any{""}, "resources": []any{"secrets"}, "verbs": []any{"list", "watch"}}}
 	if got := get(cr, "rules"); !reflect.DeepEqual(got, want) {
 		t.Errorf("fleet ClusterRole rules %v, want exactly %v", got, want)
 	}
@@ -546,5 +578,84 @@ func TestAddonChartNotes(t *testing.T) {
 	}
 	if strings.Contains(notes, "vcluster create") || strings.Contains(notes, "derived from") {
 		t.Errorf("fleet-only NOTES talk about a vcluster:\n%s", notes)
+	}
+	r = mustRun(t, []string{"KUBECONFIG=" + adminKubeconfig}, helmBin, "install", "certguard-fleet", chartDir, "-n", ns, "--dry-run=server",
+		"--set", "rbac.events=false,fleet.serve.enabled=true")
+	notes = r.stdout[strings.Index(r.stdout, "NOTES:"):]
+	for _, want := range []string{"fleet only", "Deployment certguard-fleet-serve runs `certguard fleet serve`", "port-forward svc/certguard-fleet-serve 9793"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("fleet serve NOTES lack %q:\n%s", want, notes)
+		}
+	}
+}
+
+// checkFleetServe checks the fleet serve objects of the fleet-serve value set: the Deployment runs
+// `certguard fleet serve` with the values as flags, as a ServiceAccount bound to the fleet
+// ClusterRole and nothing else, behind a Service and a ServiceMonitor that select it.
+func checkFleetServe(t *testing.T, ns string, objs map[string]obj, cr obj) {
+	t.Helper()
+	if got := slices.Sorted(maps.Keys(objs)); !reflect.DeepEqual(got, []string{"ClusterRoleBinding", "Deployment", "Service", "ServiceAccount", "ServiceMonitor"}) {
+		t.Fatalf("fleet serve objects %v", got)
+	}
+	const name = "certguard-fleet-serve"
+	for k, o := range objs {
+		if str(o, "metadata", "name") != name {
+			t.Errorf("%s named %q, want %s", k, str(o, "metadata", "name"), name)
+		}
+	}
+	crb := objs["ClusterRoleBinding"]
+	if str(crb, "roleRef", "kind") != "ClusterRole" || str(crb, "roleRef", "name") != str(cr, "metadata", "name") {
+		t.Errorf("fleet serve ClusterRoleBinding roleRef %v, want the fleet ClusterRole", get(crb, "roleRef"))
+	}
+	if want := []any{obj{"kind": "ServiceAccount", "name": name, "namespace": ns}}; !reflect.DeepEqual(get(crb, "subjects"), want) {
+		t.Errorf("fleet serve ClusterRoleBinding subjects %v, want %v", get(crb, "subjects"), want)
+	}
+	d := objs["Deployment"]
+	pod := get(d, "spec", "template").(obj)
+	if str(pod, "spec", "serviceAccountName") != name || get(d, "spec", "replicas") != float64(1) {
+		t.Errorf("Deployment: serviceAccountName %q, replicas %v", str(pod, "spec", "serviceAccountName"), get(d, "spec", "replicas"))
+	}
+	c := get(pod, "spec", "containers").([]any)[0].(obj)
+	wantArgs := []string{"fleet", "serve", "--listen=:9793", "--renew-before=120d", "--restart-window=Sat 02:00-04:00",
+		"--restart-timezone=Europe/Berlin", "--max-concurrent=2", "--log-format=json"}
+	if got := strs(c, "args"); !reflect.DeepEqual(got, wantArgs) {
+		t.Errorf("fleet serve args %q, want %q", got, wantArgs)
+	}
+	var chart struct {
+		AppVersion string `json:"appVersion"`
+	}
+	readYAML(t, filepath.Join(chartDir, "Chart.yaml"), &chart)
+	if want := "ghcr.io/certguard/certguard:" + chart.AppVersion; str(c, "image") != want {
+		t.Errorf("fleet serve image %q, want %q (the release the chart ships with)", str(c, "image"), want)
+	}
+	if str(c, "readinessProbe", "httpGet", "path") != "/readyz" || str(c, "livenessProbe", "httpGet", "path") != "/healthz" {
+		t.Errorf("probes: readiness %v, liveness %v", get(c, "readinessProbe"), get(c, "livenessProbe"))
+	}
+	podLabels := get(pod, "metadata", "labels").(obj)
+	for k, v := range get(d, "spec", "selector", "matchLabels").(obj) {
+		if podLabels[k] != v {
+			t.Errorf("Deployment selector %s=%v does not match its pod labels %v", k, v, podLabels)
+		}
+	}
+	svc := objs["Service"]
+	for k, v := range get(svc, "spec", "selector").(obj) {
+		if podLabels[k] != v {
+			t.Errorf("Service selector %s=%v does not select the fleet serve pod %v", k, v, podLabels)
+		}
+	}
+	if want := []any{obj{"name": "metrics", "port": float64(9793), "targetPort": "metrics", "protocol": "TCP"}}; !reflect.DeepEqual(get(svc, "spec", "ports"), want) {
+		t.Errorf("Service ports %v, want %v", get(svc, "spec", "ports"), want)
+	}
+	var sm serviceMonitor
+	strict(t, objs["ServiceMonitor"], &sm)
+	svcLabels := get(svc, "metadata", "labels").(obj)
+	for k, v := range sm.Spec.Selector.MatchLabels {
+		if svcLabels[k] != v {
+			t.Errorf("ServiceMonitor selector %s=%s does not select the fleet serve Service", k, v)
+		}
+	}
+	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "metrics" || sm.Spec.Endpoints[0].Path != "/metrics" ||
+		!reflect.DeepEqual(sm.Spec.NamespaceSelector.MatchNames, []string{ns}) || str(objs["ServiceMonitor"], "metadata", "labels", "release") != "kube-prometheus-stack" {
+		t.Errorf("ServiceMonitor %+v", sm.Spec)
 	}
 }

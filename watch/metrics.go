@@ -127,29 +127,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Unlock()
 	now := m.Now()
 	seen := map[string]bool{}
-	send := func(d *prometheus.Desc, v float64, l []string) {
-		if mt, err := prometheus.NewConstMetric(d, prometheus.GaugeValue, v, l...); err == nil {
-			ch <- mt
-		}
-	}
-	cert := func(c certFields, l []string) {
-		for i := range l {
-			l[i] = labelValue(l[i])
-		}
-		key := strings.Join(l, "\x00")
-		if seen[key] {
-			return
-		}
-		seen[key] = true
-		exp := 0.0
-		if now.After(c.notAfter) {
-			exp = 1
-		}
-		send(descNotAfter, float64(c.notAfter.Unix()), l)
-		send(descNotBefore, float64(c.notBefore.Unix()), l)
-		send(descExpired, exp, l)
-		send(descExpiresIn, c.notAfter.Sub(now).Seconds(), l)
-	}
+	send := func(d *prometheus.Desc, v float64, l []string) { sendGauge(ch, d, v, l) }
+	cert := func(c certFields, l []string) { sendCert(ch, now, seen, c, l) }
 	if s.disk != nil {
 		for _, f := range s.disk.Files {
 			if f.Cert == nil {
@@ -169,16 +148,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if s.secret != nil {
-		for _, f := range s.secret.Files {
-			if f.Cert == nil {
-				continue
-			}
-			// The exporter's kube-secret series carry no embedded_* labels: a kubeconfig in a
-			// Secret key is one series, like any other key.
-			loc := location{ns: s.secretNS, name: s.secretName, key: pki.SecretKey(f.Path)}
-			c := fromInfo(f.Cert)
-			cert(c, labels(c, loc, "", ""))
-		}
+		CollectSecretCerts(ch, now, seen, s.secretNS, s.secretName, s.secret)
 	}
 	send(descSourceUp, b2f(s.diskUp), []string{KindFile, labelValue(s.pkiDir)})
 	send(descSourceUp, b2f(s.diskUp), []string{KindKubeconfig, labelValue(s.pkiDir)})
@@ -190,6 +160,63 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	send(descRestart, unix(s.nextRestart), nil)
 	send(descBlocked, b2f(s.restartBlocked), nil)
 	m.Errors.Collect(ch)
+}
+
+func sendGauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, l []string) {
+	if mt, err := prometheus.NewConstMetric(d, prometheus.GaugeValue, v, l...); err == nil {
+		ch <- mt
+	}
+}
+
+// sendCert sends the four x509_cert_* series of one certificate, once per label set: seen holds
+// the label sets already sent in this scrape, since a repeated series fails the whole scrape.
+func sendCert(ch chan<- prometheus.Metric, now time.Time, seen map[string]bool, c certFields, l []string) {
+	for i := range l {
+		l[i] = labelValue(l[i])
+	}
+	key := strings.Join(l, "\x00")
+	if seen[key] {
+		return
+	}
+	seen[key] = true
+	exp := 0.0
+	if now.After(c.notAfter) {
+		exp = 1
+	}
+	sendGauge(ch, descNotAfter, float64(c.notAfter.Unix()), l)
+	sendGauge(ch, descNotBefore, float64(c.notBefore.Unix()), l)
+	sendGauge(ch, descExpired, exp, l)
+	sendGauge(ch, descExpiresIn, c.notAfter.Sub(now).Seconds(), l)
+}
+
+// DescribeCerts sends the descriptors of the x509_cert_* and x509_source_up series, for a
+// collector that renders Secrets with CollectSecretCerts (certguard fleet serve).
+func DescribeCerts(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descNotAfter, descNotBefore, descExpired, descExpiresIn, descSourceUp} {
+		ch <- d
+	}
+}
+
+// CollectSecretCerts sends the x509_cert_* series of every certificate of a Secret's report
+// (pki.Inspect of the Secret alone), labelled as x509-certificate-exporter's kube-secret source
+// labels them, and its x509_source_up. The sidecar and certguard fleet serve both render Secrets
+// through it, so that one dashboard reads both. seen is shared by every call of one scrape.
+func CollectSecretCerts(ch chan<- prometheus.Metric, now time.Time, seen map[string]bool, ns, name string, r *pki.Report) {
+	for _, f := range r.Files {
+		if f.Cert == nil {
+			continue
+		}
+		// The exporter's kube-secret series carry no embedded_* labels: a kubeconfig in a
+		// Secret key is one series, like any other key.
+		loc := location{ns: ns, name: name, key: pki.SecretKey(f.Path)}
+		c := fromInfo(f.Cert)
+		sendCert(ch, now, seen, c, labels(c, loc, "", ""))
+	}
+}
+
+// SourceUp sends one x509_source_up series.
+func SourceUp(ch chan<- prometheus.Metric, kind, name string, up bool) {
+	sendGauge(ch, descSourceUp, b2f(up), []string{kind, labelValue(name)})
 }
 
 // location is where a certificate was read: a file, or a Secret's key.

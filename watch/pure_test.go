@@ -146,3 +146,32 @@ func TestEventerDeduplicates(t *testing.T) {
 		t.Fatalf("renewed: %+v", evs)
 	}
 }
+
+// TestNextOpening: the expected openings are read off a calendar (2026-11-28 is a Saturday).
+func TestNextOpening(t *testing.T) {
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	cases := []struct{ window, t, want string }{
+		{"Sat 02:00-04:00", "2026-11-27T10:00:00Z", "2026-11-28T02:00:00Z"},
+		{"Sat 02:00-04:00", "2026-11-28T02:00:00Z", "2026-11-28T02:00:00Z"}, // at an opening: that one
+		{"Sat 02:00-04:00", "2026-11-28T02:00:01Z", "2026-12-05T02:00:00Z"}, // inside: the next one
+		{"Sat 02:00-04:00", "2026-11-28T04:00:00Z", "2026-12-05T02:00:00Z"},
+		{"23:00-01:00", "2026-11-28T00:30:00Z", "2026-11-28T23:00:00Z"}, // inside yesterday's
+		{"00:00-00:00", "2026-11-28T12:00:00Z", "2026-11-29T00:00:00Z"}, // 24 h windows abut
+		{"Mon-Fri 01:00-02:00", "2026-11-27T01:30:00Z", "2026-11-30T01:00:00Z"},
+	}
+	for _, c := range cases {
+		w, err := ParseWindow(c.window, time.UTC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := w.NextOpening(at(c.t)); !got.Equal(at(c.want)) {
+			t.Errorf("%q.NextOpening(%s) = %s, want %s", c.window, c.t, got.UTC().Format(time.RFC3339), c.want)
+		}
+	}
+}

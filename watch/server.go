@@ -44,3 +44,7 @@ func serve(ln net.Listener, h http.Handler, l HTTPLimits) *http.Server {
 	go func() { _ = srv.Serve(netutil.LimitListener(ln, l.MaxConns)) }()
 	return srv
 }
+
+// Serve serves h on ln within the limits until the returned server is shut down; certguard fleet
+// serve uses the sidecar's limits and timeouts.
+func Serve(ln net.Listener, h http.Handler, l HTTPLimits) *http.Server { return serve(ln, h, l) }

@@ -116,3 +116,17 @@ func (w *Window) Next(t time.Time) time.Time {
 	}
 	return s
 }
+
+// NextOpening returns the first instant at or after t at which the window opens: the start of a
+// window, never a moment inside one. certguard fleet plan books restarts on openings, so that
+// each booked vcluster gets a whole window.
+func (w *Window) NextOpening(t time.Time) time.Time {
+	s, open := w.opening(t)
+	if !open || s.Equal(t) {
+		return s
+	}
+	// Inside a window that opened before t: the next one opens after this one closes (a window
+	// lasts at most 24 h and there is one a day, so they never overlap; they may abut).
+	s, _ = w.opening(s.Add(w.length()))
+	return s
+}

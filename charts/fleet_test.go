@@ -1,0 +1,177 @@
+package charts_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// TestFleetServeChartRBAC installs the chart with fleet.serve.enabled for real and runs the
+// Deployment's own args as its ServiceAccount: the fleet ClusterRole, exactly as rendered, is
+// enough for fleet serve to sync and report a vcluster in another namespace. The same
+// ClusterRole without watch makes fleet serve exit 1 with one line naming the verb.
+func TestFleetServeChartRBAC(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "fleetserve")
+	vcNs := namespace(t, "fleetvc")
+	expiredPKI(t, vcNs, "my-vc")
+	role := "certguard-fleet-" + ns // cluster-scoped: one name per test run
+	values := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(values, []byte("rbac: {events: false}\nfleet: {name: "+role+", serve: {enabled: true}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := mustRun(t, nil, helmBin, "template", "certguard-fleet", chartDir, "-n", ns, "-f", values)
+	rendered := filepath.Join(t.TempDir(), "fleet.yaml")
+	if err := os.WriteFile(rendered, []byte(r.stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, []string{"KUBECONFIG=" + adminKubeconfig}, kubectlBin, "apply", "-n", ns, "-f", rendered)
+	var args []string
+	for _, o := range parseDocs(t, r.stdout) {
+		if str(o, "kind") == "Deployment" {
+			args = strs(get(o, "spec", "template", "spec", "containers").([]any)[0], "args")
+		}
+	}
+	if len(args) < 2 || args[0] != "fleet" || args[1] != "serve" {
+		t.Fatalf("the Deployment's args %q", args)
+	}
+	sa := role + "-serve"
+	groups := []string{"system:serviceaccounts", "system:serviceaccounts:" + ns}
+	kc, err := env.Kubeconfig(t.TempDir(), "system:serviceaccount:"+ns+":"+sa, groups...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitAllowed(t, "system:serviceaccount:"+ns+":"+sa, groups, "watch", true)
+
+	// The Deployment's args, on a local port instead of :9793.
+	addr := freeAddr(t)
+	local := append([]string{}, args...)
+	for i, a := range local {
+		if strings.HasPrefix(a, "--listen=") {
+			local[i] = "--listen=" + addr
+		}
+	}
+	cmd := exec.Command(certguardBin, append(local, "--kubeconfig="+kc)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}()
+	want := regexp.MustCompile(`(?m)^certguard_vcluster_status\{secret_namespace="` + vcNs + `",status="EXPIRED",vcluster="my-vc"\} 1$`)
+	var metrics string
+	for end := time.Now().Add(20 * time.Second); !want.MatchString(metrics); {
+		if time.Now().After(end) {
+			t.Fatalf("fleet serve as the chart's ServiceAccount never reported my-vc as EXPIRED:\n%s\n%s", metrics, stderr.String())
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("fleet serve exited: %v\n%s", err, stderr.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				resp, err := http.Get("http://" + addr + "/metrics")
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				metrics = string(b)
+			}
+		}
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-done; err != nil {
+		t.Errorf("fleet serve on SIGTERM: %v\n%s", err, stderr.String())
+	}
+
+	// The same ClusterRole without watch, bound to another ServiceAccount.
+	cr, err := env.Client.RbacV1().ClusterRoles().Get(ctx, role, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noWatch := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: role + "-nowatch"}, Rules: cr.DeepCopy().Rules}
+	for i := range noWatch.Rules {
+		var verbs []string
+		for _, v := range noWatch.Rules[i].Verbs {
+			if v != "watch" {
+				verbs = append(verbs, v)
+			}
+		}
+		noWatch.Rules[i].Verbs = verbs
+	}
+	if _, err := env.Client.RbacV1().ClusterRoles().Create(ctx, noWatch, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sa2 := "system:serviceaccount:" + ns + ":nowatch"
+	if _, err := env.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: noWatch.Name},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: noWatch.Name},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "nowatch", Namespace: ns}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitAllowed(t, sa2, groups, "list", true)
+	kc2, err := env.Kubeconfig(t.TempDir(), sa2, groups...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Text logs: once the INFO lines are dropped, only the error line is left.
+	for i, a := range local {
+		if strings.HasPrefix(a, "--log-format=") {
+			local[i] = "--log-format=text"
+		}
+	}
+	res := run(t, nil, certguardBin, append(local, "--listen="+freeAddr(t), "--kubeconfig="+kc2)...)
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(res.stderr), "\n") {
+		if !strings.Contains(l, "level=INFO") {
+			lines = append(lines, l)
+		}
+	}
+	if res.code != 1 || len(lines) != 1 || !strings.Contains(lines[0], `cannot watch resource "secrets"`) || !strings.Contains(lines[0], `grant RBAC "watch"`) {
+		t.Fatalf("without watch: exit %d, want 1 and one line naming watch:\n%s", res.code, res.stderr)
+	}
+}
+
+// waitAllowed polls a SubjectAccessReview until RBAC's cache says user may (or may not) verb
+// secrets cluster-wide: a new binding reaches the authorizer a moment after it is created.
+func waitAllowed(t *testing.T, user string, groups []string, verb string, want bool) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); ; {
+		rev, err := env.Client.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), &authorizationv1.SubjectAccessReview{
+			Spec: authorizationv1.SubjectAccessReviewSpec{User: user, Groups: groups,
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Resource: "secrets"}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rev.Status.Allowed == want {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%s may %s secrets: %v, want %v", user, verb, rev.Status.Allowed, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

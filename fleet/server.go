@@ -1,0 +1,72 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/certguard/certguard/watch"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Server serves /metrics, /plan, /healthz and /readyz over a State.
+type Server struct {
+	State         *State
+	Now           func() time.Time
+	RenewBefore   time.Duration
+	Window        *watch.Window // nil: no restart window, /plan books nothing
+	MaxConcurrent int
+	// Synced reports that the informer has delivered its first LIST: until then the state is
+	// partial, and /readyz says so rather than letting a scrape read a half-empty fleet as healthy.
+	Synced func() bool
+	Log    *slog.Logger
+	HTTP   watch.HTTPLimits
+}
+
+// Handler builds the routes, with a registry of its own (never the global one).
+func (s *Server) Handler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&Collector{State: s.State, Now: s.Now, RenewBefore: s.RenewBefore})
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.Synced() {
+			http.Error(w, "the Secret informer has not synced yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/plan", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.Synced() {
+			http.Error(w, "the Secret informer has not synced yet", http.StatusServiceUnavailable)
+			return
+		}
+		now := s.Now()
+		p := BuildPlan(s.State.Rows(now, s.RenewBefore), now, s.RenewBefore, s.Window, s.MaxConcurrent)
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(p)
+	})
+	return mux
+}
+
+// Serve listens on addr and serves until ctx ends, then shuts down within 5 s.
+func (s *Server) Serve(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	srv := watch.Serve(ln, s.Handler(), s.HTTP)
+	s.Log.Info("serving", "listen", ln.Addr().String())
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
