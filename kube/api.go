@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"time"
@@ -41,6 +42,7 @@ type secret struct {
 	Type     string
 	Data     map[string][]byte
 	obj      *unstructured.Unstructured
+	raw      []byte // the server's JSON, when obj is not decoded yet
 }
 
 func metaOf(u *unstructured.Unstructured) meta {
@@ -78,6 +80,12 @@ func decodeSecret(u *unstructured.Unstructured) (*secret, error) {
 // every other field (and the resourceVersion, which makes a concurrent change a Conflict) stays
 // as the server sent it.
 func (s *secret) edited(remove []string, annotations map[string]string) (*unstructured.Unstructured, error) {
+	if s.obj == nil {
+		s.obj = &unstructured.Unstructured{}
+		if err := s.obj.UnmarshalJSON(s.raw); err != nil {
+			return nil, fmt.Errorf("decode Secret %s/%s: %w", s.Metadata.Namespace, s.Metadata.Name, err)
+		}
+	}
 	obj := s.obj.DeepCopy()
 	for _, k := range remove {
 		unstructured.RemoveNestedField(obj.Object, "data", k)
@@ -98,11 +106,44 @@ func (c *Client) secrets(ns string) dynamic.ResourceInterface {
 }
 
 func (c *Client) getSecret(ctx context.Context, ns, name string) (*secret, error) {
-	u, err := c.secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	raw, err := c.raw.Get().AbsPath("/api/v1/namespaces", ns, "secrets", name).Do(ctx).Raw()
 	if err != nil {
 		return nil, err
 	}
-	return decodeSecret(u)
+	return decodeSecretJSON(raw)
+}
+
+// secretJSON is the part of a Secret's JSON certguard reads; encoding/json decodes the base64
+// data values into bytes.
+type secretJSON struct {
+	Metadata struct {
+		Name              string            `json:"name"`
+		Namespace         string            `json:"namespace"`
+		UID               string            `json:"uid"`
+		ResourceVersion   string            `json:"resourceVersion"`
+		Labels            map[string]string `json:"labels"`
+		Annotations       map[string]string `json:"annotations"`
+		Finalizers        []string          `json:"finalizers"`
+		DeletionTimestamp *metav1.Time      `json:"deletionTimestamp"`
+	} `json:"metadata"`
+	Type string            `json:"type"`
+	Data map[string][]byte `json:"data"`
+}
+
+// decodeSecretJSON decodes a GET's answer once; the whole object is decoded again only when
+// certguard writes it back (edited), which a healthy start never does.
+func decodeSecretJSON(raw []byte) (*secret, error) {
+	var j secretJSON
+	if err := json.Unmarshal(raw, &j); err != nil {
+		return nil, fmt.Errorf("decode Secret: %w", err)
+	}
+	m := j.Metadata
+	s := &secret{Metadata: meta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		Labels: m.Labels, Annotations: m.Annotations, Finalizers: m.Finalizers}, Type: j.Type, Data: j.Data, raw: raw}
+	if m.DeletionTimestamp != nil {
+		s.Metadata.DeletionTimestamp = m.DeletionTimestamp.UTC().Format(time.RFC3339)
+	}
+	return s, nil
 }
 
 // updateSecret writes obj back; the resourceVersion in it makes a concurrent change a Conflict.

@@ -24,6 +24,7 @@ import (
 // Client is a dynamic client for the core API group that remembers the API server's clock.
 type Client struct {
 	dyn   dynamic.Interface
+	raw   rest.Interface
 	clock *serverClock
 
 	// The watch client is dyn without a client-side timeout, for long watch streams; only the
@@ -66,13 +67,27 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "certguard"
 	}
-	dyn, err := dynamic.NewForConfig(cfg)
+	dcfg := dynamic.ConfigFor(cfg)
+	hc, err := rest.HTTPClientFor(dcfg)
+	if err != nil {
+		return nil, fmt.Errorf("build API client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfigAndClient(dcfg, hc)
+	if err != nil {
+		return nil, fmt.Errorf("build API client: %w", err)
+	}
+	// The same REST client the dynamic client wraps, for the one GET of a healthy start: its
+	// raw answer is decoded once, into the fields certguard reads (the dynamic Get decodes the
+	// whole Secret twice, into maps, which was most of the API layer's CPU in a healthy run).
+	rcfg := rest.CopyConfig(dcfg)
+	rcfg.GroupVersion = nil
+	raw, err := rest.UnversionedRESTClientForConfigAndClient(rcfg, hc)
 	if err != nil {
 		return nil, fmt.Errorf("build API client: %w", err)
 	}
 	wcfg := rest.CopyConfig(cfg)
 	wcfg.Timeout = 0
-	return &Client{dyn: dyn, watchCfg: wcfg, clock: clock}, nil
+	return &Client{dyn: dyn, raw: raw, watchCfg: wcfg, clock: clock}, nil
 }
 
 func (c *Client) watchClient() (dynamic.Interface, error) {
