@@ -19,6 +19,7 @@ import (
 
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
+	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,6 +38,23 @@ func fleetUserWith(t testing.TB, verbs ...string) (string, string) {
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
 		Subjects: []rbacv1.Subject{{Kind: "User", Name: name, APIGroup: rbacv1.GroupName}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	// The apiserver's RBAC authorizer learns of a new binding through its informer, a moment
+	// later: ask it (as the admin) until every verb is granted, so that a test's first request
+	// never meets a 403 that is only that delay.
+	for _, verb := range verbs {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r, err := kenv.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+				User: name, ResourceAttributes: &authzv1.ResourceAttributes{Verb: verb, Resource: "secrets"}}}, metav1.CreateOptions{})
+			if err == nil && r.Status.Allowed {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("RBAC %s on secrets for %s not in effect after 10 s: %v", verb, name, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 	kc, err := kenv.Kubeconfig(t.TempDir(), name)
 	if err != nil {

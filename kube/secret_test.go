@@ -15,6 +15,7 @@ import (
 	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/kube/kubetest"
 	"github.com/certguard/certguard/pki"
+	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,6 +48,23 @@ func user(t *testing.T, ns string, secretVerbs []string, events bool) (*kube.Cli
 		Subjects:   []rbacv1.Subject{{Kind: "User", Name: name, APIGroup: "rbac.authorization.k8s.io"}},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	// The apiserver's RBAC authorizer learns of a new binding through its informer, a moment
+	// later: ask it (as the admin, so the user's audit log stays the test's) until every verb is
+	// granted, or a test's first request meets a 403 that is only that delay.
+	for _, verb := range secretVerbs {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r, err := env.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+				User: name, ResourceAttributes: &authzv1.ResourceAttributes{Namespace: ns, Verb: verb, Resource: "secrets"}}}, metav1.CreateOptions{})
+			if err == nil && r.Status.Allowed {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("RBAC %s on secrets for %s not in effect after 10 s: %v", verb, name, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 	cfg, err := env.User(name)
 	if err != nil {
