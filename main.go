@@ -403,7 +403,7 @@ func repair(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog
 	events := &kube.Events{Client: t.client, Namespace: t.namespace, Pod: t.pod, Log: log}
 	r := &pki.Repair{
 		RenewBefore: time.Duration(cfg.RenewBefore), DryRun: cfg.DryRun, Log: log, Now: time.Now,
-		Policy: pki.Policy{Strategy: strategy, Secret: secret, MaxClockSkew: time.Duration(cfg.MaxClockSkew)},
+		Policy: pki.Policy{Strategy: strategy, MaxClockSkew: time.Duration(cfg.MaxClockSkew)},
 		Exec: &pki.Executor{Paths: paths, Secret: secret, Keep: cfg.KeepBackups, Secrets: secrets, Log: log,
 			Failpoint: pki.EnvFailpoint()},
 	}
@@ -553,7 +553,7 @@ func demo(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog.L
 	}
 	ref := pki.SecretRef{Namespace: "demo", Name: "my-vc-certs"}
 	r := &pki.Repair{RenewBefore: 120 * 24 * time.Hour, Log: log, Now: time.Now,
-		Policy: pki.Policy{Strategy: pki.StrategyAuto, Secret: ref, MaxClockSkew: 5 * time.Minute},
+		Policy: pki.Policy{Strategy: pki.StrategyAuto, MaxClockSkew: 5 * time.Minute},
 		Exec:   &pki.Executor{Paths: paths, Secret: ref, Keep: 5, Secrets: secret, Log: log}}
 	out, err := r.Run(ctx)
 	if err != nil {
@@ -573,20 +573,10 @@ func demo(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog.L
 	return exitOK
 }
 
-// fleet lists every vcluster certificate Secret with paginated LISTs, never a GET per Secret.
+// fleet prints one row per vcluster certificate Secret, most urgent first.
 func fleet(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
-	if cfg.PageSize < 1 {
-		return fail(stderr, usageError{"--page-size: must be at least 1"})
-	}
-	c, err := hostClient(cfg)
-	if err != nil {
-		return fail(stderr, err)
-	}
 	now := time.Now()
-	var rows []pki.FleetRow
-	_, err = kube.EachCertSecret(ctx, c, cfg.Namespace, cfg.PageSize, func(s *pki.Secret) {
-		rows = append(rows, pki.Fleet(s, now, time.Duration(cfg.RenewBefore)))
-	})
+	rows, err := fleetRows(ctx, cfg, now)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -607,19 +597,32 @@ func fleet(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// fleetRows reads every vcluster certificate Secret with paginated LISTs (never a GET per
+// Secret) into one row each, judged at now: `certguard fleet` and `certguard fleet plan`.
+func fleetRows(ctx context.Context, cfg config, now time.Time) ([]pki.FleetRow, error) {
+	if cfg.PageSize < 1 {
+		return nil, usageError{"--page-size: must be at least 1"}
+	}
+	c, err := hostClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var rows []pki.FleetRow
+	_, err = kube.EachCertSecret(ctx, c, cfg.Namespace, cfg.PageSize, func(s *pki.Secret) {
+		rows = append(rows, pki.Fleet(s, now, time.Duration(cfg.RenewBefore)))
+	})
+	return rows, err
+}
+
 // minRestartInterval is the floor of --restart-min-interval: a vcluster pod takes a minute or
 // two to come back, and the leaves it renews last a year, so more than one restart an hour is
 // a loop, not maintenance.
 const minRestartInterval = time.Hour
 
 func watchCmd(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logger) int {
-	loc, err := time.LoadLocation(cfg.RestartTimezone)
+	window, _, err := restartWindow(cfg)
 	if err != nil {
-		return fail(stderr, usageError{"--restart-timezone: " + err.Error()})
-	}
-	window, err := watch.ParseWindow(cfg.RestartWindow, loc)
-	if err != nil {
-		return fail(stderr, usageError{"--restart-window: " + err.Error()})
+		return fail(stderr, err)
 	}
 	// Checked whether or not a window is set: the window may come later from the environment,
 	// and certguard_next_restart_timestamp_seconds and the logged decision use --restart-before
@@ -684,9 +687,8 @@ func hostClient(cfg config) (*kube.Client, error) {
 	return kube.NewClient(rc)
 }
 
-// planWindow reads --restart-window, --restart-timezone and --max-concurrent for fleet serve and
-// fleet plan, with the sidecar's window syntax.
-func planWindow(cfg config) (*watch.Window, *time.Location, error) {
+// restartWindow reads --restart-window in --restart-timezone, for the sidecar and the fleet.
+func restartWindow(cfg config) (*watch.Window, *time.Location, error) {
 	loc, err := time.LoadLocation(cfg.RestartTimezone)
 	if err != nil {
 		return nil, nil, usageError{"--restart-timezone: " + err.Error()}
@@ -694,6 +696,16 @@ func planWindow(cfg config) (*watch.Window, *time.Location, error) {
 	w, err := watch.ParseWindow(cfg.RestartWindow, loc)
 	if err != nil {
 		return nil, nil, usageError{"--restart-window: " + err.Error()}
+	}
+	return w, loc, nil
+}
+
+// planWindow reads --restart-window, --restart-timezone and --max-concurrent for fleet serve and
+// fleet plan, with the sidecar's window syntax.
+func planWindow(cfg config) (*watch.Window, *time.Location, error) {
+	w, loc, err := restartWindow(cfg)
+	if err != nil {
+		return nil, nil, err
 	}
 	if cfg.MaxConcurrent < 1 {
 		return nil, nil, usageError{fmt.Sprintf("--max-concurrent: must be at least 1 (got %d)", cfg.MaxConcurrent)}
@@ -703,26 +715,16 @@ func planWindow(cfg config) (*watch.Window, *time.Location, error) {
 
 // fleetPlan prints the restart plan from one paginated LIST, as `certguard fleet` reads Secrets.
 func fleetPlan(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
-	if cfg.PageSize < 1 {
-		return fail(stderr, usageError{"--page-size: must be at least 1"})
-	}
 	w, loc, err := planWindow(cfg)
 	if err != nil {
 		return fail(stderr, err)
 	}
-	c, err := hostClient(cfg)
+	now := time.Now()
+	rows, err := fleetRows(ctx, cfg, now)
 	if err != nil {
 		return fail(stderr, err)
 	}
-	now := time.Now()
-	renew := time.Duration(cfg.RenewBefore)
-	var rows []pki.FleetRow
-	if _, err := kube.EachCertSecret(ctx, c, cfg.Namespace, cfg.PageSize, func(s *pki.Secret) {
-		rows = append(rows, pki.Fleet(s, now, renew))
-	}); err != nil {
-		return fail(stderr, err)
-	}
-	p := fleetsvc.BuildPlan(rows, now, renew, w, cfg.MaxConcurrent)
+	p := fleetsvc.BuildPlan(rows, now, time.Duration(cfg.RenewBefore), w, cfg.MaxConcurrent)
 	if cfg.Output == "json" {
 		_ = pki.WriteJSON(stdout, p)
 	} else {

@@ -321,32 +321,13 @@ func TestEditedJournalIsSetAsideNotRun(t *testing.T) {
 			etcdDB := filepath.Join(filepath.Dir(f.dir), "etcd", "member", "snap", "db")
 			os.MkdirAll(filepath.Dir(etcdDB), 0o700)
 			os.WriteFile(etcdDB, []byte("etcd data"), 0o600)
-			errCrash := fmt.Errorf("crash")
-			if _, err := f.repair(pki.StrategyAuto, func(s string) error {
-				if s == "after-backup" {
-					return errCrash
-				}
-				return nil
-			}).Run(context.Background()); err != errCrash {
-				t.Fatalf("crash run: %v", err)
-			}
-			journals, _ := filepath.Glob(filepath.Join(f.backup, "2*Z"))
-			if len(journals) != 1 {
-				t.Fatalf("journals %v", journals)
-			}
-			planPath := filepath.Join(journals[0], "plan.json")
-			var plan map[string]any
-			b, _ := os.ReadFile(planPath)
-			json.Unmarshal(b, &plan)
-			edit(plan, etcdDB)
-			b, _ = json.Marshal(plan)
-			os.WriteFile(planPath, b, 0o600)
+			journal := crashedJournal(t, f, func(plan map[string]any) { edit(plan, etcdDB) })
 
 			out, err := f.repair(pki.StrategyAuto, nil).Run(context.Background())
 			if err != nil || len(out.Resumed) != 0 {
 				t.Fatalf("Run = resumed %v, %v; want the journal set aside, not run", out.Resumed, err)
 			}
-			if _, err := os.Stat(journals[0] + ".invalid"); err != nil {
+			if _, err := os.Stat(journal + ".invalid"); err != nil {
 				t.Errorf("the edited journal was not set aside: %v", err)
 			}
 			if b, err := os.ReadFile(etcdDB); err != nil || string(b) != "etcd data" {
@@ -498,6 +479,31 @@ func TestPKIPathNotADirectoryNeverBlocks(t *testing.T) {
 // and the leaf repair the state needs is made.
 func TestJournalTurnedIntoAResetNeverRuns(t *testing.T) {
 	f := newFixture(t, expiredLeaves)
+	journal := crashedJournal(t, f, func(plan map[string]any) {
+		plan["decision"] = "full"
+		plan["steps"] = []any{map[string]any{"action": "move-pki"}}
+	})
+
+	out, err := f.repair(pki.StrategyAuto, nil).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(journal, "abandoned")); err != nil {
+		t.Errorf("the edited journal was not abandoned: %v", err)
+	}
+	if got := manifest(t, f.dir); got["ca.key"] != f.before["ca.key"] || got["ca.crt"] != f.before["ca.crt"] {
+		t.Fatal("the pki dir was moved or its CA touched by an edited journal")
+	}
+	if out.Plan.Decision != pki.DecideLeaves || !out.Applied {
+		t.Errorf("fresh plan %s applied %v, want the leaf repair", out.Plan.Decision, out.Applied)
+	}
+	f.assertNothingLost(t)
+}
+
+// crashedJournal kills a repair of f right after its backup, so that its journal is left
+// unfinished, applies edit to that journal's plan.json, and returns the journal's directory.
+func crashedJournal(t *testing.T, f *fixture, edit func(plan map[string]any)) string {
+	t.Helper()
 	errCrash := fmt.Errorf("crash")
 	if _, err := f.repair(pki.StrategyAuto, func(s string) error {
 		if s == "after-backup" {
@@ -515,23 +521,8 @@ func TestJournalTurnedIntoAResetNeverRuns(t *testing.T) {
 	var plan map[string]any
 	b, _ := os.ReadFile(planPath)
 	json.Unmarshal(b, &plan)
-	plan["decision"] = "full"
-	plan["steps"] = []any{map[string]any{"action": "move-pki"}}
+	edit(plan)
 	b, _ = json.Marshal(plan)
 	os.WriteFile(planPath, b, 0o600)
-
-	out, err := f.repair(pki.StrategyAuto, nil).Run(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(journals[0], "abandoned")); err != nil {
-		t.Errorf("the edited journal was not abandoned: %v", err)
-	}
-	if got := manifest(t, f.dir); got["ca.key"] != f.before["ca.key"] || got["ca.crt"] != f.before["ca.crt"] {
-		t.Fatal("the pki dir was moved or its CA touched by an edited journal")
-	}
-	if out.Plan.Decision != pki.DecideLeaves || !out.Applied {
-		t.Errorf("fresh plan %s applied %v, want the leaf repair", out.Plan.Decision, out.Applied)
-	}
-	f.assertNothingLost(t)
+	return journals[0]
 }

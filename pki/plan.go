@@ -156,6 +156,7 @@ type Plan struct {
 type Policy struct {
 	Strategy Strategy
 	// Secret names the Secret (namespace and name; UID and resourceVersion come from the read).
+	// A repair sets it from its Executor's, so that one run names one Secret.
 	Secret SecretRef
 	// ClockSkew is the local clock minus the API server's; ClockKnown says whether the server
 	// told its time. A full reset needs a known skew within MaxClockSkew (> 0).

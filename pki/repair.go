@@ -52,11 +52,12 @@ func (r *Repair) Run(ctx context.Context) (*Outcome, error) {
 		disk, diskErr := ReadDir(r.Exec.Paths.PKIDir)
 		g := <-ch
 		if g.err != nil {
-			return out, fmt.Errorf("get Secret %s: %w", r.Policy.Secret, g.err)
+			return out, fmt.Errorf("get Secret %s: %w", r.Exec.Secret.Ref(), g.err)
 		}
 		sec := g.sec
 		now := r.Now()
 		pol := r.Policy
+		pol.Secret = r.Exec.Secret // one Secret per run: the one the executor changes
 		if t := r.Exec.Secrets.ServerTime(); !t.IsZero() {
 			pol.ClockSkew, pol.ClockKnown = now.Sub(t), true
 		}
@@ -65,7 +66,7 @@ func (r *Repair) Run(ctx context.Context) (*Outcome, error) {
 			// The pki path is there but is no readable directory: nothing on it can be judged,
 			// and nothing certguard could do would make it one. The start goes on (k0s says what
 			// is wrong with it); blocking it would not help.
-			out.Plan = Plan{Version: journalVersion, Now: now, PKIDir: r.Exec.Paths.PKIDir, Secret: r.Policy.Secret,
+			out.Plan = Plan{Version: journalVersion, Now: now, PKIDir: r.Exec.Paths.PKIDir, Secret: r.Exec.Secret,
 				Strategy: r.Policy.Strategy, Decision: DecideNothing,
 				Why: []Finding{{Code: CodeDiskUnreadable, Text: diskErr.Error() + ": cannot judge the PKI, nothing changed"}}}
 			return out, nil
