@@ -178,21 +178,30 @@ type candidate struct {
 
 // eligible is what the restarter checks before reading anything: vclusters it never restarts.
 func (r *Restarter) eligible(c candidate) (string, bool) {
-	switch {
-	case !c.wl.Found:
-		return fmt.Sprintf("due, not restarted: no StatefulSet %s/%s", c.row.Namespace, c.row.Release), false
-	case c.wl.K0sRenews:
-		return "due, not restarted: " + c.wl.K0sImage + " renews its leaves itself (k0s ≥ v1.35.1)", false
-	case !c.wl.Guarded:
-		return "due, not restarted: the StatefulSet has no certguard init container, so a restart would renew nothing", false
-	case c.wl.Replicas == 0:
-		return "due, not restarted: the StatefulSet is scaled to 0", false
+	if why, ok := restartable(c); !ok {
+		return why, false
 	}
 	r.mu.Lock()
 	last, seen := r.noRenew[c.row.Namespace+"/"+c.row.Release]
 	r.mu.Unlock()
 	if seen && last.Equal(c.row.LastRestart) {
 		return "due, not restarted: the last restart (" + last.UTC().Format(time.RFC3339) + ") renewed nothing; see the vcluster's init container log", false
+	}
+	return "", true
+}
+
+// restartable: whether a restart of this vcluster could renew its leaves at all, from its
+// StatefulSet alone; /plan books only these.
+func restartable(c candidate) (string, bool) {
+	switch {
+	case !c.wl.Found:
+		return fmt.Sprintf("not restarted: no StatefulSet %s/%s", c.row.Namespace, c.row.Release), false
+	case c.wl.K0sRenews:
+		return "not restarted: " + c.wl.K0sImage + " renews its leaves itself (k0s ≥ v1.35.1)", false
+	case !c.wl.Guarded:
+		return "not restarted: the StatefulSet has no certguard init container, so a restart would renew nothing", false
+	case c.wl.Replicas == 0:
+		return "not restarted: the StatefulSet is scaled to 0", false
 	}
 	return "", true
 }
