@@ -19,43 +19,17 @@ import (
 
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
-	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// fleetUserWith is a user bound to a ClusterRole with exactly these verbs on secrets.
+// fleetUserWith is a user bound to a ClusterRole with exactly these verbs on secrets, and list
+// and watch on StatefulSets (what fleet serve needs besides).
 func fleetUserWith(t testing.TB, verbs ...string) (string, string) {
 	t.Helper()
-	ctx := context.Background()
-	name := fmt.Sprintf("fleet-serve-%d", time.Now().UnixNano())
-	if _, err := kenv.Client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: verbs}}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kenv.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
-		Subjects: []rbacv1.Subject{{Kind: "User", Name: name, APIGroup: rbacv1.GroupName}}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	// The apiserver's RBAC authorizer learns of a new binding through its informer, a moment
-	// later: ask it (as the admin) until every verb is granted, so that a test's first request
-	// never meets a 403 that is only that delay.
-	for _, verb := range verbs {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			r, err := kenv.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
-				User: name, ResourceAttributes: &authzv1.ResourceAttributes{Verb: verb, Resource: "secrets"}}}, metav1.CreateOptions{})
-			if err == nil && r.Status.Allowed {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("RBAC %s on secrets for %s not in effect after 10 s: %v", verb, name, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	name := userWithRules(t, []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: verbs},
+		{APIGroups: []string{"apps"}, Resources: []string{"statefulsets"}, Verbs: []string{"list", "watch"}}}, "", nil)
 	kc, err := kenv.Kubeconfig(t.TempDir(), name)
 	if err != nil {
 		t.Fatal(err)
@@ -276,19 +250,20 @@ func TestFleetServe(t *testing.T) {
 	if err := s.stop(); err != nil {
 		t.Errorf("fleet serve on SIGTERM: %v\n%s", err, s.log())
 	}
-	// One LIST, then WATCHes: never a GET per Secret.
+	// One LIST of Secrets and one of StatefulSets, then WATCHes: never a GET per Secret.
 	reqs, _ := kenv.Requests(user)
-	lists := 0
+	lists := map[string]int{}
 	for _, r := range reqs {
 		if r.Verb != "list" && r.Verb != "watch" {
 			t.Errorf("fleet serve made a %s request (%s)", r.Verb, r.RequestURI)
 		}
 		if r.Verb == "list" {
-			lists++
+			path, _, _ := strings.Cut(r.RequestURI, "?")
+			lists[path[strings.LastIndex(path, "/")+1:]]++
 		}
 	}
-	if lists != 1 {
-		t.Errorf("%d LIST requests, want 1 (then a WATCH)", lists)
+	if lists["secrets"] != 1 || lists["statefulsets"] != 1 || len(lists) != 2 {
+		t.Errorf("LIST requests %v, want one of secrets and one of statefulsets (then WATCHes)", lists)
 	}
 }
 

@@ -800,7 +800,12 @@ func fleetServe(ctx context.Context, cfg config, stderr io.Writer, log *slog.Log
 			return fail(stderr, err)
 		}
 		srv.Restarter = r
+		stopped := make(chan struct{})
+		// Wait for the restarter to release the Lease before exiting, so that a successor
+		// need not wait for it to expire.
+		defer func() { <-stopped }()
 		go func() {
+			defer close(stopped)
 			// Never act on a half-synced fleet: a vcluster not seen yet is not counted in flight.
 			for !synced() {
 				select {

@@ -1,0 +1,412 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certguard/certguard/pki"
+	"github.com/certguard/certguard/pki/pkigen"
+	appsv1 "k8s.io/api/apps/v1"
+	authzv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+)
+
+// The kinds of vcluster the restart tests build, by what their StatefulSet runs.
+const (
+	guarded   = "guarded"   // certguard's init container (as charts/vcluster-values renders it), k0s v1.30.2
+	unguarded = "unguarded" // no certguard init container
+	k0sNew    = "k0s-new"   // certguard's init container, but k0s v1.35.1, which renews itself
+)
+
+// fleetVC is one vcluster on the host: its Secret, its StatefulSet and its pod <release>-0, which
+// the test recreates and marks Ready as the StatefulSet controller and the kubelet would.
+type fleetVC struct {
+	ns, release, kind string
+	pki               *pkigen.PKI
+	ca                *pkigen.CA
+	// issued is when the test last issued its k0s leaves; they expire a year later.
+	issued time.Time
+}
+
+func (v *fleetVC) key() string { return v.ns + "/" + v.release }
+
+// newFleetVC creates the three objects. leavesIssued places the k0s leaves in time; brokenCAKey
+// writes garbage in ca.key, which certguard's repair refuses to work around with a leaf repair.
+func newFleetVC(t testing.TB, ns, release, kind string, leavesIssued time.Time, brokenCAKey bool) *fleetVC {
+	t.Helper()
+	ctx := context.Background()
+	p, err := pkigen.Generate(pkigen.Options{Now: leavesIssued, CAIssued: leavesIssued.Add(-2 * pkigen.Year), K0sIssued: leavesIssued})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &fleetVC{ns: ns, release: release, kind: kind, pki: p, ca: p.CAs["ca"], issued: leavesIssued}
+	data := p.SecretData()
+	if brokenCAKey {
+		data["ca.key"] = []byte("-----BEGIN RSA PRIVATE KEY-----\ngarbage\n-----END RSA PRIVATE KEY-----\n")
+	}
+	if _, err := kenv.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: release + "-certs"}, Type: corev1.SecretTypeOpaque, Data: data}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	k0sImage := "ghcr.io/loft-sh/k0s:v1.30.2-k0s.0"
+	if kind == k0sNew {
+		k0sImage = "k0sproject/k0s:v1.35.1-k0s.0"
+	}
+	inits := []corev1.Container{{Name: "vcluster", Image: k0sImage, Command: []string{"cp", "/usr/local/bin/k0s", "/binaries/k0s"}}}
+	if kind != unguarded {
+		// As charts/vcluster-values renders it: a v2 plugin init container before the k0s copy.
+		inits = append([]corev1.Container{{Name: "certguard", Image: "ghcr.io/certguard/certguard:v0.2.0", Command: []string{"/certguard"},
+			Args: []string{"repair", "--vcluster-name=" + release, "--pki-dir=/data/k0s/pki", "--renew-before=30d"}}}, inits...)
+	}
+	labels := map[string]string{"app": "vcluster", "release": release}
+	one := int32(1)
+	if _, err := kenv.Client.AppsV1().StatefulSets(ns).Create(ctx, &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: release},
+		Spec: appsv1.StatefulSetSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{InitContainers: inits, Containers: []corev1.Container{{Name: "syncer", Image: "ghcr.io/loft-sh/vcluster:0.25.0"}}}}}},
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v.createPod(t)
+	return v
+}
+
+// createPod plays the StatefulSet controller and the kubelet: pod <release>-0, Ready.
+func (v *fleetVC) createPod(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: v.release + "-0", Labels: map[string]string{"app": "vcluster", "release": v.release}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "syncer", Image: "ghcr.io/loft-sh/vcluster:0.25.0"}}}}
+	created, err := kenv.Client.CoreV1().Pods(v.ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	created.Status.Phase = corev1.PodRunning
+	if _, err := kenv.Client.CoreV1().Pods(v.ns).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// renew plays certguard's init container on a guarded vcluster's new pod: new k0s leaves under
+// the same CA, valid a year from at, written to the Secret.
+func (v *fleetVC) renew(t testing.TB, at time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	caPEM := v.pki.Files["ca.crt"]
+	leaves, err := pkigen.New(pkigen.Options{Now: at, K0sIssued: at}).IssueK0sLeaves(v.ca, caPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		s, err := kenv.Client.CoreV1().Secrets(v.ns).Get(ctx, v.release+"-certs", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for path, b := range leaves {
+			s.Data[pki.SecretKey(path)] = b
+		}
+		_, err = kenv.Client.CoreV1().Secrets(v.ns).Update(ctx, s, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	v.issued = at
+}
+
+// leafExpiry is when the k0s leaves the test last issued expire (pkigen back-dates NotBefore).
+func (v *fleetVC) leafExpiry() time.Time { return v.issued.Add(-pkigen.Backdate).Add(pkigen.Year) }
+
+// podDeletions follows the deletions of pods in ns, as the StatefulSet controller does.
+func podDeletions(t testing.TB, ns string) <-chan string {
+	t.Helper()
+	w, err := kenv.Client.CoreV1().Pods(ns).Watch(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	out := make(chan string, 1000)
+	go func() {
+		for ev := range w.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type == watch.Deleted {
+				out <- strings.TrimSuffix(p.Name, "-0")
+			}
+		}
+	}()
+	return out
+}
+
+// restartRules are the rules `fleet serve --restart-due` needs, as the add-on chart grants them.
+var restartRules = []rbacv1.PolicyRule{
+	{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"list", "watch", "get", "update"}},
+	{APIGroups: []string{"apps"}, Resources: []string{"statefulsets"}, Verbs: []string{"list", "watch"}},
+	{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "delete"}},
+	{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}},
+}
+
+// leaseRules are namespaced, in the service's own namespace.
+var leaseRules = []rbacv1.PolicyRule{{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}}}
+
+// userWithRules is a user with a ClusterRole of clusterRules and, in leaseNS, a Role of
+// nsRules; it waits until the authorizer grants all of them.
+func userWithRules(t testing.TB, clusterRules []rbacv1.PolicyRule, leaseNS string, nsRules []rbacv1.PolicyRule) string {
+	t.Helper()
+	ctx := context.Background()
+	name := fmt.Sprintf("fleet-restart-%d", time.Now().UnixNano())
+	subj := []rbacv1.Subject{{Kind: "User", Name: name, APIGroup: rbacv1.GroupName}}
+	if _, err := kenv.Client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: clusterRules}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kenv.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}, Subjects: subj}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(nsRules) > 0 {
+		if _, err := kenv.Client.RbacV1().Roles(leaseNS).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: nsRules}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kenv.Client.RbacV1().RoleBindings(leaseNS).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}, Subjects: subj}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(ns string, r rbacv1.PolicyRule) {
+		for _, verb := range r.Verbs {
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				rv, err := kenv.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+					User: name, ResourceAttributes: &authzv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: r.APIGroups[0], Resource: r.Resources[0]}}}, metav1.CreateOptions{})
+				if err == nil && rv.Status.Allowed {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("RBAC %s on %s for %s not in effect after 10 s: %v", verb, r.Resources[0], name, err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	for _, r := range clusterRules {
+		check("", r)
+	}
+	for _, r := range nsRules {
+		check(leaseNS, r)
+	}
+	return name
+}
+
+// windowAround is a daily restart window that is open now and for the next hours (UTC).
+func windowAround(now time.Time) string {
+	from := now.UTC().Add(-time.Hour).Truncate(time.Minute)
+	to := now.UTC().Add(3 * time.Hour).Truncate(time.Minute)
+	return from.Format("15:04") + "-" + to.Format("15:04")
+}
+
+// stsEvents returns the reasons of the Events certguard recorded on a StatefulSet.
+func stsEvents(t testing.TB, ns, sts string) []string {
+	t.Helper()
+	list, err := kenv.Client.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{
+		FieldSelector: fields.Set{"involvedObject.kind": "StatefulSet", "involvedObject.name": sts}.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range list.Items {
+		out = append(out, e.Reason)
+	}
+	return out
+}
+
+// TestFleetRestartDue runs `certguard fleet serve --restart-due --max-concurrent 1` as a user
+// with exactly the chart's grants, over six vclusters whose leaves are due (three guarded, one
+// without the init container, one on k0s v1.35.1, one whose ca.key is garbage) and one that is
+// not due. The test plays the StatefulSet controller, the kubelet and the init container, and
+// makes each new pod Ready only after 3 s: a second restart before that would be two at once.
+func TestFleetRestartDue(t *testing.T) {
+	ctx := context.Background()
+	ns, _ := kenv.Namespace(ctx, "restart")
+	home, _ := kenv.Namespace(ctx, "certguard")
+	now := time.Now()
+	dueIssued := now.Add(-pkigen.Year + 10*day) // leaves expire in 10 days; --renew-before=30d
+	vcs := map[string]*fleetVC{}
+	for _, c := range []struct {
+		name, kind string
+		issued     time.Time
+		broken     bool
+	}{
+		{"a", guarded, dueIssued, false}, {"b", guarded, dueIssued.Add(time.Hour), false}, {"c", guarded, dueIssued.Add(2 * time.Hour), false},
+		{"bare", unguarded, dueIssued, false}, {"newk0s", k0sNew, dueIssued, false}, {"refused", guarded, dueIssued, true},
+		{"fresh", guarded, now.Add(-10 * day), false},
+	} {
+		vcs[c.name] = newFleetVC(t, ns, c.name, c.kind, c.issued, c.broken)
+	}
+	deleted := podDeletions(t, ns)
+	user := userWithRules(t, restartRules, home, leaseRules)
+	kc, err := kenv.Kubeconfig(t.TempDir(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServe(t, "--kubeconfig", kc, "--restart-due", "--restart-window", windowAround(now), "--max-concurrent", "1",
+		"--lease-namespace", home, "--pod-name", "replica-1", "-n", ns)
+
+	var order []string
+	notReady := ""
+	var mu sync.Mutex
+	deadline := time.After(90 * time.Second)
+	for len(order) < 3 {
+		select {
+		case rel := <-deleted:
+			mu.Lock()
+			if notReady != "" {
+				t.Fatalf("%s restarted while %s was not Ready yet: more than --max-concurrent 1", rel, notReady)
+			}
+			notReady = rel
+			mu.Unlock()
+			order = append(order, rel)
+			v := vcs[rel]
+			v.renew(t, time.Now())
+			time.Sleep(3 * time.Second)
+			v.createPod(t)
+			mu.Lock()
+			notReady = ""
+			mu.Unlock()
+		case <-deadline:
+			t.Fatalf("restarted %v within 90 s, want a, b and c\n%s", order, s.log())
+		}
+	}
+	if strings.Join(order, ",") != "a,b,c" {
+		t.Errorf("restart order %v, want a,b,c (most urgent first)", order)
+	}
+	// Two more ticks (10 s each): nothing else may be restarted.
+	select {
+	case rel := <-deleted:
+		t.Errorf("%s restarted; only a, b and c may be\n%s", rel, s.log())
+	case <-time.After(25 * time.Second):
+	}
+	for _, rel := range []string{"a", "b", "c"} {
+		sec, err := kenv.Client.CoreV1().Secrets(ns).Get(ctx, rel+"-certs", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := time.Parse(time.RFC3339, sec.Annotations[pki.LastRestartAnnotation]); err != nil || sec.Annotations[pki.RestartedPodAnnotation] == "" {
+			t.Errorf("%s: restart record %q, %q", rel, sec.Annotations[pki.LastRestartAnnotation], sec.Annotations[pki.RestartedPodAnnotation])
+		}
+		if ev := stsEvents(t, ns, rel); !contains(ev, "CertificateRenewalRestart") {
+			t.Errorf("%s: Events %v, want CertificateRenewalRestart on the StatefulSet", rel, ev)
+		}
+	}
+	if ev := stsEvents(t, ns, "refused"); !contains(ev, "CertificateRenewalRestartBlocked") {
+		t.Errorf("refused: Events %v, want CertificateRenewalRestartBlocked", ev)
+	}
+	_, metrics := s.get("/metrics")
+	for _, want := range []string{
+		`certguard_vcluster_init_container\{secret_namespace="` + ns + `",vcluster="bare"\} 0`,
+		`certguard_vcluster_init_container\{secret_namespace="` + ns + `",vcluster="a"\} 1`,
+		`certguard_vcluster_k0s_renews\{secret_namespace="` + ns + `",vcluster="newk0s"\} 1`,
+		`certguard_vcluster_restart_blocked\{secret_namespace="` + ns + `",vcluster="refused"\} 1`,
+		`certguard_fleet_restart_leader 1`,
+	} {
+		if !has(metrics, want) {
+			t.Errorf("no %s in\n%s", want, grepLines(metrics, "certguard_vcluster_(init|k0s|restart)|leader"))
+		}
+	}
+	_, plan := s.get("/plan")
+	for _, want := range []string{`"status": "K0S-RENEWS"`, "no certguard init container"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("/plan lacks %q:\n%s", want, plan)
+		}
+	}
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The Lease was released at shutdown.
+	l, err := kenv.Client.CoordinationV1().Leases(home).Get(ctx, "certguard-fleet", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
+		t.Errorf("Lease still held by %q after SIGTERM", *l.Spec.HolderIdentity)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestFleetRestartDueDryRunAndRBAC: --dry-run deletes nothing and records nothing; without pods
+// delete in its grants the service still starts (it serves metrics) and says what is missing
+// when it tries; without --restart-window it refuses with exit 2.
+func TestFleetRestartDueDryRunAndRBAC(t *testing.T) {
+	ctx := context.Background()
+	ns, _ := kenv.Namespace(ctx, "dryrun")
+	home, _ := kenv.Namespace(ctx, "certguard")
+	now := time.Now()
+	newFleetVC(t, ns, "a", guarded, now.Add(-pkigen.Year+10*day), false)
+	deleted := podDeletions(t, ns)
+
+	code, _, stderr := runBin(t, nil, "fleet", "serve", "--restart-due", "--lease-namespace", home)
+	if code != exitUsage || !strings.Contains(stderr, "--restart-due needs --restart-window") {
+		t.Errorf("without a window: exit %d, %q", code, stderr)
+	}
+
+	user := userWithRules(t, restartRules, home, leaseRules)
+	kc, err := kenv.Kubeconfig(t.TempDir(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServe(t, "--kubeconfig", kc, "--restart-due", "--dry-run", "--restart-window", windowAround(now), "--lease-namespace", home, "-n", ns)
+	for end := time.Now().Add(20 * time.Second); !strings.Contains(s.log(), "dry run: would delete pod "+ns+"/a-0"); {
+		if time.Now().After(end) {
+			t.Fatalf("no dry-run line within 20 s:\n%s", s.log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case rel := <-deleted:
+		t.Fatalf("--dry-run deleted the pod of %s", rel)
+	case <-time.After(2 * time.Second):
+	}
+	sec, err := kenv.Client.CoreV1().Secrets(ns).Get(ctx, "a-certs", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := sec.Annotations[pki.LastRestartAnnotation]; ok {
+		t.Errorf("--dry-run recorded a restart: %q", v)
+	}
+	_ = s.stop()
+
+	// The same grants without statefulsets watch: exit 1, one line naming the verb and resource.
+	var noWatch []rbacv1.PolicyRule
+	for _, r := range restartRules {
+		if r.Resources[0] == "statefulsets" {
+			r = rbacv1.PolicyRule{APIGroups: r.APIGroups, Resources: r.Resources, Verbs: []string{"list"}}
+		}
+		noWatch = append(noWatch, r)
+	}
+	user = userWithRules(t, noWatch, home, leaseRules)
+	kc, err = kenv.Kubeconfig(t.TempDir(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runBin(t, nil, "fleet", "serve", "--kubeconfig", kc, "--listen", "127.0.0.1:0", "-n", ns)
+	if code != exitError || !strings.Contains(stderr, `grant RBAC "watch" on statefulsets`) || strings.Count(stderr, "certguard: ") != 1 {
+		t.Errorf("without statefulsets watch: exit %d, stderr %q", code, stderr)
+	}
+}
