@@ -76,6 +76,9 @@ type Restarter struct {
 	// noRenew: vclusters whose last restart (by its time) came back with the leaves still due;
 	// not restarted again until the Secret records another restart.
 	noRenew map[string]time.Time
+	// started is the record of each restart this process made, as written to the Secret: the
+	// informer delivers that write a moment later, and until it does the restart must count.
+	started map[string]pki.FleetRow
 }
 
 // VclusterRestart is the restarter's view of one vcluster, for metrics and /plan.
@@ -112,6 +115,11 @@ func (r *Restarter) Tick(ctx context.Context, now time.Time) []string {
 	busy, stalled := 0, false
 	for _, row := range r.State.Rows(now, r.RenewBefore) {
 		key := row.Namespace + "/" + row.Release
+		r.mu.Lock()
+		if rec, ok := r.started[key]; ok && rec.LastRestart.After(row.LastRestart) {
+			row.LastRestart, row.RestartedPod = rec.LastRestart, rec.RestartedPod
+		}
+		r.mu.Unlock()
 		wl := ReadWorkload(r.Workloads.Get(row.Namespace, row.Release), r.RenewBefore)
 		v := VclusterRestart{Guarded: wl.Guarded}
 		if inFlight := !row.LastRestart.IsZero() && (now.Sub(row.LastRestart) < r.ReadyTimeout || (open && !row.LastRestart.Before(opening))); inFlight && wl.Found && wl.Replicas > 0 {
@@ -245,6 +253,12 @@ func (r *Restarter) start(ctx context.Context, now time.Time, c candidate, why s
 		r.Log.Error("not restarting: cannot record the restart on the Secret", "vcluster", ns+"/"+c.row.Release, "err", err)
 		return false
 	}
+	r.mu.Lock()
+	if r.started == nil {
+		r.started = map[string]pki.FleetRow{}
+	}
+	r.started[ns+"/"+c.row.Release] = pki.FleetRow{LastRestart: now.UTC().Truncate(time.Second), RestartedPod: p.UID}
+	r.mu.Unlock()
 	r.API.Event(ctx, ns, c.row.Release, "Normal", ReasonRestart, "certguard fleet: deleting pod "+pod+" so that its init container renews the k0s leaves: "+why)
 	if err := r.API.DeletePod(ctx, ns, pod, p.UID); err != nil {
 		r.API.Event(ctx, ns, c.row.Release, "Warning", ReasonRestartFailed, "certguard fleet: "+err.Error())
