@@ -174,11 +174,13 @@ fleet:
 					series(status, "expired-later", `status="EXPIRED"`, "0x115 1x64"),     // 1 from 1h56m: pending at 2h
 					series(status, "unreadable", `status="UNREADABLE"`, "0x100 1x79"),     // 1 from 1h41m: 19m at 2h
 					series(status, "unreadable-new", `status="UNREADABLE"`, "0x110 1x69"), // 1 from 1h51m: 9m
-					// Due without certguard's init container fires (after 1h); with it, or when OK, not.
+					// Due or expired without certguard's init container fires (after 1h); with it, or when OK, not.
 					series(status, "due-no-init", `status="DUE"`, "1x180"),
 					series(initC, "due-no-init", "", "0x180"),
 					series(status, "due-init", `status="DUE"`, "1x180"),
 					series(initC, "due-init", "", "1x180"),
+					series(status, "expired-no-init", `status="EXPIRED"`, "1x180"),
+					series(initC, "expired-no-init", "", "0x180"),
 					series(status, "ok-no-init", `status="DUE"`, "0x180"),
 					series(status, "ok-no-init", `status="OK"`, "1x180"),
 					series(initC, "ok-no-init", "", "0x180"),
@@ -197,12 +199,13 @@ fleet:
 					obj{"eval_time": "3m", "alertname": "CertguardVclusterExpired", "exp_alerts": []any{}},
 					obj{"eval_time": "2h", "alertname": "CertguardVclusterExpired", "exp_alerts": []any{
 						alert("expired", "critical", "status", "EXPIRED"), alert("expired-late", "critical", "status", "EXPIRED"),
+						alert("expired-no-init", "critical", "status", "EXPIRED"),
 					}},
 					obj{"eval_time": "2h", "alertname": "CertguardVclusterUnreadable", "exp_alerts": []any{
 						alert("unreadable", "warning", "status", "UNREADABLE"),
 					}},
 					obj{"eval_time": "2h", "alertname": "CertguardVclusterNoInitContainer", "exp_alerts": []any{
-						alert("due-no-init", "warning"),
+						alert("due-no-init", "warning"), alert("expired-no-init", "warning"),
 					}},
 					obj{"eval_time": "2h", "alertname": "CertguardVclusterRestartBlocked", "exp_alerts": []any{
 						alert("blocked", "warning"),
