@@ -107,31 +107,35 @@ func (d *duration) Set(s string) error { return d.UnmarshalText([]byte(s)) }
 func (d *duration) String() string     { return pki.FormatDuration(time.Duration(*d)) }
 
 type config struct {
-	PKIDir             string   `env:"PKI_DIR" envDefault:"/data/k0s/pki"`
-	BackupDir          string   `env:"BACKUP_DIR"`
-	KeepBackups        int      `env:"KEEP_BACKUPS" envDefault:"5"`
-	VclusterName       string   `env:"VCLUSTER_NAME"`
-	SecretName         string   `env:"SECRET_NAME"`
-	Namespace          string   `env:"NAMESPACE"`
-	Kubeconfig         string   `env:"KUBECONFIG"`
-	PodName            string   `env:"POD_NAME"`
-	RenewBefore        duration `env:"RENEW_BEFORE" envDefault:"120d"`
-	Strategy           string   `env:"STRATEGY" envDefault:"auto"`
-	DryRun             bool     `env:"DRY_RUN"`
-	NoSecret           bool     `env:"NO_SECRET"`
-	Output             string   `env:"OUTPUT" envDefault:"text"`
-	LogFormat          string   `env:"LOG_FORMAT" envDefault:"text"`
-	APITimeout         duration `env:"API_TIMEOUT" envDefault:"30s"`
-	MaxClockSkew       duration `env:"MAX_CLOCK_SKEW" envDefault:"5m"`
-	Dir                string   `env:"DEMO_DIR"`
-	PageSize           int64    `env:"PAGE_SIZE" envDefault:"100"`
-	MaxConcurrent      int      `env:"MAX_CONCURRENT" envDefault:"1"`
-	Listen             string   `env:"LISTEN" envDefault:":9793"`
-	RestartBefore      duration `env:"RESTART_BEFORE" envDefault:"30d"`
-	RestartWindow      string   `env:"RESTART_WINDOW"`
-	RestartTimezone    string   `env:"RESTART_TIMEZONE" envDefault:"UTC"`
-	RestartMinInterval duration `env:"RESTART_MIN_INTERVAL" envDefault:"24h"`
-	EventReminder      duration `env:"EVENT_REMINDER" envDefault:"6h"`
+	PKIDir              string   `env:"PKI_DIR" envDefault:"/data/k0s/pki"`
+	BackupDir           string   `env:"BACKUP_DIR"`
+	KeepBackups         int      `env:"KEEP_BACKUPS" envDefault:"5"`
+	VclusterName        string   `env:"VCLUSTER_NAME"`
+	SecretName          string   `env:"SECRET_NAME"`
+	Namespace           string   `env:"NAMESPACE"`
+	Kubeconfig          string   `env:"KUBECONFIG"`
+	PodName             string   `env:"POD_NAME"`
+	RenewBefore         duration `env:"RENEW_BEFORE" envDefault:"120d"`
+	Strategy            string   `env:"STRATEGY" envDefault:"auto"`
+	DryRun              bool     `env:"DRY_RUN"`
+	NoSecret            bool     `env:"NO_SECRET"`
+	Output              string   `env:"OUTPUT" envDefault:"text"`
+	LogFormat           string   `env:"LOG_FORMAT" envDefault:"text"`
+	APITimeout          duration `env:"API_TIMEOUT" envDefault:"30s"`
+	MaxClockSkew        duration `env:"MAX_CLOCK_SKEW" envDefault:"5m"`
+	Dir                 string   `env:"DEMO_DIR"`
+	PageSize            int64    `env:"PAGE_SIZE" envDefault:"100"`
+	MaxConcurrent       int      `env:"MAX_CONCURRENT" envDefault:"1"`
+	Listen              string   `env:"LISTEN" envDefault:":9793"`
+	RestartBefore       duration `env:"RESTART_BEFORE" envDefault:"30d"`
+	RestartWindow       string   `env:"RESTART_WINDOW"`
+	RestartTimezone     string   `env:"RESTART_TIMEZONE" envDefault:"UTC"`
+	RestartMinInterval  duration `env:"RESTART_MIN_INTERVAL" envDefault:"24h"`
+	EventReminder       duration `env:"EVENT_REMINDER" envDefault:"6h"`
+	RestartDue          bool     `env:"RESTART_DUE"`
+	RestartReadyTimeout duration `env:"RESTART_READY_TIMEOUT" envDefault:"15m"`
+	LeaseNamespace      string   `env:"LEASE_NAMESPACE"`
+	LeaseName           string   `env:"LEASE_NAME" envDefault:"certguard-fleet"`
 	// TerminationLog follows the container's terminationMessagePath when that is not the default.
 	TerminationLog string `env:"TERMINATION_LOG" envDefault:"/dev/termination-log"`
 }
@@ -189,6 +193,13 @@ func (c *config) flags(cmd string) *flag.FlagSet {
 		}
 		if cmd == "fleet serve" {
 			str(&c.Listen, "listen", "address for /metrics, /plan, /healthz and /readyz")
+			fs.BoolVar(&c.RestartDue, "restart-due", c.RestartDue, "in --restart-window, delete the pod of vclusters whose k0s leaves are due and that run certguard's init container")
+			fs.BoolVar(&c.DryRun, "dry-run", c.DryRun, "with --restart-due: log restarts instead of doing them")
+			fs.Var(&c.RestartMinInterval, "restart-min-interval", "at most one restart of a vcluster per this interval (recorded on its Secret, shared with the sidecar)")
+			fs.Var(&c.RestartReadyTimeout, "restart-ready-timeout", "a restarted pod not Ready by then stops further restarts until the window closes")
+			str(&c.LeaseNamespace, "lease-namespace", "namespace of the restart Lease (default: the service account's namespace)")
+			str(&c.LeaseName, "lease-name", "name of the Lease that keeps two replicas from restarting at once")
+			str(&c.PodName, "pod-name", "this replica's name in the Lease and Events (default: the hostname)")
 		}
 		if cmd != "fleet" {
 			str(&c.RestartWindow, "restart-window", `restart window the plan books on, e.g. "Sat 02:00-04:00" (empty: none)`)
@@ -724,7 +735,7 @@ func fleetPlan(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	p := fleetsvc.BuildPlan(rows, now, time.Duration(cfg.RenewBefore), w, cfg.MaxConcurrent)
+	p := fleetsvc.BuildPlan(rows, now, time.Duration(cfg.RenewBefore), w, cfg.MaxConcurrent, nil)
 	if cfg.Output == "json" {
 		_ = pki.WriteJSON(stdout, p)
 	} else {
@@ -733,14 +744,26 @@ func fleetPlan(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// fleetServe follows every vcluster certificate Secret with an informer and serves metrics and
-// the plan until it is stopped. RBAC refusing list or watch ends it with one line naming the
-// verb: no retry makes a missing grant appear, and a crash-looping pod with that line as its
+// fleetServe follows every vcluster certificate Secret and StatefulSet with informers and serves
+// metrics and the plan until it is stopped; with --restart-due it also restarts the vclusters
+// that are due, in the window. RBAC refusing list or watch ends it with one line naming the verb:
+// no retry makes a missing grant appear, and a crash-looping pod with that line as its
 // termination message says what to fix.
 func fleetServe(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logger) int {
 	w, _, err := planWindow(cfg)
 	if err != nil {
 		return fail(stderr, err)
+	}
+	if cfg.RestartDue {
+		switch {
+		case w == nil:
+			return fail(stderr, usageError{"--restart-due needs --restart-window: restarts happen only inside it"})
+		case time.Duration(cfg.RestartMinInterval) < minRestartInterval:
+			return fail(stderr, usageError{fmt.Sprintf("--restart-min-interval must be at least %s (got %s): each restart takes a virtual control plane down",
+				pki.FormatDuration(minRestartInterval), &cfg.RestartMinInterval)})
+		case cfg.RestartReadyTimeout <= 0:
+			return fail(stderr, usageError{"--restart-ready-timeout must be above 0"})
+		}
 	}
 	c, err := hostClient(cfg)
 	if err != nil {
@@ -748,25 +771,53 @@ func fleetServe(ctx context.Context, cfg config, stderr io.Writer, log *slog.Log
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	state := fleetsvc.NewState()
-	inf, synced, err := kube.CertSecretInformer(c, cfg.Namespace, state.Set, func(err error) {
-		if kube.IsForbidden(err) {
-			cancel(err)
-			return
+	onErr := func(what string) func(error) {
+		return func(err error) {
+			if kube.IsForbidden(err) {
+				cancel(err)
+				return
+			}
+			log.Warn("list/watch "+what+" failed; retrying", "err", err)
 		}
-		log.Warn("list/watch Secrets failed; retrying", "err", err)
-	})
+	}
+	state, workloads := fleetsvc.NewState(), fleetsvc.NewWorkloads()
+	inf, secretsSynced, err := kube.CertSecretInformer(c, cfg.Namespace, state.Set, onErr("Secrets"))
+	if err != nil {
+		return fail(stderr, err)
+	}
+	stsInf, stsSynced, err := kube.StatefulSetInformer(c, cfg.Namespace, workloads.Set, onErr("StatefulSets"))
 	if err != nil {
 		return fail(stderr, err)
 	}
 	go kube.RunInformer(ctx, inf)
-	srv := &fleetsvc.Server{State: state, Now: time.Now, RenewBefore: time.Duration(cfg.RenewBefore), Window: w,
+	go kube.RunInformer(ctx, stsInf)
+	synced := func() bool { return secretsSynced() && stsSynced() }
+	srv := &fleetsvc.Server{State: state, Workloads: workloads, Now: time.Now, RenewBefore: time.Duration(cfg.RenewBefore), Window: w,
 		MaxConcurrent: cfg.MaxConcurrent, Synced: synced, Log: log}
+	if cfg.RestartDue {
+		r, release, err := restarter(cfg, c, state, workloads, w, log)
+		if err != nil {
+			return fail(stderr, err)
+		}
+		srv.Restarter = r
+		go func() {
+			// Never act on a half-synced fleet: a vcluster not seen yet is not counted in flight.
+			for !synced() {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			r.Run(ctx, restartTick, release)
+		}()
+	}
 	scope := cfg.Namespace
 	if scope == "" {
 		scope = "all namespaces"
 	}
-	log.Info("following vcluster certificate Secrets", "namespace", scope, "restart_window", cfg.RestartWindow)
+	log.Info("following vcluster certificate Secrets and StatefulSets", "namespace", scope, "restart_window", cfg.RestartWindow,
+		"restart_due", cfg.RestartDue, "dry_run", cfg.DryRun)
 	if err := srv.Serve(ctx, cfg.Listen); err != nil {
 		return fail(stderr, err)
 	}
@@ -774,4 +825,38 @@ func fleetServe(ctx context.Context, cfg config, stderr io.Writer, log *slog.Log
 		return fail(stderr, fmt.Errorf("fleet serve: %w", cause))
 	}
 	return exitOK
+}
+
+// restartTick is how often the restarter looks: well under the Lease's duration, which it
+// renews each time, and short against a restart window.
+const (
+	restartTick   = 10 * time.Second
+	leaseDuration = 60 * time.Second
+)
+
+// restarter builds fleet serve's restarter with its Lease, in --lease-namespace or the service
+// account's namespace.
+func restarter(cfg config, c *kube.Client, state *fleetsvc.State, workloads *fleetsvc.Workloads, w *watch.Window, log *slog.Logger) (*fleetsvc.Restarter, func(context.Context), error) {
+	ns := cfg.LeaseNamespace
+	if ns == "" {
+		b, err := os.ReadFile(saNamespaceFile)
+		if err != nil {
+			return nil, nil, usageError{"cannot tell the namespace of the restart Lease (no " + saNamespaceFile + "): set --lease-namespace"}
+		}
+		ns = strings.TrimSpace(string(b))
+	}
+	id := cfg.PodName
+	if id == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, nil, err
+		}
+		id = h
+	}
+	lease := &kube.Lease{Client: c, Namespace: ns, Name: cfg.LeaseName, Identity: id, Duration: leaseDuration}
+	r := &fleetsvc.Restarter{State: state, Workloads: workloads, Window: w,
+		API:           &fleetsvc.KubeRestartAPI{Client: c, Lease: lease, Log: log, Instance: id},
+		MaxConcurrent: cfg.MaxConcurrent, MinInterval: time.Duration(cfg.RestartMinInterval), ReadyTimeout: time.Duration(cfg.RestartReadyTimeout),
+		RenewBefore: time.Duration(cfg.RenewBefore), DryRun: cfg.DryRun, Log: log, LeaseBudget: leaseDuration / 3}
+	return r, lease.Release, nil
 }

@@ -48,7 +48,11 @@ type Plan struct {
 // An opening, not any instant inside a window: a restart takes the virtual control plane down for
 // a minute or two, and booking whole openings keeps "at most N per window" a count anyone can
 // check. A vcluster already due is booked from now on.
-func BuildPlan(rows []pki.FleetRow, now time.Time, renewBefore time.Duration, w *watch.Window, maxConcurrent int) Plan {
+//
+// With workloads (fleet serve), each vcluster is judged as the restarter judges it: due by its
+// init container's --renew-before, and booked only when a restart would renew it (certguard's
+// init container present, k0s older than v1.35.1); the others are reported, never booked.
+func BuildPlan(rows []pki.FleetRow, now time.Time, renewBefore time.Duration, w *watch.Window, maxConcurrent int, workloads *Workloads) Plan {
 	p := Plan{Now: now.UTC(), RenewBefore: pki.FormatDuration(renewBefore), MaxConcurrent: max(maxConcurrent, 1)}
 	if w != nil {
 		p.Window, p.Timezone = w.String(), w.Loc.String()
@@ -65,7 +69,21 @@ func BuildPlan(rows []pki.FleetRow, now time.Time, renewBefore time.Duration, w 
 			continue
 		}
 		pr.LeafExpiry = r.LeafExpiry.UTC()
-		pr.Due = r.LeafExpiry.Add(-renewBefore).UTC()
+		rb := renewBefore
+		if workloads != nil {
+			wl := ReadWorkload(workloads.Get(r.Namespace, r.Release), renewBefore)
+			rb = wl.RenewBefore
+			pr.Due = r.LeafExpiry.Add(-rb).UTC()
+			if why, ok := restartable(candidate{row: r, wl: wl}); !ok {
+				if wl.K0sRenews {
+					pr.Status = pki.FleetK0sRenews
+				}
+				pr.Note = why
+				rest = append(rest, pr)
+				continue
+			}
+		}
+		pr.Due = r.LeafExpiry.Add(-rb).UTC()
 		todo = append(todo, pr)
 	}
 	slices.SortStableFunc(todo, func(a, b PlanRow) int {

@@ -74,7 +74,7 @@ func TestBuildPlan(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := BuildPlan(c.rows, now, 7*24*time.Hour, w, c.max)
+			p := BuildPlan(c.rows, now, 7*24*time.Hour, w, c.max, nil)
 			if len(p.Rows) != len(c.want) {
 				t.Fatalf("%d rows, want %d: %+v", len(p.Rows), len(c.want), p.Rows)
 			}

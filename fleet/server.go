@@ -24,14 +24,21 @@ type Server struct {
 	// Synced reports that the informer has delivered its first LIST: until then the state is
 	// partial, and /readyz says so rather than letting a scrape read a half-empty fleet as healthy.
 	Synced func() bool
-	Log    *slog.Logger
-	HTTP   watch.HTTPLimits
+	// Workloads (nil: not followed) and Restarter (nil: no --restart-due) add their gauges and
+	// judge /plan as the restarter does.
+	Workloads *Workloads
+	Restarter *Restarter
+	Log       *slog.Logger
+	HTTP      watch.HTTPLimits
 }
 
 // Handler builds the routes, with a registry of its own (never the global one).
 func (s *Server) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&Collector{State: s.State, Now: s.Now, RenewBefore: s.RenewBefore})
+	if s.Workloads != nil {
+		reg.MustRegister(&RestartCollector{State: s.State, Workloads: s.Workloads, Restarter: s.Restarter, RenewBefore: s.RenewBefore})
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -48,7 +55,7 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		now := s.Now()
-		p := BuildPlan(s.State.Rows(now, s.RenewBefore), now, s.RenewBefore, s.Window, s.MaxConcurrent)
+		p := BuildPlan(s.State.Rows(now, s.RenewBefore), now, s.RenewBefore, s.Window, s.MaxConcurrent, s.Workloads)
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -24,13 +25,18 @@ const (
 	maxEventMessageRunes  = 1024
 )
 
-// Events records Events on the vcluster pod. It is best effort: the vcluster Role of v0.19–v0.25
-// has no events: create, so a 403 is logged once and then ignored.
+// Events records Events on the vcluster pod (or, with Kind set, on another object of the
+// namespace, such as the fleet's Events on a StatefulSet). It is best effort: the vcluster Role of
+// v0.19–v0.25 has no events: create, so a 403 is logged once and then ignored.
 type Events struct {
 	Client    *Client
 	Namespace string
-	Pod       string
+	Pod       string // the object's name
 	Log       *slog.Logger
+	// Kind and APIVersion of the object; empty: a v1 Pod.
+	Kind, APIVersion string
+	// Instance is the reportingInstance; empty: the object's name.
+	Instance string
 
 	once sync.Once
 }
@@ -45,7 +51,8 @@ func (e *Events) Emit(ctx context.Context, eventType, reason, message string) {
 	}
 	now := time.Now().UTC().Format(time.RFC3339)
 	// JSON values only (map[string]any, int64): the object is unstructured.
-	ref := map[string]any{"apiVersion": "v1", "kind": "Pod", "namespace": e.Namespace, "name": e.Pod}
+	kind, version, instance := cmp.Or(e.Kind, "Pod"), cmp.Or(e.APIVersion, "v1"), cmp.Or(e.Instance, e.Pod)
+	ref := map[string]any{"apiVersion": version, "kind": kind, "namespace": e.Namespace, "name": e.Pod}
 	err := e.Client.create(ctx, e.Namespace, eventsGVR, map[string]any{
 		"apiVersion": "v1", "kind": "Event",
 		"metadata":       map[string]any{"generateName": e.Pod + ".", "namespace": e.Namespace},
@@ -53,7 +60,7 @@ func (e *Events) Emit(ctx context.Context, eventType, reason, message string) {
 		"reason":         reason, "message": message, "type": eventType,
 		"source":         map[string]any{"component": eventSource},
 		"firstTimestamp": now, "lastTimestamp": now, "count": int64(1),
-		"reportingComponent": eventSource, "reportingInstance": e.Pod,
+		"reportingComponent": eventSource, "reportingInstance": instance,
 	})
 	switch {
 	case err == nil:

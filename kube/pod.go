@@ -1,6 +1,12 @@
 package kube
 
-import "context"
+import (
+	"context"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
 
 // ReleaseLabels are the pod labels that name the vcluster release, in order of preference.
 var ReleaseLabels = []string{"release", "app.kubernetes.io/instance"}
@@ -18,4 +24,31 @@ func PodRelease(ctx context.Context, c *Client, namespace, pod string) (string, 
 		}
 	}
 	return "", nil
+}
+
+// PodState is what the fleet reads of a vcluster pod while restarting it.
+type PodState struct {
+	UID         string
+	Ready       bool // condition Ready is True
+	Terminating bool // a delete was accepted
+}
+
+// GetPod reads a pod's UID and readiness; nil when there is no such pod.
+func GetPod(ctx context.Context, c *Client, namespace, name string) (*PodState, error) {
+	u, err := c.dyn.Resource(podsGVR).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, Explain(err, "get", "Pod "+namespace+"/"+name)
+	}
+	p := &PodState{UID: string(u.GetUID()), Terminating: u.GetDeletionTimestamp() != nil}
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == "Ready" && m["status"] == "True" {
+			p.Ready = true
+		}
+	}
+	return p, nil
 }

@@ -117,15 +117,15 @@ func (s *SecretStore) listAndWatch(ctx context.Context, sel string, fn func(*pki
 	}
 }
 
-// Annotate sets one annotation on the Secret with an Update that carries the resourceVersion
-// just read; a conflict is retried once with a fresh read.
-func (s *SecretStore) Annotate(ctx context.Context, key, value string) error {
+// Annotate sets annotations on the Secret with one Update that carries the resourceVersion just
+// read; a conflict is retried once with a fresh read.
+func (s *SecretStore) Annotate(ctx context.Context, annotations map[string]string) error {
 	for attempt := 0; ; attempt++ {
 		obj, err := s.Client.getSecret(ctx, s.Namespace, s.Name)
 		if err != nil {
 			return Explain(err, "get", "Secret "+s.ref())
 		}
-		body, err := obj.edited(nil, map[string]string{key: value})
+		body, err := obj.edited(nil, annotations)
 		if err != nil {
 			return err
 		}

@@ -16,13 +16,29 @@ const (
 	FleetDue        FleetStatus = "DUE"
 	FleetOK         FleetStatus = "OK"
 	FleetNoK0s      FleetStatus = "NO-K0S-CERTS"
+	// FleetK0sRenews: the StatefulSet runs k0s v1.35.1 or later, which renews its leaves under a
+	// custom CA itself (k0sproject/k0s#6378) and may disagree with how vcluster ≤ v0.25 copies the
+	// Secret over the disk. The fleet reports such vclusters and never restarts them. Only the
+	// fleet service sets it: it needs the StatefulSet, which a Secret alone does not name.
+	FleetK0sRenews FleetStatus = "K0S-RENEWS"
 )
 
-var fleetOrder = []FleetStatus{FleetExpired, FleetUnreadable, FleetDue, FleetOK, FleetNoK0s}
+var fleetOrder = []FleetStatus{FleetExpired, FleetUnreadable, FleetDue, FleetOK, FleetK0sRenews, FleetNoK0s}
+
+// FleetStatuses lists every status, most urgent first.
+func FleetStatuses() []FleetStatus { return slices.Clone(fleetOrder) }
 
 // LastRepairAnnotation is written on the Secret by a leaf repair, in the same update that removes
 // the keys: "<RFC3339 time> <decision>".
 const LastRepairAnnotation = "certguard.dev/last-repair"
+
+// LastRestartAnnotation records on the Secret when the sidecar or the fleet service last deleted
+// the vcluster's pod to renew its leaves (RFC 3339): both honour one --restart-min-interval.
+const LastRestartAnnotation = "certguard.dev/last-restart"
+
+// RestartedPodAnnotation is the UID of the pod the fleet service deleted, written in the same
+// update as LastRestartAnnotation: the restart is over once a pod with another UID is Ready.
+const RestartedPodAnnotation = "certguard.dev/restarted-pod"
 
 // FleetRow is one vcluster certificate Secret, judged from the Secret alone (vcluster writes it
 // over the disk at every start, so it is what the next start uses).
@@ -36,6 +52,9 @@ type FleetRow struct {
 	CAExpiry   time.Time   `json:"caExpiry,omitzero"`
 	Detail     string      `json:"detail,omitempty"`
 	LastRepair string      `json:"lastRepair,omitempty"`
+	// LastRestart and RestartedPod are the Secret's restart record (see LastRestartAnnotation).
+	LastRestart  time.Time `json:"lastRestart,omitzero"`
+	RestartedPod string    `json:"-"`
 }
 
 // IsCertSecret tells a vcluster certificate Secret from other Secrets without relying on labels,
@@ -51,7 +70,9 @@ func IsCertSecret(name string, labels map[string]string, keys func(string) bool)
 // signatures and parses no private keys: that is 95% of the cost, and a fleet view is about
 // dates (measured on 2 cores: 1.06 ms a Secret through Inspect, 0.05 ms this way).
 func Fleet(s *Secret, now time.Time, renewBefore time.Duration) FleetRow {
-	row := FleetRow{Namespace: s.Namespace, Release: strings.TrimSuffix(s.Name, "-certs"), Distro: "k8s/k3s", LastRepair: s.Annotations[LastRepairAnnotation]}
+	row := FleetRow{Namespace: s.Namespace, Release: strings.TrimSuffix(s.Name, "-certs"), Distro: "k8s/k3s", LastRepair: s.Annotations[LastRepairAnnotation],
+		RestartedPod: s.Annotations[RestartedPodAnnotation]}
+	row.LastRestart, _ = time.Parse(time.RFC3339, s.Annotations[LastRestartAnnotation])
 	worst := func(st FleetStatus, detail string) {
 		if row.Status == "" || slices.Index(fleetOrder, st) < slices.Index(fleetOrder, row.Status) {
 			row.Status, row.Detail = st, detail

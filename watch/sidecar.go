@@ -25,7 +25,7 @@ import (
 
 // LastRestartAnnotation records the sidecar's last restart on the Secret, so that the rate
 // guard survives the restart it causes.
-const LastRestartAnnotation = "certguard.dev/last-restart"
+const LastRestartAnnotation = pki.LastRestartAnnotation
 
 // maxSleep bounds the timer: a safety net, not a polling loop (files and Secret are watched).
 const maxSleep = 6 * time.Hour
@@ -257,7 +257,7 @@ func (s *Sidecar) restart(ctx context.Context, now time.Time, dec Restart) {
 		s.Log.Info("dry run: would delete this pod now", "pod", s.Namespace+"/"+s.Pod, "why", dec.Why, "dry_run", true)
 		return
 	}
-	if err := s.Secrets.Annotate(ctx, LastRestartAnnotation, now.UTC().Format(time.RFC3339)); err != nil {
+	if err := s.Secrets.Annotate(ctx, map[string]string{LastRestartAnnotation: now.UTC().Format(time.RFC3339)}); err != nil {
 		s.Log.Error("not restarting: cannot record the restart on the Secret", "err", err)
 		return
 	}

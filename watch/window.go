@@ -130,3 +130,12 @@ func (w *Window) NextOpening(t time.Time) time.Time {
 	s, _ = w.opening(s.Add(w.length()))
 	return s
 }
+
+// Opening returns the start of the window that contains t, and whether t is inside one.
+func (w *Window) Opening(t time.Time) (start time.Time, open bool) {
+	s, open := w.opening(t)
+	if !open {
+		return time.Time{}, false
+	}
+	return s, true
+}
