@@ -141,7 +141,7 @@ fleet:
 				"--restart-ready-timeout=20m", "--lease-name=certguard-fleet-serve", "--dry-run", "--log-format=json"},
 			env: leaseEnv,
 			rules: []any{
-				obj{"apiGroups": []any{""}, "resources": []any{"secrets"}, "verbs": []any{"list", "watch", "update"}},
+				obj{"apiGroups": []any{""}, "resources": []any{"secrets"}, "verbs": []any{"list", "watch", "get", "update"}},
 				obj{"apiGroups": []any{"apps"}, "resources": []any{"statefulsets"}, "verbs": []any{"list", "watch"}},
 				obj{"apiGroups": []any{""}, "resources": []any{"pods"}, "verbs": []any{"get", "delete"}},
 				obj{"apiGroups": []any{""}, "resources": []any{"events"}, "verbs": []any{"create"}},
@@ -665,7 +665,7 @@ func TestAddonChartNotes(t *testing.T) {
 		"--set-string", "fleet.serve.restartWindow=Sat 02:00-04:00")
 	notes = r.stdout[strings.Index(r.stdout, "NOTES:"):]
 	for _, want := range []string{
-		"get and delete on pods, update on secrets, create on events; Role certguard-fleet-serve on its Lease)",
+		"get and delete on pods, get and update on secrets, create on events; Role certguard-fleet-serve on its Lease)",
 		"PrometheusRule certguard-fleet-serve alerts on it",
 		`--restart-due --dry-run (restarts are only logged): due vclusters with certguard's init container are restarted in "Sat 02:00-04:00" (UTC), at most 1 at a time.`,
 	} {

@@ -205,7 +205,7 @@ func TestFleetServeChartAccess(t *testing.T) {
 		{
 			name:   "restart-due",
 			values: `restartDue: true, restartWindow: "Sat 02:00-04:00"`,
-			everywhere: []string{"/secrets list", "/secrets watch", "/secrets update", "apps/statefulsets list", "apps/statefulsets watch",
+			everywhere: []string{"/secrets list", "/secrets watch", "/secrets get", "/secrets update", "apps/statefulsets list", "apps/statefulsets watch",
 				"/pods get", "/pods delete", "/events create"},
 			own:   []string{"coordination.k8s.io/leases create"},
 			lease: []string{"coordination.k8s.io/leases get", "coordination.k8s.io/leases update"},
@@ -214,7 +214,7 @@ func TestFleetServeChartAccess(t *testing.T) {
 			// A dry run previews the real thing: the same grants.
 			name:   "restart-due-dry-run",
 			values: `restartDue: true, dryRun: true, restartWindow: "Sat 02:00-04:00"`,
-			everywhere: []string{"/secrets list", "/secrets watch", "/secrets update", "apps/statefulsets list", "apps/statefulsets watch",
+			everywhere: []string{"/secrets list", "/secrets watch", "/secrets get", "/secrets update", "apps/statefulsets list", "apps/statefulsets watch",
 				"/pods get", "/pods delete", "/events create"},
 			own:   []string{"coordination.k8s.io/leases create"},
 			lease: []string{"coordination.k8s.io/leases get", "coordination.k8s.io/leases update"},
