@@ -305,3 +305,104 @@ func allowed(t *testing.T, user string, groups []string, namespace, group, resou
 	}
 	return rev.Status.Allowed
 }
+
+// TestFleetServeChartRestartDue runs the restartDue (dry run) Deployment's args and env, with the
+// downward API's values filled in by hand, as its ServiceAccount: the chart's grants and wiring
+// let fleet serve take its Lease in the release namespace, under the pod's name, and report it.
+func TestFleetServeChartRestartDue(t *testing.T) {
+	ns := namespace(t, "fleetrestart")
+	fleetName := "cgf-rd-" + ns
+	name := fleetName + "-serve"
+	values := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(values, []byte("rbac: {events: false}\nfleet: {name: "+fleetName+
+		`, serve: {enabled: true, restartDue: true, dryRun: true, restartWindow: "Sat 02:00-04:00"}}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := mustRun(t, nil, helmBin, "template", "certguard-fleet", chartDir, "-n", ns, "-f", values)
+	rendered := filepath.Join(t.TempDir(), "fleet.yaml")
+	if err := os.WriteFile(rendered, []byte(r.stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, []string{"KUBECONFIG=" + adminKubeconfig}, kubectlBin, "apply", "-n", ns, "-f", rendered)
+	var c obj
+	for _, o := range parseDocs(t, r.stdout) {
+		if str(o, "kind") == "Deployment" {
+			c = get(o, "spec", "template", "spec", "containers", 0).(obj)
+		}
+	}
+	const pod = "certguard-fleet-serve-7d4b9-x2k4q"
+	fieldRefs := map[string]string{"metadata.namespace": ns, "metadata.name": pod}
+	var envs []string
+	for _, e := range get(c, "env").([]any) {
+		v, ok := fieldRefs[str(e, "valueFrom", "fieldRef", "fieldPath")]
+		if !ok {
+			t.Fatalf("env %v: not a downward API field the test knows", e)
+		}
+		envs = append(envs, str(e, "name")+"="+v)
+	}
+	user := "system:serviceaccount:" + ns + ":" + name
+	groups := []string{"system:serviceaccounts", "system:serviceaccounts:" + ns}
+	waitAllowed(t, user, groups, "list", true)
+	for end := time.Now().Add(10 * time.Second); !allowed(t, user, groups, ns, "coordination.k8s.io", "leases", "create", ""); {
+		if time.Now().After(end) {
+			t.Fatalf("%s never got the Lease Role", user)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	kc, err := env.Kubeconfig(t.TempDir(), user, groups...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	var args []string
+	for _, a := range strs(c, "args") {
+		if strings.HasPrefix(a, "--listen=") {
+			a = "--listen=" + addr
+		}
+		args = append(args, a)
+	}
+	cmd := exec.Command(certguardBin, append(args, "--kubeconfig="+kc)...)
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "KUBECONFIG=") && !strings.HasPrefix(e, "CERTGUARD_") {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
+	cmd.Env = append(cmd.Env, envs...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}()
+	var metrics string
+	for end := time.Now().Add(20 * time.Second); !strings.Contains(metrics, "\ncertguard_fleet_restart_leader 1\n"); {
+		if time.Now().After(end) {
+			t.Fatalf("fleet serve --restart-due as the chart's ServiceAccount never held its Lease:\n%s\n%s", metrics, stderr.String())
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("fleet serve exited: %v\n%s", err, stderr.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			metrics = string(b)
+		}
+	}
+	lease := mustRun(t, []string{"KUBECONFIG=" + adminKubeconfig}, kubectlBin, "get", "lease", "-n", ns, name, "-o", "jsonpath={.spec.holderIdentity}")
+	if lease.stdout != pod {
+		t.Errorf("Lease %s/%s holder %q, want the pod's name %q", ns, name, lease.stdout, pod)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-done; err != nil {
+		t.Errorf("fleet serve on SIGTERM: %v\n%s", err, stderr.String())
+	}
+}
