@@ -30,7 +30,23 @@ type valueSet struct {
 	headless  bool              // the metrics Service has no cluster IP
 	team      bool              // commonLabels team=platform
 	fleet     string            // ClusterRole name
-	serve     bool              // fleet.serve.enabled: the fleet serve Deployment and its objects
+	serve     *serveWant        // fleet.serve.enabled: the fleet serve Deployment and its objects
+}
+
+// serveWant is what the fleet serve objects of a value set must be, written out by hand.
+type serveWant struct {
+	kinds []string // kinds of the objects labelled app.kubernetes.io/component=fleet
+	args  []string
+	env   []any // the container's env: the Lease's namespace and holder (downward API)
+	rules []any // the serve ClusterRole's rules
+	role  []any // the Lease Role's rules (nil: no Role)
+}
+
+// leaseEnv is the container env that --restart-due needs: the pod's namespace (where the Lease
+// lives) and its name (the Lease holder), from the downward API.
+var leaseEnv = []any{
+	obj{"name": "CERTGUARD_LEASE_NAMESPACE", "valueFrom": obj{"fieldRef": obj{"fieldPath": "metadata.namespace"}}},
+	obj{"name": "CERTGUARD_POD_NAME", "valueFrom": obj{"fieldRef": obj{"fieldPath": "metadata.name"}}},
 }
 
 var valueSets = []valueSet{
@@ -90,8 +106,51 @@ fleet:
     serviceMonitor: {enabled: true, labels: {release: kube-prometheus-stack}}
 `,
 		kinds: []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount", "ServiceMonitor"},
+		serve: &serveWant{
+			kinds: []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount", "ServiceMonitor"},
+			args: []string{"fleet", "serve", "--listen=:9793", "--renew-before=120d", "--restart-window=Sat 02:00-04:00",
+				"--restart-timezone=Europe/Berlin", "--max-concurrent=2", "--log-format=json"},
+			rules: []any{
+				obj{"apiGroups": []any{""}, "resources": []any{"secrets"}, "verbs": []any{"list", "watch"}},
+				obj{"apiGroups": []any{"apps"}, "resources": []any{"statefulsets"}, "verbs": []any{"list", "watch"}},
+			},
+		},
+	},
+	{
+		name: "fleet-serve-restart", release: "certguard-fleet",
+		values: `
+rbac: {events: false}
+fleet:
+  enabled: true
+  serve:
+    enabled: true
+    restartWindow: "Sat 02:00-04:00"
+    restartDue: true
+    dryRun: true
+    restartMinInterval: 7d
+    restartReadyTimeout: 20m
+    serviceMonitor: {enabled: false}
+    prometheusRule: {enabled: true}
+`,
+		kinds: []string{"ClusterRole", "ClusterRole", "ClusterRoleBinding", "Deployment", "PrometheusRule", "Role", "RoleBinding", "Service", "ServiceAccount"},
 		fleet: "certguard-fleet",
-		serve: true,
+		serve: &serveWant{
+			kinds: []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "PrometheusRule", "Role", "RoleBinding", "Service", "ServiceAccount"},
+			args: []string{"fleet", "serve", "--listen=:9793", "--renew-before=120d", "--restart-window=Sat 02:00-04:00",
+				"--restart-timezone=UTC", "--max-concurrent=1", "--restart-due", "--restart-min-interval=7d",
+				"--restart-ready-timeout=20m", "--lease-name=certguard-fleet-serve", "--dry-run", "--log-format=json"},
+			env: leaseEnv,
+			rules: []any{
+				obj{"apiGroups": []any{""}, "resources": []any{"secrets"}, "verbs": []any{"list", "watch", "get", "update"}},
+				obj{"apiGroups": []any{"apps"}, "resources": []any{"statefulsets"}, "verbs": []any{"list", "watch"}},
+				obj{"apiGroups": []any{""}, "resources": []any{"pods"}, "verbs": []any{"get", "delete"}},
+				obj{"apiGroups": []any{""}, "resources": []any{"events"}, "verbs": []any{"create"}},
+			},
+			role: []any{
+				obj{"apiGroups": []any{"coordination.k8s.io"}, "resources": []any{"leases"}, "verbs": []any{"create"}},
+				obj{"apiGroups": []any{"coordination.k8s.io"}, "resources": []any{"leases"}, "resourceNames": []any{"certguard-fleet-serve"}, "verbs": []any{"get", "update"}},
+			},
+		},
 	},
 }
 
@@ -136,6 +195,15 @@ func TestAddonChartLint(t *testing.T) {
 		{"fleet serve: no vcluster per opening", "fleet.serve.enabled=true,fleet.serve.maxConcurrent=0", "maxConcurrent"},
 		{"fleet serve: not a window", "fleet.serve.enabled=true,fleet.serve.restartWindow=saturday night", "restartWindow"},
 		{"fleet serve: renew-before without unit", "fleet.serve.enabled=true,fleet.serve.renewBefore=120", "renewBefore"},
+		{"fleet serve: restarts without a window", "fleet.serve.enabled=true,fleet.serve.restartDue=true", "restartDue needs fleet.serve.restartWindow"},
+		{"fleet serve: restart interval under 1h", "fleet.serve.enabled=true,fleet.serve.restartMinInterval=30m", "restartMinInterval"},
+		{"fleet serve: restart interval of 0 days", "fleet.serve.enabled=true,fleet.serve.restartMinInterval=0d", "restartMinInterval"},
+		{"fleet serve: ready timeout without unit", "fleet.serve.enabled=true,fleet.serve.restartReadyTimeout=15", "restartReadyTimeout"},
+		{"fleet serve: dry run not a boolean", "fleet.serve.enabled=true,fleet.serve.dryRun=maybe", "dryRun"},
+		{"fleet rule: typo in a key", "fleet.serve.prometheusRule.enable=true", "enable"},
+		{"fleet rule: weeks", "fleet.serve.prometheusRule.caExpiresSoon.warning=12w", "caExpiresSoon/warning"},
+		{"fleet rule: leaf warning not before critical", "fleet.serve.enabled=true,fleet.serve.prometheusRule.enabled=true,fleet.serve.prometheusRule.leafExpiresSoon.critical=28d", "leafExpiresSoon.warning must be longer"},
+		{"fleet rule: CA warning not before critical", "fleet.serve.enabled=true,fleet.serve.prometheusRule.enabled=true,fleet.serve.prometheusRule.caExpiresSoon.warning=30d", "caExpiresSoon.warning must be longer"},
 	} {
 		r := run(t, nil, helmBin, "template", "x", chartDir, "--set", c.set)
 		if r.code == 0 || !strings.Contains(r.stderr, c.want) {
@@ -170,8 +238,8 @@ func TestAddonChartTemplate(t *testing.T) {
 				}
 				checkMeta(t, v, ns, o)
 			}
-			if v.serve {
-				checkFleetServe(t, ns, fleetServe, byKind["ClusterRole"])
+			if v.serve != nil {
+				checkFleetServe(t, v, ns, fleetServe)
 			} else if len(fleetServe) > 0 {
 				t.Errorf("fleet serve objects without fleet.serve.enabled: %v", slices.Sorted(maps.Keys(fleetServe)))
 			}
@@ -582,20 +650,40 @@ func TestAddonChartNotes(t *testing.T) {
 	r = mustRun(t, []string{"KUBECONFIG=" + adminKubeconfig}, helmBin, "install", "certguard-fleet", chartDir, "-n", ns, "--dry-run=server",
 		"--set", "rbac.events=false,fleet.serve.enabled=true")
 	notes = r.stdout[strings.Index(r.stdout, "NOTES:"):]
-	for _, want := range []string{"fleet only", "Deployment certguard-fleet-serve runs `certguard fleet serve`", "port-forward svc/certguard-fleet-serve 9793"} {
+	for _, want := range []string{"fleet only", "Deployment certguard-fleet-serve runs `certguard fleet serve`", "port-forward svc/certguard-fleet-serve 9793",
+		"ClusterRole certguard-fleet-serve: list and watch on secrets and statefulsets)"} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("fleet serve NOTES lack %q:\n%s", want, notes)
 		}
 	}
+	if strings.Contains(notes, "restart-due") || strings.Contains(notes, "Lease") {
+		t.Errorf("fleet serve NOTES without restartDue talk about restarts:\n%s", notes)
+	}
+	installPrometheusRuleCRD(t)
+	r = mustRun(t, []string{"KUBECONFIG=" + adminKubeconfig}, helmBin, "install", "certguard-fleet", chartDir, "-n", ns, "--dry-run=server",
+		"--set", "rbac.events=false,fleet.serve.enabled=true,fleet.serve.restartDue=true,fleet.serve.dryRun=true,fleet.serve.prometheusRule.enabled=true",
+		"--set-string", "fleet.serve.restartWindow=Sat 02:00-04:00")
+	notes = r.stdout[strings.Index(r.stdout, "NOTES:"):]
+	for _, want := range []string{
+		"get and delete on pods, get and update on secrets, create on events; Role certguard-fleet-serve on its Lease)",
+		"PrometheusRule certguard-fleet-serve alerts on it",
+		`--restart-due --dry-run (restarts are only logged): due vclusters with certguard's init container are restarted in "Sat 02:00-04:00" (UTC), at most 1 at a time.`,
+	} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("fleet serve restartDue NOTES lack %q:\n%s", want, notes)
+		}
+	}
 }
 
-// checkFleetServe checks the fleet serve objects of the fleet-serve value set: the Deployment runs
-// `certguard fleet serve` with the values as flags, as a ServiceAccount bound to the fleet
-// ClusterRole and nothing else, behind a Service and a ServiceMonitor that select it.
-func checkFleetServe(t *testing.T, ns string, objs map[string]obj, cr obj) {
+// checkFleetServe checks the fleet serve objects of a value set: the Deployment runs `certguard
+// fleet serve` with the values as flags, as a ServiceAccount bound to a ClusterRole of its own
+// with exactly v.serve.rules (and, with restartDue, to a Role on its Lease), behind a Service (and
+// a ServiceMonitor) that select it.
+func checkFleetServe(t *testing.T, v valueSet, ns string, objs map[string]obj) {
 	t.Helper()
-	if got := slices.Sorted(maps.Keys(objs)); !reflect.DeepEqual(got, []string{"ClusterRoleBinding", "Deployment", "Service", "ServiceAccount", "ServiceMonitor"}) {
-		t.Fatalf("fleet serve objects %v", got)
+	want := v.serve
+	if got := slices.Sorted(maps.Keys(objs)); !reflect.DeepEqual(got, want.kinds) {
+		t.Fatalf("fleet serve objects %v, want %v", got, want.kinds)
 	}
 	const name = "certguard-fleet-serve"
 	for k, o := range objs {
@@ -603,12 +691,25 @@ func checkFleetServe(t *testing.T, ns string, objs map[string]obj, cr obj) {
 			t.Errorf("%s named %q, want %s", k, str(o, "metadata", "name"), name)
 		}
 	}
-	crb := objs["ClusterRoleBinding"]
-	if str(crb, "roleRef", "kind") != "ClusterRole" || str(crb, "roleRef", "name") != str(cr, "metadata", "name") {
-		t.Errorf("fleet serve ClusterRoleBinding roleRef %v, want the fleet ClusterRole", get(crb, "roleRef"))
+	subjects := []any{obj{"kind": "ServiceAccount", "name": name, "namespace": ns}}
+	if got := get(objs["ClusterRole"], "rules"); !reflect.DeepEqual(got, want.rules) {
+		t.Errorf("fleet serve ClusterRole rules %v, want exactly %v", got, want.rules)
 	}
-	if want := []any{obj{"kind": "ServiceAccount", "name": name, "namespace": ns}}; !reflect.DeepEqual(get(crb, "subjects"), want) {
-		t.Errorf("fleet serve ClusterRoleBinding subjects %v, want %v", get(crb, "subjects"), want)
+	crb := objs["ClusterRoleBinding"]
+	if str(crb, "roleRef", "kind") != "ClusterRole" || str(crb, "roleRef", "name") != name {
+		t.Errorf("fleet serve ClusterRoleBinding roleRef %v, want its own ClusterRole %s", get(crb, "roleRef"), name)
+	}
+	if !reflect.DeepEqual(get(crb, "subjects"), subjects) {
+		t.Errorf("fleet serve ClusterRoleBinding subjects %v, want %v", get(crb, "subjects"), subjects)
+	}
+	if want.role != nil {
+		if got := get(objs["Role"], "rules"); !reflect.DeepEqual(got, want.role) {
+			t.Errorf("fleet serve Role rules %v, want exactly %v", got, want.role)
+		}
+		rb := objs["RoleBinding"]
+		if str(rb, "roleRef", "kind") != "Role" || str(rb, "roleRef", "name") != name || !reflect.DeepEqual(get(rb, "subjects"), subjects) {
+			t.Errorf("fleet serve RoleBinding roleRef %v subjects %v, want Role %s for %v", get(rb, "roleRef"), get(rb, "subjects"), name, subjects)
+		}
 	}
 	d := objs["Deployment"]
 	pod := get(d, "spec", "template").(obj)
@@ -616,10 +717,11 @@ func checkFleetServe(t *testing.T, ns string, objs map[string]obj, cr obj) {
 		t.Errorf("Deployment: serviceAccountName %q, replicas %v", str(pod, "spec", "serviceAccountName"), get(d, "spec", "replicas"))
 	}
 	c := get(pod, "spec", "containers").([]any)[0].(obj)
-	wantArgs := []string{"fleet", "serve", "--listen=:9793", "--renew-before=120d", "--restart-window=Sat 02:00-04:00",
-		"--restart-timezone=Europe/Berlin", "--max-concurrent=2", "--log-format=json"}
-	if got := strs(c, "args"); !reflect.DeepEqual(got, wantArgs) {
-		t.Errorf("fleet serve args %q, want %q", got, wantArgs)
+	if got := strs(c, "args"); !reflect.DeepEqual(got, want.args) {
+		t.Errorf("fleet serve args %q, want %q", got, want.args)
+	}
+	if got, _ := get(c, "env").([]any); !reflect.DeepEqual(got, want.env) {
+		t.Errorf("fleet serve env %v, want %v", got, want.env)
 	}
 	var chart struct {
 		AppVersion string `json:"appVersion"`
@@ -645,6 +747,13 @@ func checkFleetServe(t *testing.T, ns string, objs map[string]obj, cr obj) {
 	}
 	if want := []any{obj{"name": "metrics", "port": float64(9793), "targetPort": "metrics", "protocol": "TCP"}}; !reflect.DeepEqual(get(svc, "spec", "ports"), want) {
 		t.Errorf("Service ports %v, want %v", get(svc, "spec", "ports"), want)
+	}
+	if pr := objs["PrometheusRule"]; pr != nil {
+		var rule prometheusRule
+		strict(t, pr, &rule) // the alerts themselves: TestFleetPrometheusRule
+	}
+	if objs["ServiceMonitor"] == nil {
+		return
 	}
 	var sm serviceMonitor
 	strict(t, objs["ServiceMonitor"], &sm)

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,9 +22,9 @@ import (
 )
 
 // TestFleetServeChartRBAC installs the chart with fleet.serve.enabled for real and runs the
-// Deployment's own args as its ServiceAccount: the fleet ClusterRole, exactly as rendered, is
-// enough for fleet serve to sync and report a vcluster in another namespace. The same
-// ClusterRole without watch makes fleet serve exit 1 with one line naming the verb.
+// Deployment's own args as its ServiceAccount: the fleet serve ClusterRole, exactly as rendered,
+// is enough for fleet serve to sync and report a vcluster in another namespace. The same
+// ClusterRole without watch on secrets makes fleet serve exit 1 with one line naming the verb.
 func TestFleetServeChartRBAC(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t, "fleetserve")
@@ -107,13 +109,16 @@ func TestFleetServeChartRBAC(t *testing.T) {
 		t.Errorf("fleet serve on SIGTERM: %v\n%s", err, stderr.String())
 	}
 
-	// The same ClusterRole without watch, bound to another ServiceAccount.
-	cr, err := env.Client.RbacV1().ClusterRoles().Get(ctx, role, metav1.GetOptions{})
+	// The same ClusterRole without watch on secrets, bound to another ServiceAccount.
+	cr, err := env.Client.RbacV1().ClusterRoles().Get(ctx, sa, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	noWatch := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: role + "-nowatch"}, Rules: cr.DeepCopy().Rules}
 	for i := range noWatch.Rules {
+		if !slices.Equal(noWatch.Rules[i].Resources, []string{"secrets"}) {
+			continue
+		}
 		var verbs []string
 		for _, v := range noWatch.Rules[i].Verbs {
 			if v != "watch" {
@@ -173,5 +178,231 @@ func waitAllowed(t *testing.T, user string, groups []string, verb string, want b
 			t.Fatalf("%s may %s secrets: %v, want %v", user, verb, rev.Status.Allowed, want)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFleetServeChartAccess installs the fleet serve objects with and without restartDue and asks
+// the real apiserver's authorizer (SubjectAccessReview) what their ServiceAccount may do: every
+// verb on every resource it uses or might be tempted to, cluster-wide, in a vcluster's namespace,
+// in its own namespace and on its Lease by name. Exactly the grants written below, no more.
+func TestFleetServeChartAccess(t *testing.T) {
+	ns := namespace(t, "fleetaccess")
+	vcNs := namespace(t, "fleetaccessvc")
+	resources := []string{"/secrets", "/pods", "/events", "/configmaps", "/serviceaccounts", "apps/statefulsets",
+		"apps/deployments", "events.k8s.io/events", "coordination.k8s.io/leases"}
+	verbs := []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
+	for _, c := range []struct {
+		name   string
+		values string // fleet.serve's values besides enabled
+		// "group/resource verb" allowed cluster-wide (so in every namespace), in the release
+		// namespace only, and on the Lease <fleet.name>-serve by name only.
+		everywhere, own, lease []string
+	}{
+		{
+			name:       "serve",
+			everywhere: []string{"/secrets list", "/secrets watch", "apps/statefulsets list", "apps/statefulsets watch"},
+		},
+		{
+			name:   "restart-due",
+			values: `restartDue: true, restartWindow: "Sat 02:00-04:00"`,
+			everywhere: []string{"/secrets list", "/secrets watch", "/secrets get", "/secrets update", "apps/statefulsets list", "apps/statefulsets watch",
+				"/pods get", "/pods delete", "/events create"},
+			own:   []string{"coordination.k8s.io/leases create"},
+			lease: []string{"coordination.k8s.io/leases get", "coordination.k8s.io/leases update"},
+		},
+		{
+			// A dry run previews the real thing: the same grants.
+			name:   "restart-due-dry-run",
+			values: `restartDue: true, dryRun: true, restartWindow: "Sat 02:00-04:00"`,
+			everywhere: []string{"/secrets list", "/secrets watch", "/secrets get", "/secrets update", "apps/statefulsets list", "apps/statefulsets watch",
+				"/pods get", "/pods delete", "/events create"},
+			own:   []string{"coordination.k8s.io/leases create"},
+			lease: []string{"coordination.k8s.io/leases get", "coordination.k8s.io/leases update"},
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fleetName := "cgf-" + c.name + "-" + ns // cluster-scoped: one name per test run
+			name := fleetName + "-serve"
+			values := filepath.Join(t.TempDir(), "values.yaml")
+			text := "rbac: {events: false}\nfleet: {name: " + fleetName + ", serve: {enabled: true"
+			if c.values != "" {
+				text += ", " + c.values
+			}
+			if err := os.WriteFile(values, []byte(text+"}}\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r := mustRun(t, nil, helmBin, "template", "certguard-fleet", chartDir, "-n", ns, "-f", values)
+			rendered := filepath.Join(t.TempDir(), "fleet.yaml")
+			if err := os.WriteFile(rendered, []byte(r.stdout), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			mustRun(t, []string{"KUBECONFIG=" + adminKubeconfig}, kubectlBin, "apply", "-n", ns, "-f", rendered)
+			user := "system:serviceaccount:" + ns + ":" + name
+			groups := []string{"system:serviceaccounts", "system:serviceaccounts:" + ns}
+
+			// A new binding reaches the authorizer a moment after it is created: wait for one
+			// grant of each binding, then ask everything once.
+			waitAllowed(t, user, groups, "list", true)
+			if len(c.own) > 0 {
+				for end := time.Now().Add(10 * time.Second); !allowed(t, user, groups, ns, "coordination.k8s.io", "leases", "create", ""); {
+					if time.Now().After(end) {
+						t.Fatalf("%s never got the Lease Role", user)
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+			everywhere := map[string]bool{}
+			for _, g := range c.everywhere {
+				everywhere[g] = true
+			}
+			own := maps.Clone(everywhere)
+			for _, g := range c.own {
+				own[g] = true
+			}
+			lease := maps.Clone(own)
+			for _, g := range c.lease {
+				lease[g] = true
+			}
+			var checked, granted int
+			check := func(where, namespace, resourceName string, want map[string]bool, res, verb string) {
+				group, resource, _ := strings.Cut(res, "/")
+				got := allowed(t, user, groups, namespace, group, resource, verb, resourceName)
+				checked++
+				if got {
+					granted++
+				}
+				if got != want[res+" "+verb] {
+					t.Errorf("%s may %s %s %s: %v, want %v", c.name, verb, res, where, got, want[res+" "+verb])
+				}
+			}
+			for _, res := range resources {
+				for _, verb := range verbs {
+					check("cluster-wide", "", "", everywhere, res, verb)
+					check("in namespace "+vcNs, vcNs, "", everywhere, res, verb)
+					check("in its own namespace", ns, "", own, res, verb)
+				}
+			}
+			for _, verb := range verbs {
+				check("on its Lease "+name, ns, name, lease, "coordination.k8s.io/leases", verb)
+				check("on another Lease", ns, "someone-elses", own, "coordination.k8s.io/leases", verb)
+				check("on a Lease "+name+" in "+vcNs, vcNs, name, everywhere, "coordination.k8s.io/leases", verb)
+			}
+			t.Logf("%d SubjectAccessReviews, %d allowed", checked, granted)
+		})
+	}
+}
+
+// allowed asks the apiserver's authorizer whether user may verb group/resource (named
+// resourceName, when not empty) in namespace ("" for cluster-wide).
+func allowed(t *testing.T, user string, groups []string, namespace, group, resource, verb, resourceName string) bool {
+	t.Helper()
+	rev, err := env.Client.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), &authorizationv1.SubjectAccessReview{
+		Spec: authorizationv1.SubjectAccessReviewSpec{User: user, Groups: groups,
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Group: group, Resource: resource, Verb: verb, Name: resourceName}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev.Status.Allowed
+}
+
+// TestFleetServeChartRestartDue runs the restartDue (dry run) Deployment's args and env, with the
+// downward API's values filled in by hand, as its ServiceAccount: the chart's grants and wiring
+// let fleet serve take its Lease in the release namespace, under the pod's name, and report it.
+func TestFleetServeChartRestartDue(t *testing.T) {
+	ns := namespace(t, "fleetrestart")
+	fleetName := "cgf-rd-" + ns
+	name := fleetName + "-serve"
+	values := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(values, []byte("rbac: {events: false}\nfleet: {name: "+fleetName+
+		`, serve: {enabled: true, restartDue: true, dryRun: true, restartWindow: "Sat 02:00-04:00"}}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := mustRun(t, nil, helmBin, "template", "certguard-fleet", chartDir, "-n", ns, "-f", values)
+	rendered := filepath.Join(t.TempDir(), "fleet.yaml")
+	if err := os.WriteFile(rendered, []byte(r.stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, []string{"KUBECONFIG=" + adminKubeconfig}, kubectlBin, "apply", "-n", ns, "-f", rendered)
+	var c obj
+	for _, o := range parseDocs(t, r.stdout) {
+		if str(o, "kind") == "Deployment" {
+			c = get(o, "spec", "template", "spec", "containers", 0).(obj)
+		}
+	}
+	const pod = "certguard-fleet-serve-7d4b9-x2k4q"
+	fieldRefs := map[string]string{"metadata.namespace": ns, "metadata.name": pod}
+	var envs []string
+	for _, e := range get(c, "env").([]any) {
+		v, ok := fieldRefs[str(e, "valueFrom", "fieldRef", "fieldPath")]
+		if !ok {
+			t.Fatalf("env %v: not a downward API field the test knows", e)
+		}
+		envs = append(envs, str(e, "name")+"="+v)
+	}
+	user := "system:serviceaccount:" + ns + ":" + name
+	groups := []string{"system:serviceaccounts", "system:serviceaccounts:" + ns}
+	waitAllowed(t, user, groups, "list", true)
+	for end := time.Now().Add(10 * time.Second); !allowed(t, user, groups, ns, "coordination.k8s.io", "leases", "create", ""); {
+		if time.Now().After(end) {
+			t.Fatalf("%s never got the Lease Role", user)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	kc, err := env.Kubeconfig(t.TempDir(), user, groups...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	var args []string
+	for _, a := range strs(c, "args") {
+		if strings.HasPrefix(a, "--listen=") {
+			a = "--listen=" + addr
+		}
+		args = append(args, a)
+	}
+	cmd := exec.Command(certguardBin, append(args, "--kubeconfig="+kc)...)
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "KUBECONFIG=") && !strings.HasPrefix(e, "CERTGUARD_") {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
+	cmd.Env = append(cmd.Env, envs...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}()
+	var metrics string
+	for end := time.Now().Add(20 * time.Second); !strings.Contains(metrics, "\ncertguard_fleet_restart_leader 1\n"); {
+		if time.Now().After(end) {
+			t.Fatalf("fleet serve --restart-due as the chart's ServiceAccount never held its Lease:\n%s\n%s", metrics, stderr.String())
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("fleet serve exited: %v\n%s", err, stderr.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			metrics = string(b)
+		}
+	}
+	lease := mustRun(t, []string{"KUBECONFIG=" + adminKubeconfig}, kubectlBin, "get", "lease", "-n", ns, name, "-o", "jsonpath={.spec.holderIdentity}")
+	if lease.stdout != pod {
+		t.Errorf("Lease %s/%s holder %q, want the pod's name %q", ns, name, lease.stdout, pod)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-done; err != nil {
+		t.Errorf("fleet serve on SIGTERM: %v\n%s", err, stderr.String())
 	}
 }
