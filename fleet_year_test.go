@@ -212,4 +212,3 @@ func waitFor(t testing.TB, cond func() bool) {
 		}
 	}
 }
-

@@ -12,12 +12,13 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// prometheusRuleCRD is prometheus-operator's own CRD for PrometheusRules (testdata/), installed in
-// the test apiserver so that a server-side dry run validates the rule as a cluster would.
+// prometheusRuleCRD is a PrometheusRule CRD written from prometheus-operator's documented API
+// (testdata/; a structural schema, no unknown fields), installed in the test apiserver so that a
+// strict server-side dry run rejects a field the real CRD does not have.
 const prometheusRuleCRD = "testdata/monitoring.coreos.com_prometheusrules.yaml"
 
 // TestFleetPrometheusRule renders fleet serve's PrometheusRule (custom leaf thresholds, default CA
-// ones), validates it (helm lint, a strict decode, a strict server-side dry run against the real
+// ones), validates it (helm lint, a strict decode, a strict server-side dry run against the
 // CRD, promtool check rules), and runs its alerts with promtool on synthetic series whose expected
 // alerts are written out below.
 func TestFleetPrometheusRule(t *testing.T) {
@@ -262,7 +263,7 @@ func installPrometheusRuleCRD(t *testing.T) {
 	}
 }
 
-// serverDryRunRule server-dry-runs a PrometheusRule with strict validation against the real CRD.
+// serverDryRunRule server-dry-runs a PrometheusRule with strict validation against the CRD.
 func serverDryRunRule(t *testing.T, o obj) {
 	t.Helper()
 	installPrometheusRuleCRD(t)
