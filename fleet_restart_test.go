@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -408,5 +409,62 @@ func TestFleetRestartDueDryRunAndRBAC(t *testing.T) {
 	code, _, stderr = runBin(t, nil, "fleet", "serve", "--kubeconfig", kc, "--listen", "127.0.0.1:0", "-n", ns)
 	if code != exitError || !strings.Contains(stderr, `grant RBAC "watch" on statefulsets`) || strings.Count(stderr, "certguard: ") != 1 {
 		t.Errorf("without statefulsets watch: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestFleetPlanReadsStatefulSets: `fleet plan` judges vclusters as the restarter does when it may
+// list StatefulSets (only the guarded one is booked, the others say why), and without that grant
+// still plans from the Secrets alone, with a note.
+func TestFleetPlanReadsStatefulSets(t *testing.T) {
+	ctx := context.Background()
+	ns, _ := kenv.Namespace(ctx, "planwl")
+	issued := time.Now().Add(-pkigen.Year + 10*day)
+	newFleetVC(t, ns, "a", guarded, issued, false)
+	newFleetVC(t, ns, "bare", unguarded, issued, false)
+	newFleetVC(t, ns, "newk0s", k0sNew, issued, false)
+	type row struct {
+		Release, Status, Note string
+		Window                time.Time
+	}
+	plan := func(user string) (map[string]row, string) {
+		t.Helper()
+		kc, err := kenv.Kubeconfig(t.TempDir(), user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, stderr := runBin(t, nil, "fleet", "plan", "--kubeconfig", kc, "-n", ns, "-o", "json", "--restart-window", "Sat 02:00-04:00")
+		if code != 0 {
+			t.Fatalf("fleet plan: exit %d: %s", code, stderr)
+		}
+		var p struct{ Vclusters []row }
+		if err := json.Unmarshal([]byte(stdout), &p); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]row{}
+		for _, r := range p.Vclusters {
+			out[r.Release] = r
+		}
+		return out, stderr
+	}
+	secretsList := rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"list"}}
+	stsList := rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"statefulsets"}, Verbs: []string{"list"}}
+
+	got, stderr := plan(userWithRules(t, []rbacv1.PolicyRule{secretsList, stsList}, "", nil))
+	if got["a"].Window.IsZero() || !got["bare"].Window.IsZero() || !got["newk0s"].Window.IsZero() {
+		t.Errorf("booked: a %v, bare %v, newk0s %v; want only a", got["a"].Window, got["bare"].Window, got["newk0s"].Window)
+	}
+	if !strings.Contains(got["bare"].Note, "no certguard init container") || got["newk0s"].Status != "K0S-RENEWS" {
+		t.Errorf("bare %+v, newk0s %+v", got["bare"], got["newk0s"])
+	}
+	if stderr != "" {
+		t.Errorf("stderr %q", stderr)
+	}
+
+	got, stderr = plan(userWithRules(t, []rbacv1.PolicyRule{secretsList}, "", nil))
+	if got["a"].Window.IsZero() || got["bare"].Window.IsZero() || got["newk0s"].Window.IsZero() {
+		t.Errorf("from the Secrets alone every due vcluster is booked: %+v", got)
+	}
+	if !strings.Contains(stderr, "certguard: note: every vcluster booked as if it ran certguard's init container") || !strings.Contains(stderr, "statefulsets") {
+		t.Errorf("no note on stderr without list on statefulsets: %q", stderr)
 	}
 }

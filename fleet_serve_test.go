@@ -351,7 +351,12 @@ func TestFleetPlan(t *testing.T) {
 	putSecret(t, ns, "delta-certs", nil, delta)
 	putSecret(t, ns, "web-certs", nil, map[string][]byte{"tls.crt": []byte("x")})
 
-	_, kc := fleetUser(t) // list only: plan is one paginated LIST, like fleet
+	// list on secrets only: plan is one paginated LIST, like fleet, and without StatefulSets to
+	// read it books every due vcluster (TestFleetPlanReadsStatefulSets has them).
+	kc, err := kenv.Kubeconfig(t.TempDir(), userWithRules(t, []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"list"}}}, "", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
 	type row struct {
 		Release string
 		Due     time.Time

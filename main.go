@@ -735,7 +735,20 @@ func fleetPlan(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	p := fleetsvc.BuildPlan(rows, now, time.Duration(cfg.RenewBefore), w, cfg.MaxConcurrent, nil)
+	// The StatefulSets say which vclusters a restart would renew, as fleet serve's /plan judges
+	// them. Without list on statefulsets (the operators' ClusterRole of v0.1 had none) the plan
+	// is still made, from the Secrets alone, and says so.
+	var workloads *fleetsvc.Workloads
+	if c, err := hostClient(cfg); err == nil {
+		wl := fleetsvc.NewWorkloads()
+		err := kube.EachStatefulSet(ctx, c, cfg.Namespace, cfg.PageSize, func(s *kube.StatefulSet) { wl.Set(s.Namespace+"/"+s.Name, s) })
+		if err != nil {
+			fmt.Fprintf(stderr, "certguard: note: every vcluster booked as if it ran certguard's init container: %v\n", err)
+		} else {
+			workloads = wl
+		}
+	}
+	p := fleetsvc.BuildPlan(rows, now, time.Duration(cfg.RenewBefore), w, cfg.MaxConcurrent, workloads)
 	if cfg.Output == "json" {
 		_ = pki.WriteJSON(stdout, p)
 	} else {

@@ -563,7 +563,8 @@ func checkFleet(t *testing.T, v valueSet, cr, crb obj) {
 		t.Errorf("ClusterRole %q, want %q", str(cr, "metadata", "name"), v.fleet)
 	}
 	// list for fleet and fleet plan, watch for fleet serve's informer; no get, no write.
-	want := []any{obj{"apiGroups": []any{""}, "resources": []any{"secrets"}, "verbs": []any{"list", "watch"}}}
+	want := []any{obj{"apiGroups": []any{""}, "resources": []any{"secrets"}, "verbs": []any{"list", "watch"}},
+		obj{"apiGroups": []any{"apps"}, "resources": []any{"statefulsets"}, "verbs": []any{"list", "watch"}}}
 	if got := get(cr, "rules"); !reflect.DeepEqual(got, want) {
 		t.Errorf("fleet ClusterRole rules %v, want exactly %v", got, want)
 	}

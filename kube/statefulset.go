@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/pager"
 )
 
 var statefulSetsGVR = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "statefulsets"}
@@ -183,4 +184,24 @@ func decodeStatefulSet(u *unstructured.Unstructured) *StatefulSet {
 	}
 	s.InitContainers, s.Containers = containers("initContainers"), containers("containers")
 	return s
+}
+
+// EachStatefulSet lists StatefulSets in namespace ("" = all) a page at a time and hands each to
+// fn, for the one-shot commands.
+func EachStatefulSet(ctx context.Context, c *Client, namespace string, pageSize int64, fn func(*StatefulSet)) error {
+	p := pager.New(pager.SimplePageFunc(func(opts metav1.ListOptions) (runtime.Object, error) {
+		return c.dyn.Resource(statefulSetsGVR).Namespace(namespace).List(ctx, opts)
+	}))
+	p.PageSize = pageSize
+	p.PageBufferSize = 0
+	err := p.EachListItem(ctx, metav1.ListOptions{}, func(obj runtime.Object) error {
+		if u, ok := obj.(*unstructured.Unstructured); ok {
+			fn(decodeStatefulSet(reduceStatefulSet(u)))
+		}
+		return nil
+	})
+	if err != nil {
+		return Explain(err, "list", "StatefulSets")
+	}
+	return nil
 }
