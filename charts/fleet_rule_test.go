@@ -80,6 +80,7 @@ fleet:
 		"CertguardVclusterLeafExpiresSoon/critical", "CertguardVclusterLeafExpiresSoon/warning",
 		"CertguardVclusterNoInitContainer/warning",
 		"CertguardVclusterRestartBlocked/warning",
+		"CertguardVclusterRestartStalled/critical",
 		"CertguardVclusterUnreadable/warning",
 	}; !slices.Equal(names, want) {
 		t.Errorf("alerts %v, want %v", names, want)
@@ -189,6 +190,9 @@ fleet:
 					series(blocked, "blocked", "", "1x180"),
 					series(blocked, "blocked-new", "", "0x90 1x89"),
 					series(blocked, "unblocked", "", "0x180"),
+					// A stalled restart fires at once; one that came back, not.
+					series("certguard_vcluster_restart_stalled", "stalled", "", "0x100 1x79"),
+					series("certguard_vcluster_restart_stalled", "back", "", "0x100 1x10 0x69"),
 				},
 				"alert_rule_test": []any{
 					obj{"eval_time": "2h", "alertname": "CertguardVclusterLeafExpiresSoon", "exp_alerts": []any{
@@ -211,6 +215,10 @@ fleet:
 					obj{"eval_time": "2h", "alertname": "CertguardVclusterRestartBlocked", "exp_alerts": []any{
 						alert("blocked", "warning"),
 					}},
+					obj{"eval_time": "2h", "alertname": "CertguardVclusterRestartStalled", "exp_alerts": []any{
+						alert("stalled", "critical"),
+					}},
+					obj{"eval_time": "100m", "alertname": "CertguardVclusterRestartStalled", "exp_alerts": []any{}},
 					obj{"eval_time": "2h", "alertname": "CertguardFleetServeDown", "exp_alerts": []any{}},
 				},
 			},
