@@ -749,7 +749,7 @@ func fleetServe(ctx context.Context, cfg config, stderr io.Writer, log *slog.Log
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	state := fleetsvc.NewState()
-	inf, synced, err := kube.CertSecretInformer(c, cfg.Namespace, state.Set, func(err error) {
+	inf, synced, err := kube.CertSecretInformer(c, cfg.Namespace, fleetsvc.Parse, state.Set, func(err error) {
 		if kube.IsForbidden(err) {
 			cancel(err)
 			return

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/certguard/certguard/watch"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Server serves /metrics, /plan, /healthz and /readyz over a State.
@@ -28,12 +26,10 @@ type Server struct {
 	HTTP   watch.HTTPLimits
 }
 
-// Handler builds the routes, with a registry of its own (never the global one).
+// Handler builds the routes; /metrics renders the state itself (Metrics), with no registry.
 func (s *Server) Handler() http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(&Collector{State: s.State, Now: s.Now, RenewBefore: s.RenewBefore})
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	mux.Handle("/metrics", &Metrics{State: s.State, Now: s.Now, RenewBefore: s.RenewBefore})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !s.Synced() {
