@@ -1,9 +1,9 @@
 package fleet
 
 import (
+	"crypto/x509"
 	"slices"
 	"strings"
-	"time"
 	"unique"
 
 	"github.com/certguard/certguard/pki"
@@ -40,16 +40,33 @@ type certSeries struct {
 func Parse(s *pki.Secret) *Secret {
 	out := &Secret{key: s.Namespace + "/" + s.Name, facts: pki.ReadFleet(s)}
 	out.secretLabels = `secret_name="` + escapeLabel(watch.LabelValue(s.Name)) + `",secret_namespace="` + escapeLabel(watch.LabelValue(s.Namespace)) + `",`
-	// The statuses in this report are never read (they depend on the scrape's time); the zero
-	// time and renew-before are only there to fill them. The report is dropped here: it holds
-	// the Secret's bytes.
-	r := pki.Inspect(pki.Store{}, pki.FromSecret(s), time.Time{}, 0)
-	for _, f := range r.Files {
-		if f.Cert == nil {
-			continue
+	// The certificates pki.Inspect would show for the Secret alone, in its order (by path),
+	// without what Inspect adds to them and the series do not show (signature and key checks:
+	// 95% of its cost, measured 1.06 ms a Secret).
+	paths := make([]string, 0, len(s.Data))
+	for k, v := range s.Data {
+		if len(v) > 0 { // Inspect reports an empty key as corrupt: no certificate
+			paths = append(paths, pki.FilePath(k))
 		}
-		names, values := watch.SecretCertLabels(s.Namespace, s.Name, pki.SecretKey(f.Path), f.Cert)
-		out.certs = append(out.certs, splitLabels(names, values, f.Cert))
+	}
+	slices.Sort(paths)
+	for _, p := range paths {
+		var c *x509.Certificate
+		data := s.Data[pki.SecretKey(p)]
+		switch {
+		case strings.HasSuffix(p, ".crt"):
+			c, _ = pki.ParseCertPEM(data)
+		case strings.HasSuffix(p, ".conf"):
+			if kc, err := pki.ParseKubeconfig(data); err == nil {
+				c = kc.Users[0].Cert
+			}
+		}
+		if c == nil {
+			continue // not a certificate, or corrupt: no series, as in the sidecar
+		}
+		info := &pki.CertInfo{Serial: c.SerialNumber.String(), NotBefore: c.NotBefore, NotAfter: c.NotAfter, SubjectName: c.Subject, IssuerName: c.Issuer}
+		names, values := watch.SecretCertLabels(s.Namespace, s.Name, pki.SecretKey(p), info)
+		out.certs = append(out.certs, splitLabels(names, values, info))
 	}
 	return out
 }

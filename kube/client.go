@@ -33,6 +33,15 @@ type Client struct {
 	watchCfg  *rest.Config
 	watch     dynamic.Interface
 	watchErr  error
+
+	// The bulk client is raw without response compression, for the informer's LIST pages: the
+	// apiserver gzips any answer over 128 KiB for a client that accepts it (Go's transport asks
+	// by default), which on the host cluster's network cost both sides more CPU than the bytes
+	// it saved (measured: a fifth of fleet serve's CPU during its first LIST was inflating).
+	bulkOnce sync.Once
+	bulkCfg  *rest.Config
+	bulk     rest.Interface
+	bulkErr  error
 }
 
 // Config builds a REST config: an explicit kubeconfig path wins, then $KUBECONFIG, then the
@@ -87,7 +96,14 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 	}
 	wcfg := rest.CopyConfig(cfg)
 	wcfg.Timeout = 0
-	return &Client{dyn: dyn, raw: raw, watchCfg: wcfg, clock: clock}, nil
+	bcfg := rest.CopyConfig(rcfg)
+	bcfg.DisableCompression = true
+	return &Client{dyn: dyn, raw: raw, watchCfg: wcfg, bulkCfg: bcfg, clock: clock}, nil
+}
+
+func (c *Client) bulkClient() (rest.Interface, error) {
+	c.bulkOnce.Do(func() { c.bulk, c.bulkErr = rest.UnversionedRESTClientFor(c.bulkCfg) })
+	return c.bulk, c.bulkErr
 }
 
 func (c *Client) watchClient() (dynamic.Interface, error) {

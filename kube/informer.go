@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
@@ -44,18 +45,13 @@ func CertSecretInformer[T any](c *Client, namespace string, parse func(*pki.Secr
 	// package imports client-go/informers, hence the typed clientset and every API group
 	// (measured: the binary went from 15.5 to 31.0 MB).
 	const opaque = "type=Opaque"
-	reduce := func(u *unstructured.Unstructured) *cachedSecret {
+	reduce := func(s *secret) *cachedSecret {
 		cs := &cachedSecret{}
-		cs.Name, cs.Namespace, cs.UID, cs.ResourceVersion = u.GetName(), u.GetNamespace(), u.GetUID(), u.GetResourceVersion()
-		if !isCertSecret(u) {
-			return cs
+		m := s.Metadata
+		cs.Name, cs.Namespace, cs.UID, cs.ResourceVersion = m.Name, m.Namespace, types.UID(m.UID), m.ResourceVersion
+		if pki.IsCertSecret(m.Name, m.Labels, func(k string) bool { _, ok := s.Data[k]; return ok }) {
+			cs.parsed = parse(toPKI(s))
 		}
-		s, err := decodeSecret(u)
-		if err != nil {
-			cs.err = err
-			return cs
-		}
-		cs.parsed = parse(toPKI(s))
 		return cs
 	}
 	inf = cache.NewSharedIndexInformer(&cache.ListWatch{
@@ -68,21 +64,22 @@ func CertSecretInformer[T any](c *Client, namespace string, parse func(*pki.Secr
 				o.ResourceVersion = ""
 			}
 			o.Limit = listPage
-			list, err := c.listSecrets(ctx, namespace, o)
+			list, err := c.listSecretsJSON(ctx, namespace, o)
 			if err != nil {
 				return nil, err
 			}
 			// The reflector gathers every page before the transform sees any item: reduce each
 			// page as it arrives, so that no Secret's data piles up. Parsing is spread over the
 			// cores: at 10,000 Secrets it is most of the informer's CPU.
-			out := &cachedList{ListMeta: metav1.ListMeta{ResourceVersion: list.GetResourceVersion(), Continue: list.GetContinue(),
-				RemainingItemCount: list.GetRemainingItemCount()}, Items: make([]runtime.Object, len(list.Items))}
+			out := &cachedList{ListMeta: metav1.ListMeta{ResourceVersion: list.Metadata.ResourceVersion, Continue: list.Metadata.Continue,
+				RemainingItemCount: list.Metadata.RemainingItemCount}, Items: make([]runtime.Object, len(list.Items))}
 			var wg sync.WaitGroup
 			workers := goruntime.GOMAXPROCS(0)
 			for w := range workers {
 				wg.Go(func() {
 					for i := w; i < len(list.Items); i += workers {
-						out.Items[i] = reduce(&list.Items[i])
+						out.Items[i] = reduce(list.Items[i].secret())
+						list.Items[i] = secretJSON{} // its bytes can go now
 					}
 				})
 			}
@@ -95,8 +92,14 @@ func CertSecretInformer[T any](c *Client, namespace string, parse func(*pki.Secr
 		},
 	}, &unstructured.Unstructured{}, 0, cache.Indexers{})
 	if err := inf.SetTransform(func(obj any) (any, error) {
-		if u, ok := obj.(*unstructured.Unstructured); ok {
-			return reduce(u), nil // a WATCH event
+		if u, ok := obj.(*unstructured.Unstructured); ok { // a WATCH event
+			s, err := decodeSecret(u)
+			if err != nil {
+				cs := &cachedSecret{err: err}
+				cs.Name, cs.Namespace, cs.UID, cs.ResourceVersion = u.GetName(), u.GetNamespace(), u.GetUID(), u.GetResourceVersion()
+				return cs, nil
+			}
+			return reduce(s), nil
 		}
 		return obj, nil // a LIST item, already reduced; or a DeletedFinalStateUnknown
 	}); err != nil {
@@ -178,11 +181,6 @@ func (l *cachedList) DeepCopyObject() runtime.Object {
 // meets reaches the watch error handler, and certguard logs through slog alone.
 func RunInformer(ctx context.Context, inf cache.SharedIndexInformer) {
 	inf.RunWithContext(klog.NewContext(ctx, logr.Discard()))
-}
-
-func isCertSecret(u *unstructured.Unstructured) bool {
-	data, _, _ := unstructured.NestedMap(u.Object, "data")
-	return pki.IsCertSecret(u.GetName(), u.GetLabels(), func(k string) bool { _, ok := data[k]; return ok })
 }
 
 // listPage is the informer's LIST page size: a page of vcluster Secrets (39 keys, ~80 KiB of
