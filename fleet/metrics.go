@@ -20,6 +20,7 @@ import (
 var (
 	famCount  = family{"certguard_fleet_vclusters", "vcluster certificate Secrets followed."}
 	famCA     = family{"certguard_vcluster_ca_expiry_timestamp_seconds", "When the vcluster's CA (ca.crt) expires."}
+	famKC     = family{"certguard_vcluster_kubeconfig_expiry_timestamp_seconds", "When the earliest client certificate of a kubeconfig Secret (vc-<release>, exportKubeConfig) expires, and with it every copy of that kubeconfig; vcluster is empty when no followed vcluster's CA issued it."}
 	famRepair = family{"certguard_vcluster_last_repair_timestamp_seconds", "When certguard last repaired the vcluster (certguard.dev/last-repair; 0: never)."}
 	famLeaf   = family{"certguard_vcluster_leaf_expiry_timestamp_seconds", "When the earliest k0s leaf certificate in the vcluster's Secret expires."}
 	famStatus = family{"certguard_vcluster_status", "1 for the vcluster's current status (as certguard fleet prints it), 0 for the others."}
@@ -80,8 +81,16 @@ func acceptsGzip(h string) bool {
 // Write renders every series at now.
 func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 	secrets := m.State.snapshot()
-	rows := make([]pki.FleetRow, len(secrets))
-	for i, s := range secrets {
+	var certSecrets, kubeconfigs []*Secret
+	for _, s := range secrets {
+		if s.kubeconfig != nil {
+			kubeconfigs = append(kubeconfigs, s)
+		} else {
+			certSecrets = append(certSecrets, s)
+		}
+	}
+	rows := make([]pki.FleetRow, len(certSecrets))
+	for i, s := range certSecrets {
 		rows[i] = s.facts.Row(now, m.RenewBefore)
 	}
 	var buf []byte
@@ -100,11 +109,32 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 	}
 	header(w, famCount)
 	w.WriteString(famCount.name + " ")
-	value(float64(len(secrets)))
+	value(float64(len(certSecrets)))
 	if len(secrets) == 0 {
 		return
 	}
-	for _, f := range []family{famCA, famRepair, famLeaf} {
+	kubeconfigRows := func() {
+		if len(kubeconfigs) == 0 {
+			return
+		}
+		own := indexOwners(certSecrets)
+		header(w, famKC)
+		for _, s := range kubeconfigs {
+			w.WriteString(famKC.name + `{secret_name="`)
+			w.WriteString(escapeLabel(s.name))
+			w.WriteString(`",secret_namespace="`)
+			w.WriteString(escapeLabel(s.namespace))
+			w.WriteString(`",vcluster="`)
+			w.WriteString(escapeLabel(own.vcluster(s)))
+			w.WriteString(`"} `)
+			value(float64(s.kubeconfig.expiry.Unix()))
+		}
+	}
+	for _, f := range []family{famCA, famKC, famRepair, famLeaf} {
+		if f == famKC {
+			kubeconfigRows()
+			continue
+		}
 		first := true
 		for i := range rows {
 			var t time.Time
@@ -129,7 +159,9 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 			value(float64(t.Unix()))
 		}
 	}
-	header(w, famStatus)
+	if len(rows) > 0 {
+		header(w, famStatus)
+	}
 	for i := range rows {
 		for _, st := range statuses {
 			w.WriteString(famStatus.name + `{secret_namespace="`)

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"crypto/x509"
+	"encoding/hex"
 	"slices"
 	"strings"
 	"unique"
@@ -19,8 +20,14 @@ import (
 // the key name) is interned with unique.Make, so 10,000 Secrets of 30 certificates keep each of
 // those strings once; the serial number and the Secret's name are the Secret's own.
 type Secret struct {
-	key   string // "<namespace>/<name>"
-	facts pki.FleetFacts
+	key             string // "<namespace>/<name>"
+	namespace, name string
+	facts           pki.FleetFacts
+	// caFingerprint and caKeyID identify a certificate Secret's ca.crt (SHA-256 of its DER, and
+	// its subject key ID in hex), to attribute kubeconfig Secrets to it.
+	caFingerprint, caKeyID string
+	// kubeconfig is set for a kubeconfig Secret instead of a certificate Secret.
+	kubeconfig *kubeconfigSecret
 	// secretLabels is `secret_name="…",secret_namespace="…",`; sourceName is the x509_source_up
 	// label value, "<namespace>/<name>".
 	secretLabels string
@@ -35,11 +42,25 @@ type certSeries struct {
 	notBefore, notAfter int64 // Unix seconds: certificates carry whole seconds
 }
 
-// Parse reduces a certificate Secret to what the service keeps. It is pure, and it is where the
-// certificates are parsed, once per change of the Secret.
+// Parse picks the Secrets the service follows, vcluster certificate Secrets (pki.IsCertSecret)
+// and kubeconfig Secrets (parseKubeconfig), and reduces each to what the service keeps; nil for
+// any other Secret. It is pure, and it is where the certificates are parsed, once per change of
+// the Secret.
 func Parse(s *pki.Secret) *Secret {
-	out := &Secret{key: s.Namespace + "/" + s.Name, facts: pki.ReadFleet(s)}
-	out.secretLabels = `secret_name="` + escapeLabel(watch.LabelValue(s.Name)) + `",secret_namespace="` + escapeLabel(watch.LabelValue(s.Namespace)) + `",`
+	if pki.IsCertSecret(s.Name, s.Labels, func(k string) bool { _, ok := s.Data[k]; return ok }) {
+		return parseCertSecret(s)
+	}
+	return parseKubeconfig(s)
+}
+
+func newSecret(s *pki.Secret) *Secret {
+	return &Secret{key: s.Namespace + "/" + s.Name, namespace: s.Namespace, name: s.Name,
+		secretLabels: `secret_name="` + escapeLabel(watch.LabelValue(s.Name)) + `",secret_namespace="` + escapeLabel(watch.LabelValue(s.Namespace)) + `",`}
+}
+
+func parseCertSecret(s *pki.Secret) *Secret {
+	out := newSecret(s)
+	out.facts = pki.ReadFleet(s)
 	// The certificates pki.Inspect would show for the Secret alone, in its order (by path),
 	// without what Inspect adds to them and the series do not show (signature and key checks:
 	// 95% of its cost, measured 1.06 ms a Secret).
@@ -64,11 +85,19 @@ func Parse(s *pki.Secret) *Secret {
 		if c == nil {
 			continue // not a certificate, or corrupt: no series, as in the sidecar
 		}
-		info := &pki.CertInfo{Serial: c.SerialNumber.String(), NotBefore: c.NotBefore, NotAfter: c.NotAfter, SubjectName: c.Subject, IssuerName: c.Issuer}
-		names, values := watch.SecretCertLabels(s.Namespace, s.Name, pki.SecretKey(p), info)
-		out.certs = append(out.certs, splitLabels(names, values, info))
+		if p == "ca.crt" {
+			out.caFingerprint, out.caKeyID = pki.Fingerprint(c), hex.EncodeToString(c.SubjectKeyId)
+		}
+		out.addCert(pki.SecretKey(p), c)
 	}
 	return out
+}
+
+// addCert adds the series of a certificate read from the Secret's key.
+func (s *Secret) addCert(key string, c *x509.Certificate) {
+	info := &pki.CertInfo{Serial: c.SerialNumber.String(), NotBefore: c.NotBefore, NotAfter: c.NotAfter, SubjectName: c.Subject, IssuerName: c.Issuer}
+	names, values := watch.SecretCertLabels(s.namespace, s.name, key, info)
+	s.certs = append(s.certs, splitLabels(names, values, info))
 }
 
 // labelOrder is the order the text exposition writes the exporter's labels in: sorted by name,

@@ -10,8 +10,8 @@ import (
 	"github.com/certguard/certguard/pki"
 )
 
-// State is every vcluster certificate Secret the informer has seen, by "<namespace>/<name>", each
-// reduced by Parse. The informer's goroutine writes it; scrapes and /plan read it. A Secret is
+// State is every vcluster certificate Secret and kubeconfig Secret the informer has seen, by
+// "<namespace>/<name>", each reduced by Parse. The informer's goroutine writes it; scrapes and /plan read it. A Secret is
 // replaced whole at every change and never modified, so a reader may keep one past the lock.
 type State struct {
 	mu      sync.RWMutex
@@ -22,7 +22,7 @@ type State struct {
 // NewState makes an empty state.
 func NewState() *State { return &State{entries: map[string]*Secret{}} }
 
-// Set records a Secret (nil: deleted, or no longer a certificate Secret). It has the signature
+// Set records a Secret (nil: deleted, or no longer one the service follows). It has the signature
 // kube.CertSecretInformer calls with Parse's results.
 func (s *State) Set(key string, sec *Secret) {
 	s.mu.Lock()
@@ -59,7 +59,9 @@ func (s *State) snapshot() []*Secret {
 func (s *State) Rows(now time.Time, renewBefore time.Duration) []pki.FleetRow {
 	var rows []pki.FleetRow
 	for _, e := range s.snapshot() {
-		rows = append(rows, e.facts.Row(now, renewBefore))
+		if e.kubeconfig == nil {
+			rows = append(rows, e.facts.Row(now, renewBefore))
+		}
 	}
 	pki.SortFleet(rows)
 	return rows

@@ -20,26 +20,28 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// CertSecretInformer follows every vcluster certificate Secret in namespace ("" = all) with
-// client-go's shared informer over the dynamic client: one LIST, then one WATCH, of Secrets with
-// the field selector type=Opaque (vcluster's type), resumed from the last version seen.
+// CertSecretInformer follows every Secret of type Opaque (vcluster's) in namespace ("" = all)
+// with client-go's shared informer over the dynamic client: one LIST, then one WATCH, with the
+// field selector type=Opaque, resumed from the last version seen. parse picks the Secrets the
+// caller follows (vcluster certificate Secrets, kubeconfig Secrets) and reduces each to what it
+// keeps; it returns nil for any other Secret.
 //
 // v0.19 Secrets carry no labels, so a label selector would miss them; the informer sees every
-// Opaque Secret once and pki.IsCertSecret picks vcluster's by name (-certs) and keys (ca.crt and
-// apiserver.crt) or the v0.24+ label.
+// Opaque Secret once, and parse picks vcluster's by name and keys (pki.IsCertSecret).
 //
 // No Secret is kept whole. Each is reduced as it arrives (each LIST page, each WATCH event) to a
-// cachedSecret: its name, namespace, UID and resourceVersion, plus, for a certificate Secret,
-// what parse makes of it. So the informer's cache holds metadata and parse's results, never a
-// Secret's bytes (measured at 10,000 vcluster Secrets: the whole objects were 6 GiB).
+// cachedSecret: its name, namespace, UID and resourceVersion, plus what parse made of it. So the
+// informer's cache holds metadata and parse's results, never a Secret's bytes (measured at
+// 10,000 vcluster Secrets: the whole objects were 4 GiB).
 //
-// fn runs on the informer's goroutine, once per change, with parse's result (nil: deleted, or no
-// longer a certificate Secret). parse runs on the LIST and WATCH goroutine and must be pure.
-// onErr gets every failed LIST or WATCH, already explained (Explain); the informer retries with
-// backoff after each. Run the returned informer with RunInformer. synced reports that fn has been
-// handed every Secret of the first LIST: the informer's own HasSynced is true once they are in
-// its cache, before fn has seen them all (handlers are notified asynchronously; measured: ready
-// with 3 of 1,000 handed over).
+// fn runs on the informer's goroutine, once per change, with parse's result (nil: deleted, or
+// not followed, or no longer). parse runs on the LIST and WATCH goroutines and must be pure and
+// safe to call concurrently. onErr gets every failed LIST or WATCH, already explained (Explain),
+// and every Secret whose data could not be decoded; the informer retries with backoff after a
+// failed LIST or WATCH. Run the returned informer with RunInformer. synced reports that fn has
+// been handed every Secret of the first LIST: the informer's own HasSynced is true once they are
+// in its cache, before fn has seen them all (handlers are notified asynchronously; measured:
+// ready with 3 of 1,000 handed over).
 func CertSecretInformer[T any](c *Client, namespace string, parse func(*pki.Secret) *T, fn func(key string, v *T), onErr func(error)) (inf cache.SharedIndexInformer, synced func() bool, err error) {
 	// tools/cache's informer on hand-made list and watch functions, not dynamicinformer: that
 	// package imports client-go/informers, hence the typed clientset and every API group
@@ -49,9 +51,7 @@ func CertSecretInformer[T any](c *Client, namespace string, parse func(*pki.Secr
 		cs := &cachedSecret{}
 		m := s.Metadata
 		cs.Name, cs.Namespace, cs.UID, cs.ResourceVersion = m.Name, m.Namespace, types.UID(m.UID), m.ResourceVersion
-		if pki.IsCertSecret(m.Name, m.Labels, func(k string) bool { _, ok := s.Data[k]; return ok }) {
-			cs.parsed = parse(toPKI(s))
-		}
+		cs.parsed = parse(toPKI(s))
 		return cs
 	}
 	inf = cache.NewSharedIndexInformer(&cache.ListWatch{
@@ -149,7 +149,7 @@ func CertSecretInformer[T any](c *Client, namespace string, parse func(*pki.Secr
 }
 
 // cachedSecret is a Secret as the informer's cache keeps it: the metadata the cache keys and
-// versions it by, and parse's result for a certificate Secret (nil for any other, or when its
+// versions it by, and parse's result (a nil *T for a Secret parse does not follow, nil when its
 // data could not be decoded: err). It is never modified once made.
 type cachedSecret struct {
 	metav1.TypeMeta
