@@ -3,8 +3,11 @@ package fleet
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -182,5 +185,56 @@ func BenchmarkMetricsWrite(b *testing.B) {
 	for range b.N {
 		m.Write(w, now)
 		w.Flush()
+	}
+}
+
+// TestMetricsGzip: gzip when the client accepts it (Prometheus does by default), the same text.
+func TestMetricsGzip(t *testing.T) {
+	p, err := pkigen.Generate(pkigen.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := NewState()
+	st.Set("ns/a-certs", Parse(&pki.Secret{Namespace: "ns", Name: "a-certs", Data: p.SecretData()}))
+	now := time.Now()
+	m := &Metrics{State: st, Now: func() time.Time { return now }}
+	get := func(accept string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		if accept != "" {
+			r.Header.Set("Accept-Encoding", accept)
+		}
+		w := httptest.NewRecorder()
+		m.ServeHTTP(w, r)
+		return w
+	}
+	plain := get("")
+	if plain.Header().Get("Content-Encoding") != "" || !strings.Contains(plain.Body.String(), "\ncertguard_fleet_vclusters 1\n") {
+		t.Fatalf("plain: %q\n%.300s", plain.Header().Get("Content-Encoding"), plain.Body.String())
+	}
+	if !strings.HasPrefix(plain.Header().Get("Content-Type"), "text/plain; version=0.0.4") {
+		t.Errorf("Content-Type %q", plain.Header().Get("Content-Type"))
+	}
+	for _, c := range []struct {
+		accept string
+		gzip   bool
+	}{{"gzip", true}, {"identity, gzip;q=0.5", true}, {"gzip;q=0", false}, {"br, deflate", false}} {
+		w := get(c.accept)
+		if got := w.Header().Get("Content-Encoding") == "gzip"; got != c.gzip {
+			t.Errorf("Accept-Encoding %q: gzip %v, want %v", c.accept, got, c.gzip)
+			continue
+		}
+		body := w.Body.Bytes()
+		if c.gzip {
+			zr, err := gzip.NewReader(w.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if body, err = io.ReadAll(zr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if string(body) != plain.Body.String() {
+			t.Errorf("Accept-Encoding %q: not the plain text", c.accept)
+		}
 	}
 }
