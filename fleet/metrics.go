@@ -70,10 +70,15 @@ func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func acceptsGzip(h string) bool {
 	for _, part := range strings.Split(h, ",") {
-		enc, q, _ := strings.Cut(strings.TrimSpace(part), ";")
-		if strings.TrimSpace(enc) == "gzip" && strings.ReplaceAll(strings.TrimSpace(q), " ", "") != "q=0" {
-			return true
+		enc, params, _ := strings.Cut(part, ";")
+		if strings.TrimSpace(enc) != "gzip" {
+			continue
 		}
+		q, ok := strings.CutPrefix(strings.ReplaceAll(params, " ", ""), "q=")
+		if v, err := strconv.ParseFloat(q, 64); ok && err == nil && v == 0 {
+			return false // refused explicitly
+		}
+		return true
 	}
 	return false
 }

@@ -217,7 +217,7 @@ func TestMetricsGzip(t *testing.T) {
 	for _, c := range []struct {
 		accept string
 		gzip   bool
-	}{{"gzip", true}, {"identity, gzip;q=0.5", true}, {"gzip;q=0", false}, {"br, deflate", false}} {
+	}{{"gzip", true}, {"identity, gzip;q=0.5", true}, {"gzip;q=0", false}, {"gzip; q=0.000", false}, {"br, deflate", false}} {
 		w := get(c.accept)
 		if got := w.Header().Get("Content-Encoding") == "gzip"; got != c.gzip {
 			t.Errorf("Accept-Encoding %q: gzip %v, want %v", c.accept, got, c.gzip)
