@@ -194,7 +194,9 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 				w.WriteString(c.pre.Value())
 				w.WriteString(c.key.Value())
 				w.WriteString(s.secretLabels)
+				w.WriteString(`serial_number="`)
 				w.WriteString(c.serial)
+				w.WriteString(`",`)
 				w.WriteString(strings.TrimSuffix(c.post.Value(), ",")) // the last pair's comma
 				w.WriteString("} ")
 				switch f {

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -234,12 +235,25 @@ func (c *Client) listSecretsJSON(ctx context.Context, ns string, opts metav1.Lis
 	if opts.TimeoutSeconds != nil {
 		req = req.Param("timeoutSeconds", strconv.FormatInt(*opts.TimeoutSeconds, 10))
 	}
-	raw, err := req.Do(ctx).Raw()
+	body, err := req.Stream(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer body.Close()
+	// A page is ~11 MB of JSON; reading each into a fresh, growing buffer zeroed ~2.5× that and
+	// took a fifth of fleet serve's CPU. The buffers are reused (encoding/json copies what it
+	// decodes out of them).
+	buf, _ := c.pages.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	defer c.pages.Put(buf)
+	buf.Reset()
+	if _, err := buf.ReadFrom(body); err != nil {
+		return nil, fmt.Errorf("read Secret list: %w", err)
+	}
 	var l secretListJSON
-	if err := json.Unmarshal(raw, &l); err != nil {
+	if err := json.Unmarshal(buf.Bytes(), &l); err != nil {
 		return nil, fmt.Errorf("decode Secret list: %w", err)
 	}
 	return &l, nil
