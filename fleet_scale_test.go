@@ -31,7 +31,8 @@ import (
 // time to /readyz 200, RSS after sync and after scrapes, a /metrics scrape's time and size
 // (plain and gzip), and how long a Secret change takes to show. Run it with bench/fleet-scale.sh.
 //
-// CERTGUARD_SCALE_N (default 10000) is the number of vclusters.
+// CERTGUARD_SCALE_N (default 10000) is the number of vclusters; CERTGUARD_SCALE_SERVE_ENV, space
+// separated NAME=VALUE, is added to fleet serve's environment only (GOMEMLIMIT=120MiB).
 func BenchmarkFleetScale(b *testing.B) {
 	n := envInt(b, "CERTGUARD_SCALE_N", 10000)
 	otherBytes := envInt(b, "CERTGUARD_SCALE_OTHER_BYTES", 4096)
@@ -55,6 +56,9 @@ func BenchmarkFleetScale(b *testing.B) {
 	}
 	other := map[string][]byte{"blob": make([]byte, otherBytes)}
 	report := func(format string, args ...any) { fmt.Printf("fleet-scale: "+format+"\n", args...) }
+	if e := os.Getenv("CERTGUARD_SCALE_SERVE_ENV"); e != "" {
+		report("fleet serve's environment adds %s", e)
+	}
 	report("N=%d vcluster Secrets (%d keys, %d bytes of data each) + %d unrelated Opaque Secrets of %d bytes", n, len(data), size, n, otherBytes)
 
 	t0 := time.Now()
@@ -98,7 +102,7 @@ func BenchmarkFleetScale(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
-		s := startServe(b, "--kubeconfig", kc, "-n", ns)
+		s := startServeEnv(b, strings.Fields(os.Getenv("CERTGUARD_SCALE_SERVE_ENV")), "--kubeconfig", kc, "-n", ns)
 		pid := s.cmd.Process.Pid
 		for {
 			if code, _ := s.get("/readyz"); code == http.StatusOK {

@@ -6,6 +6,7 @@
 #   bash bench/fleet-scale.sh            # N=10000 (about 10 minutes on 2 cores, most of it creating Secrets)
 #   bash bench/fleet-scale.sh -n 200     # the small run CI makes, so the benchmark does not rot
 #   bash bench/fleet-scale.sh -n 1000 --other-bytes 65536
+#   bash bench/fleet-scale.sh --serve-env GOMEMLIMIT=120MiB   # added to fleet serve's environment only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=10000
@@ -14,7 +15,8 @@ while [ $# -gt 0 ]; do
   case "$1" in
     -n) n=$2; shift 2 ;;
     --other-bytes) other=$2; shift 2 ;;
-    *) echo "usage: $0 [-n N] [--other-bytes BYTES]" >&2; exit 2 ;;
+    --serve-env) export CERTGUARD_SCALE_SERVE_ENV="${CERTGUARD_SCALE_SERVE_ENV:-} $2"; shift 2 ;;
+    *) echo "usage: $0 [-n N] [--other-bytes BYTES] [--serve-env NAME=VALUE]..." >&2; exit 2 ;;
   esac
 done
 KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS:-$(bash .ci/k8s-testbin.sh)}
