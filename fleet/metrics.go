@@ -191,13 +191,14 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 				}
 				w.WriteString(f.name)
 				w.WriteByte('{')
-				w.WriteString(c.pre.Value())
-				w.WriteString(c.key.Value())
+				lp := c.labels.Value()
+				w.WriteString(lp.pre)
+				w.WriteString(lp.key)
 				w.WriteString(s.secretLabels)
 				w.WriteString(`serial_number="`)
 				w.WriteString(c.serial)
 				w.WriteString(`",`)
-				w.WriteString(strings.TrimSuffix(c.post.Value(), ",")) // the last pair's comma
+				w.WriteString(lp.post)
 				w.WriteString("} ")
 				switch f {
 				case famExpired:

@@ -34,11 +34,11 @@ type Secret struct {
 	certs        []certSeries
 }
 
-// certSeries is one certificate: its label set is pre + key + the Secret's secretLabels +
-// `serial_number="` + serial + `",` + post, all rendered `name="value",`. The serial is kept bare
+// certSeries is one certificate: its label set is labels.pre + labels.key + the Secret's
+// secretLabels + `serial_number="` + serial + `",` + labels.post, rendered `name="value",`. The serial is kept bare
 // (300,000 of them at 10,000 vclusters).
 type certSeries struct {
-	pre, key, post      unique.Handle[string]
+	labels              unique.Handle[labelParts]
 	serial              string
 	notBefore, notAfter int64 // Unix seconds: certificates carry whole seconds
 }
@@ -102,6 +102,10 @@ func (s *Secret) addCert(key string, c *x509.Certificate) {
 	s.certs = append(s.certs, splitLabels(names, values, info))
 }
 
+// labelParts are the parts of a certificate's label set that many vclusters share: the pairs
+// before secret_key, secret_key itself, and those after serial_number (without the last comma).
+type labelParts struct{ pre, key, post string }
+
 // labelOrder is the order the text exposition writes the exporter's labels in: sorted by name,
 // as client_golang sorts a metric's label pairs.
 var labelOrder = func() []int {
@@ -119,13 +123,14 @@ var labelOrder = func() []int {
 // serial_number: adjacent once sorted).
 func splitLabels(names, values []string, c *pki.CertInfo) certSeries {
 	var pre, post strings.Builder
+	var key string
 	cs := certSeries{notBefore: c.NotBefore.Unix(), notAfter: c.NotAfter.Unix()}
 	b := &pre
 	for _, i := range labelOrder {
 		pair := names[i] + `="` + escapeLabel(values[i]) + `",`
 		switch names[i] {
 		case "secret_key":
-			cs.key = unique.Make(pair)
+			key = pair
 		case "secret_name", "secret_namespace":
 		case "serial_number":
 			cs.serial = escapeLabel(values[i])
@@ -134,7 +139,7 @@ func splitLabels(names, values []string, c *pki.CertInfo) certSeries {
 			b.WriteString(pair)
 		}
 	}
-	cs.pre, cs.post = unique.Make(pre.String()), unique.Make(post.String())
+	cs.labels = unique.Make(labelParts{pre: pre.String(), key: key, post: strings.TrimSuffix(post.String(), ",")})
 	return cs
 }
 
