@@ -53,8 +53,17 @@ var servingLine = regexp.MustCompile(`msg=serving listen=(\S+)`)
 // logs (the port is the kernel's choice, so no two tests race for one).
 func startServe(t testing.TB, args ...string) *served {
 	t.Helper()
+	return startServeEnv(t, nil, args...)
+}
+
+// startServeEnv is startServe with variables added to the environment (GOMEMLIMIT=…).
+func startServeEnv(t testing.TB, env []string, args ...string) *served {
+	t.Helper()
 	s := &served{t: t, done: make(chan error, 1)}
 	s.cmd = exec.Command(bin, append([]string{"fleet", "serve", "--listen", "127.0.0.1:0"}, args...)...)
+	if env != nil {
+		s.cmd.Env = append(os.Environ(), env...)
+	}
 	pipe, err := s.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -66,7 +66,7 @@ func TestFleetYear(t *testing.T) {
 	}
 	state, workloads := fleetsvc.NewState(), fleetsvc.NewWorkloads()
 	onErr := func(err error) { t.Errorf("informer: %v", err) }
-	sinf, ssynced, err := kube.CertSecretInformer(c, ns, state.Set, onErr)
+	sinf, ssynced, err := kube.CertSecretInformer(c, ns, fleetsvc.Parse, state.Set, onErr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -794,7 +794,7 @@ func fleetServe(ctx context.Context, cfg config, stderr io.Writer, log *slog.Log
 		}
 	}
 	state, workloads := fleetsvc.NewState(), fleetsvc.NewWorkloads()
-	inf, secretsSynced, err := kube.CertSecretInformer(c, cfg.Namespace, state.Set, onErr("Secrets"))
+	inf, secretsSynced, err := kube.CertSecretInformer(c, cfg.Namespace, fleetsvc.Parse, state.Set, onErr("Secrets"))
 	if err != nil {
 		return fail(stderr, err)
 	}

@@ -1,79 +1,249 @@
 package fleet
 
 import (
+	"bufio"
+	"compress/gzip"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/watch"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 )
 
-// vclusterLabels name a vcluster by its certificate Secret, as the x509_cert_* series do
-// (secret_namespace), plus the release: "namespace" would be renamed exported_namespace by a
-// ServiceMonitor's target labels.
-var vclusterLabels = []string{"secret_namespace", "vcluster"}
-
+// The families /metrics serves, in the order the text exposition writes them (by name, as
+// client_golang's registry does). The x509_* help texts are the sidecar's (watch/metrics.go):
+// TestMetricsMatchTheExporter renders the same Secrets through both and compares.
 var (
-	descLeaf   = prometheus.NewDesc("certguard_vcluster_leaf_expiry_timestamp_seconds", "When the earliest k0s leaf certificate in the vcluster's Secret expires.", vclusterLabels, nil)
-	descCA     = prometheus.NewDesc("certguard_vcluster_ca_expiry_timestamp_seconds", "When the vcluster's CA (ca.crt) expires.", vclusterLabels, nil)
-	descStatus = prometheus.NewDesc("certguard_vcluster_status", "1 for the vcluster's current status (as certguard fleet prints it), 0 for the others.", append(vclusterLabels, "status"), nil)
-	descRepair = prometheus.NewDesc("certguard_vcluster_last_repair_timestamp_seconds", "When certguard last repaired the vcluster (certguard.dev/last-repair; 0: never).", vclusterLabels, nil)
-	descCount  = prometheus.NewDesc("certguard_fleet_vclusters", "vcluster certificate Secrets followed.", nil, nil)
+	famCount  = family{"certguard_fleet_vclusters", "vcluster certificate Secrets followed."}
+	famCA     = family{"certguard_vcluster_ca_expiry_timestamp_seconds", "When the vcluster's CA (ca.crt) expires."}
+	famKC     = family{"certguard_vcluster_kubeconfig_expiry_timestamp_seconds", "When the earliest client certificate of a kubeconfig Secret (vc-<release>, exportKubeConfig) expires, and with it every copy of that kubeconfig; vcluster is empty when no followed vcluster's CA issued it."}
+	famRepair = family{"certguard_vcluster_last_repair_timestamp_seconds", "When certguard last repaired the vcluster (certguard.dev/last-repair; 0: never)."}
+	famLeaf   = family{"certguard_vcluster_leaf_expiry_timestamp_seconds", "When the earliest k0s leaf certificate in the vcluster's Secret expires."}
+	famStatus = family{"certguard_vcluster_status", "1 for the vcluster's current status (as certguard fleet prints it), 0 for the others."}
+
+	famExpired   = family{"x509_cert_expired", "1 when the certificate has expired, 0 otherwise."}
+	famExpiresIn = family{"x509_cert_expires_in_seconds", "Seconds until the certificate expires (negative once expired)."}
+	famNotAfter  = family{"x509_cert_not_after", "Certificate expiration timestamp in seconds since the Unix epoch."}
+	famNotBefore = family{"x509_cert_not_before", "Certificate validity start timestamp in seconds since the Unix epoch."}
+	famSourceUp  = family{"x509_source_up", "1 when the source could be read, 0 otherwise."}
 )
+
+type family struct{ name, help string }
 
 // statuses are every value certguard_vcluster_status takes, all sent for each vcluster (a state
 // set) so that a status change never leaves a stale series at 1.
 var statuses = []pki.FleetStatus{pki.FleetExpired, pki.FleetUnreadable, pki.FleetDue, pki.FleetOK, pki.FleetNoK0s}
 
-// Collector renders the state at scrape time; the clock is injected.
-type Collector struct {
+// textFormat is the Content-Type of the text exposition, as promhttp sends it.
+var textFormat = string(expfmt.NewFormat(expfmt.TypeTextPlain))
+
+// Metrics serves /metrics from the state: the x509_cert_* series of every certificate in every
+// certificate Secret (x509-certificate-exporter's kube-secret labels, rendered once per change by
+// Parse) and the per-vcluster gauges, judged at the scrape's time. It writes the text exposition
+// itself, as a stream (gzip when the client accepts it): at 10,000 vclusters a scrape is 1.2
+// million series, and building a prometheus.Metric for each at every scrape took seconds and
+// hundreds of MiB.
+type Metrics struct {
 	State       *State
 	Now         func() time.Time
 	RenewBefore time.Duration
+	// Extra (nil: none) is rendered after, through client_golang: the per-vcluster gauges of
+	// StatefulSets and restarts (RestartCollector), a few series per vcluster.
+	Extra prometheus.Gatherer
 }
 
-// Describe sends the descriptors.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	watch.DescribeCerts(ch)
-	for _, d := range []*prometheus.Desc{descLeaf, descCA, descStatus, descRepair, descCount} {
-		ch <- d
+// ServeHTTP writes every series.
+func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", textFormat)
+	var out io.Writer = w
+	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		w.Header().Set("Content-Encoding", "gzip")
+		zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed) // the level is valid
+		defer zw.Close()
+		out = zw
 	}
-}
-
-// Collect sends, for every certificate Secret, its x509_cert_* series (the sidecar's code) and
-// the per-vcluster gauges.
-func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	now := c.Now()
-	seen := map[string]bool{}
-	entries := c.State.snapshot()
-	gauge := func(d *prometheus.Desc, v float64, l ...string) {
-		if m, err := prometheus.NewConstMetric(d, prometheus.GaugeValue, v, l...); err == nil {
-			ch <- m
-		}
-	}
-	for _, e := range entries {
-		s := e.secret
-		watch.CollectSecretCerts(ch, now, seen, s.Namespace, s.Name, e.report)
-		watch.SourceUp(ch, watch.KindKubeSecret, s.Namespace+"/"+s.Name, true)
-		row := pki.Fleet(s, now, c.RenewBefore)
-		if !row.LeafExpiry.IsZero() {
-			gauge(descLeaf, float64(row.LeafExpiry.Unix()), s.Namespace, row.Release)
-		}
-		if !row.CAExpiry.IsZero() {
-			gauge(descCA, float64(row.CAExpiry.Unix()), s.Namespace, row.Release)
-		}
-		for _, st := range statuses {
-			v := 0.0
-			if st == row.Status {
-				v = 1
+	bw := bufio.NewWriterSize(out, 64<<10)
+	m.Write(bw, m.Now())
+	if m.Extra != nil {
+		if mfs, err := m.Extra.Gather(); err == nil {
+			enc := expfmt.NewEncoder(bw, expfmt.NewFormat(expfmt.TypeTextPlain))
+			for _, mf := range mfs {
+				_ = enc.Encode(mf)
 			}
-			gauge(descStatus, v, s.Namespace, row.Release, string(st))
 		}
-		r := 0.0
-		if t := lastRepair(row.LastRepair); !t.IsZero() {
-			r = float64(t.Unix())
-		}
-		gauge(descRepair, r, s.Namespace, row.Release)
 	}
-	gauge(descCount, float64(len(entries)))
+	_ = bw.Flush() // a client that went away: nothing to tell it
+}
+
+func acceptsGzip(h string) bool {
+	for _, part := range strings.Split(h, ",") {
+		enc, params, _ := strings.Cut(part, ";")
+		if strings.TrimSpace(enc) != "gzip" {
+			continue
+		}
+		q, ok := strings.CutPrefix(strings.ReplaceAll(params, " ", ""), "q=")
+		if v, err := strconv.ParseFloat(q, 64); ok && err == nil && v == 0 {
+			return false // refused explicitly
+		}
+		return true
+	}
+	return false
+}
+
+// Write renders every series at now.
+func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
+	secrets := m.State.snapshot()
+	var certSecrets, kubeconfigs []*Secret
+	for _, s := range secrets {
+		if s.kubeconfig != nil {
+			kubeconfigs = append(kubeconfigs, s)
+		} else {
+			certSecrets = append(certSecrets, s)
+		}
+	}
+	rows := make([]pki.FleetRow, len(certSecrets))
+	for i, s := range certSecrets {
+		rows[i] = s.facts.Row(now, m.RenewBefore)
+	}
+	var buf []byte
+	value := func(v float64) {
+		buf = strconv.AppendFloat(buf[:0], v, 'g', -1, 64)
+		w.Write(buf)
+		w.WriteByte('\n')
+	}
+	vcluster := func(name string, i int) {
+		w.WriteString(name)
+		w.WriteString(`{secret_namespace="`)
+		w.WriteString(escapeLabel(rows[i].Namespace))
+		w.WriteString(`",vcluster="`)
+		w.WriteString(escapeLabel(rows[i].Release))
+		w.WriteString(`"} `)
+	}
+	header(w, famCount)
+	w.WriteString(famCount.name + " ")
+	value(float64(len(certSecrets)))
+	if len(secrets) == 0 {
+		return
+	}
+	kubeconfigRows := func() {
+		if len(kubeconfigs) == 0 {
+			return
+		}
+		own := indexOwners(certSecrets)
+		header(w, famKC)
+		for _, s := range kubeconfigs {
+			w.WriteString(famKC.name + `{secret_name="`)
+			w.WriteString(escapeLabel(s.name))
+			w.WriteString(`",secret_namespace="`)
+			w.WriteString(escapeLabel(s.namespace))
+			w.WriteString(`",vcluster="`)
+			w.WriteString(escapeLabel(own.vcluster(s)))
+			w.WriteString(`"} `)
+			value(float64(s.kubeconfig.expiry.Unix()))
+		}
+	}
+	for _, f := range []family{famCA, famKC, famRepair, famLeaf} {
+		if f == famKC {
+			kubeconfigRows()
+			continue
+		}
+		first := true
+		for i := range rows {
+			var t time.Time
+			switch f {
+			case famCA:
+				t = rows[i].CAExpiry
+			case famLeaf:
+				t = rows[i].LeafExpiry
+			}
+			if f != famRepair && t.IsZero() {
+				continue
+			}
+			if first {
+				header(w, f)
+				first = false
+			}
+			vcluster(f.name, i)
+			if f == famRepair {
+				value(unix(lastRepair(rows[i].LastRepair)))
+				continue
+			}
+			value(float64(t.Unix()))
+		}
+	}
+	if len(rows) > 0 {
+		header(w, famStatus)
+	}
+	for i := range rows {
+		for _, st := range statuses {
+			w.WriteString(famStatus.name + `{secret_namespace="`)
+			w.WriteString(escapeLabel(rows[i].Namespace))
+			w.WriteString(`",status="` + string(st) + `",vcluster="`)
+			w.WriteString(escapeLabel(rows[i].Release))
+			w.WriteString(`"} `)
+			if st == rows[i].Status {
+				value(1)
+			} else {
+				value(0)
+			}
+		}
+	}
+	for _, f := range []family{famExpired, famExpiresIn, famNotAfter, famNotBefore} {
+		first := true
+		for _, s := range secrets {
+			for _, c := range s.certs {
+				if first {
+					header(w, f)
+					first = false
+				}
+				w.WriteString(f.name)
+				w.WriteByte('{')
+				lp := c.labels.Value()
+				w.WriteString(lp.pre)
+				w.WriteString(lp.key)
+				w.WriteString(s.secretLabels)
+				w.WriteString(`serial_number="`)
+				w.WriteString(c.serial)
+				w.WriteString(`",`)
+				w.WriteString(lp.post)
+				w.WriteString("} ")
+				switch f {
+				case famExpired:
+					if now.After(time.Unix(c.notAfter, 0)) {
+						value(1)
+					} else {
+						value(0)
+					}
+				case famExpiresIn:
+					value(time.Unix(c.notAfter, 0).Sub(now).Seconds())
+				case famNotAfter:
+					value(float64(c.notAfter))
+				case famNotBefore:
+					value(float64(c.notBefore))
+				}
+			}
+		}
+	}
+	header(w, famSourceUp)
+	for _, s := range secrets {
+		w.WriteString(famSourceUp.name + `{source_kind="` + watch.KindKubeSecret + `",source_name="`)
+		w.WriteString(escapeLabel(watch.LabelValue(s.key)))
+		w.WriteString(`"} 1` + "\n")
+	}
+}
+
+func header(w *bufio.Writer, f family) {
+	w.WriteString("# HELP " + f.name + " " + f.help + "\n# TYPE " + f.name + " gauge\n")
+}
+
+func unix(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.Unix())
 }

@@ -6,6 +6,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// vclusterLabels name a vcluster as the streamed certguard_vcluster_* series do (Metrics).
+var vclusterLabels = []string{"secret_namespace", "vcluster"}
+
 var (
 	descGuarded   = prometheus.NewDesc("certguard_vcluster_init_container", "1 when the vcluster's StatefulSet runs certguard's init container (a restart renews its k0s leaves), else 0.", vclusterLabels, nil)
 	descK0sRenews = prometheus.NewDesc("certguard_vcluster_k0s_renews", "1 when the vcluster runs k0s v1.35.1 or later, which renews its leaves itself: certguard never restarts it.", vclusterLabels, nil)

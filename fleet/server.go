@@ -4,14 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
 
 	"github.com/certguard/certguard/watch"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Server serves /metrics, /plan, /healthz and /readyz over a State.
@@ -32,15 +31,16 @@ type Server struct {
 	HTTP      watch.HTTPLimits
 }
 
-// Handler builds the routes, with a registry of its own (never the global one).
+// Handler builds the routes; /metrics renders the state itself (Metrics), with no registry.
 func (s *Server) Handler() http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(&Collector{State: s.State, Now: s.Now, RenewBefore: s.RenewBefore})
+	var extra prometheus.Gatherer
 	if s.Workloads != nil {
+		reg := prometheus.NewRegistry()
 		reg.MustRegister(&RestartCollector{State: s.State, Workloads: s.Workloads, Restarter: s.Restarter, RenewBefore: s.RenewBefore})
+		extra = reg
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	mux.Handle("/metrics", &Metrics{State: s.State, Now: s.Now, RenewBefore: s.RenewBefore, Extra: extra})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !s.Synced() {

@@ -10,57 +10,58 @@ import (
 	"github.com/certguard/certguard/pki"
 )
 
-// entry is one certificate Secret as the informer last delivered it, with what every scrape
-// needs that does not depend on the time: the certificates' fields, parsed once per change.
-type entry struct {
-	secret *pki.Secret
-	report *pki.Report // pki.Inspect of the Secret alone, for the x509_cert_* series
-}
-
-// State is every vcluster certificate Secret the informer has seen, by "<namespace>/<name>". The
-// informer's goroutine writes it; scrapes and /plan read it.
+// State is every vcluster certificate Secret and kubeconfig Secret the informer has seen, by
+// "<namespace>/<name>", each reduced by Parse. The informer's goroutine writes it; scrapes and /plan read it. A Secret is
+// replaced whole at every change and never modified, so a reader may keep one past the lock.
 type State struct {
 	mu      sync.RWMutex
-	entries map[string]entry
+	entries map[string]*Secret
+	sorted  []*Secret // the entries by key; nil after a change, rebuilt by the next reader
 }
 
 // NewState makes an empty state.
-func NewState() *State { return &State{entries: map[string]entry{}} }
+func NewState() *State { return &State{entries: map[string]*Secret{}} }
 
-// Set records a Secret (nil: deleted, or no longer a certificate Secret). It has the signature of
-// kube.CertSecretHandler.
-func (s *State) Set(key string, sec *pki.Secret) {
-	if sec == nil {
-		s.mu.Lock()
-		delete(s.entries, key)
-		s.mu.Unlock()
-		return
-	}
-	// The statuses in this report are never read (they depend on the scrape's time); the zero
-	// time and renew-before are only there to fill them.
-	e := entry{secret: sec, report: pki.Inspect(pki.Store{}, pki.FromSecret(sec), time.Time{}, 0)}
+// Set records a Secret (nil: deleted, or no longer one the service follows). It has the signature
+// kube.CertSecretInformer calls with Parse's results.
+func (s *State) Set(key string, sec *Secret) {
 	s.mu.Lock()
-	s.entries[key] = e
+	if sec == nil {
+		delete(s.entries, key)
+	} else {
+		s.entries[key] = sec
+	}
+	s.sorted = nil
 	s.mu.Unlock()
 }
 
 // snapshot returns the entries sorted by key.
-func (s *State) snapshot() []entry {
+func (s *State) snapshot() []*Secret {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	keys := slices.Sorted(maps.Keys(s.entries))
-	out := make([]entry, len(keys))
-	for i, k := range keys {
-		out[i] = s.entries[k]
+	out := s.sorted
+	s.mu.RUnlock()
+	if out != nil {
+		return out
 	}
-	return out
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sorted == nil {
+		keys := slices.Sorted(maps.Keys(s.entries))
+		s.sorted = make([]*Secret, len(keys))
+		for i, k := range keys {
+			s.sorted[i] = s.entries[k]
+		}
+	}
+	return s.sorted
 }
 
 // Rows judges every Secret at now, most urgent first, as `certguard fleet` does.
 func (s *State) Rows(now time.Time, renewBefore time.Duration) []pki.FleetRow {
 	var rows []pki.FleetRow
 	for _, e := range s.snapshot() {
-		rows = append(rows, pki.Fleet(e.secret, now, renewBefore))
+		if e.kubeconfig == nil {
+			rows = append(rows, e.facts.Row(now, renewBefore))
+		}
 	}
 	pki.SortFleet(rows)
 	return rows

@@ -33,6 +33,17 @@ type Client struct {
 	watchCfg  *rest.Config
 	watch     dynamic.Interface
 	watchErr  error
+
+	// The bulk client is raw without response compression or rate limit, for the informer's LIST
+	// pages: the
+	// apiserver gzips any answer over 128 KiB for a client that accepts it (Go's transport asks
+	// by default), which on the host cluster's network cost both sides more CPU than the bytes
+	// it saved (measured: a fifth of fleet serve's CPU during its first LIST was inflating).
+	bulkOnce sync.Once
+	bulkCfg  *rest.Config
+	bulk     rest.Interface
+	bulkErr  error
+	pages    sync.Pool // *bytes.Buffer, one per LIST page in flight
 }
 
 // Config builds a REST config: an explicit kubeconfig path wins, then $KUBECONFIG, then the
@@ -87,7 +98,18 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 	}
 	wcfg := rest.CopyConfig(cfg)
 	wcfg.Timeout = 0
-	return &Client{dyn: dyn, raw: raw, watchCfg: wcfg, clock: clock}, nil
+	bcfg := rest.CopyConfig(rcfg)
+	bcfg.DisableCompression = true
+	// No client-side rate limit (client-go's default is 5 requests a second, burst 10): a LIST
+	// is one request split into pages, and at 10,000 vcluster Secrets its 200 pages waited 38 s
+	// on the limiter. The apiserver's priority and fairness is what protects it.
+	bcfg.QPS, bcfg.Burst, bcfg.RateLimiter = -1, 0, nil
+	return &Client{dyn: dyn, raw: raw, watchCfg: wcfg, bulkCfg: bcfg, clock: clock}, nil
+}
+
+func (c *Client) bulkClient() (rest.Interface, error) {
+	c.bulkOnce.Do(func() { c.bulk, c.bulkErr = rest.UnversionedRESTClientFor(c.bulkCfg) })
+	return c.bulk, c.bulkErr
 }
 
 func (c *Client) watchClient() (dynamic.Interface, error) {

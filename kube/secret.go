@@ -143,6 +143,6 @@ func (s *SecretStore) ServerTime() time.Time { return s.Client.ServerTime() }
 
 func toPKI(s *secret) *pki.Secret {
 	return &pki.Secret{Namespace: s.Metadata.Namespace, Name: s.Metadata.Name, UID: s.Metadata.UID,
-		ResourceVersion: s.Metadata.ResourceVersion, Annotations: s.Metadata.Annotations, Data: s.Data,
+		ResourceVersion: s.Metadata.ResourceVersion, Labels: s.Metadata.Labels, Annotations: s.Metadata.Annotations, Data: s.Data,
 		Finalizers: s.Metadata.Finalizers, Deleting: s.Metadata.DeletionTimestamp != ""}
 }

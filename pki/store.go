@@ -36,6 +36,7 @@ type Secret struct {
 	Name            string            `json:"name"`
 	UID             string            `json:"uid"`
 	ResourceVersion string            `json:"resourceVersion"`
+	Labels          map[string]string `json:"labels,omitempty"`
 	Annotations     map[string]string `json:"annotations,omitempty"`
 	Finalizers      []string          `json:"finalizers,omitempty"`
 	// Deleting is true when a delete was accepted but finalizers still hold the Secret.

@@ -1,0 +1,240 @@
+package fleet
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certguard/certguard/pki"
+	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/watch"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+)
+
+// reference is how fleet serve rendered its metrics before Metrics: a prometheus.Collector over
+// whole Secrets, x509_cert_* through the sidecar's code (watch.CollectSecretCerts), encoded by
+// client_golang. Metrics must write exactly its lines.
+type reference struct {
+	secrets     []*pki.Secret
+	now         time.Time
+	renewBefore time.Duration
+}
+
+var (
+	refLabels = []string{"secret_namespace", "vcluster"}
+	refLeaf   = prometheus.NewDesc("certguard_vcluster_leaf_expiry_timestamp_seconds", "When the earliest k0s leaf certificate in the vcluster's Secret expires.", refLabels, nil)
+	refCA     = prometheus.NewDesc("certguard_vcluster_ca_expiry_timestamp_seconds", "When the vcluster's CA (ca.crt) expires.", refLabels, nil)
+	refStatus = prometheus.NewDesc("certguard_vcluster_status", "1 for the vcluster's current status (as certguard fleet prints it), 0 for the others.", append(refLabels, "status"), nil)
+	refRepair = prometheus.NewDesc("certguard_vcluster_last_repair_timestamp_seconds", "When certguard last repaired the vcluster (certguard.dev/last-repair; 0: never).", refLabels, nil)
+	refCount  = prometheus.NewDesc("certguard_fleet_vclusters", "vcluster certificate Secrets followed.", nil, nil)
+)
+
+func (r *reference) Describe(ch chan<- *prometheus.Desc) {
+	watch.DescribeCerts(ch)
+	for _, d := range []*prometheus.Desc{refLeaf, refCA, refStatus, refRepair, refCount} {
+		ch <- d
+	}
+}
+
+func (r *reference) Collect(ch chan<- prometheus.Metric) {
+	seen := map[string]bool{}
+	gauge := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	for _, s := range r.secrets {
+		report := pki.Inspect(pki.Store{}, pki.FromSecret(s), time.Time{}, 0)
+		watch.CollectSecretCerts(ch, r.now, seen, s.Namespace, s.Name, report)
+		watch.SourceUp(ch, watch.KindKubeSecret, s.Namespace+"/"+s.Name, true)
+		row := pki.Fleet(s, r.now, r.renewBefore)
+		if !row.LeafExpiry.IsZero() {
+			gauge(refLeaf, float64(row.LeafExpiry.Unix()), s.Namespace, row.Release)
+		}
+		if !row.CAExpiry.IsZero() {
+			gauge(refCA, float64(row.CAExpiry.Unix()), s.Namespace, row.Release)
+		}
+		for _, st := range statuses {
+			v := 0.0
+			if st == row.Status {
+				v = 1
+			}
+			gauge(refStatus, v, s.Namespace, row.Release, string(st))
+		}
+		rep := 0.0
+		if t := lastRepair(row.LastRepair); !t.IsZero() {
+			rep = float64(t.Unix())
+		}
+		gauge(refRepair, rep, s.Namespace, row.Release)
+	}
+	gauge(refCount, float64(len(r.secrets)))
+}
+
+func sortedLines(t *testing.T, text []byte) []string {
+	t.Helper()
+	// It must parse as the text exposition, as Prometheus would read it.
+	if _, err := new(expfmt.TextParser).TextToMetricFamilies(bytes.NewReader(text)); err != nil {
+		t.Fatalf("not the text exposition format: %v", err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(text), "\n"), "\n")
+	slices.Sort(lines)
+	return lines
+}
+
+// TestMetricsMatchTheExporter renders Secrets of every kind fleet meets (healthy, due, expired,
+// no k0s keys, a corrupt certificate, a repair recorded) through Metrics and through the
+// reference, at instants around their expiry, and wants the same lines.
+func TestMetricsMatchTheExporter(t *testing.T) {
+	now := time.Date(2026, 3, 4, 5, 6, 7, 890, time.UTC)
+	gen := func(leavesExpire time.Time) map[string][]byte {
+		p, err := pkigen.Generate(pkigen.Options{Now: now, K0sIssued: leavesExpire.Add(-pkigen.Year + pkigen.Backdate), K0sLifetime: pkigen.Year})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.SecretData()
+	}
+	leavesAt := now.Add(30 * 24 * time.Hour)
+	healthy := gen(now.Add(300 * 24 * time.Hour))
+	due := gen(leavesAt)
+	noK0s := gen(now.Add(300 * 24 * time.Hour))
+	for _, k := range pki.K0sLeafFiles {
+		delete(noK0s, pki.SecretKey(k))
+	}
+	corrupt := gen(now.Add(300 * 24 * time.Hour))
+	corrupt["apiserver.crt"] = []byte("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+	secrets := []*pki.Secret{
+		{Namespace: "ns-a", Name: "healthy-certs", Data: healthy},
+		{Namespace: "ns-a", Name: "due-certs", Data: due, Annotations: map[string]string{pki.LastRepairAnnotation: "2026-01-02T03:04:05Z leaves"}},
+		{Namespace: "ns-b", Name: "nok0s-certs", Data: noK0s},
+		{Namespace: "ns-b", Name: "corrupt-certs", Data: corrupt},
+	}
+	st := NewState()
+	for _, s := range secrets {
+		st.Set(s.Namespace+"/"+s.Name, Parse(s))
+	}
+	for _, at := range []time.Time{now, leavesAt.Add(-time.Second), leavesAt, leavesAt.Add(time.Nanosecond), leavesAt.Add(time.Second)} {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(&reference{secrets: secrets, now: at, renewBefore: 120 * 24 * time.Hour})
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want bytes.Buffer
+		enc := expfmt.NewEncoder(&want, expfmt.NewFormat(expfmt.TypeTextPlain))
+		for _, mf := range mfs {
+			if err := enc.Encode(mf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got bytes.Buffer
+		w := bufio.NewWriter(&got)
+		(&Metrics{State: st, RenewBefore: 120 * 24 * time.Hour}).Write(w, at)
+		w.Flush()
+		g, wl := sortedLines(t, got.Bytes()), sortedLines(t, want.Bytes())
+		if !slices.Equal(g, wl) {
+			for _, l := range wl {
+				if !slices.Contains(g, l) {
+					t.Errorf("at %s: missing %s", at, l)
+				}
+			}
+			for _, l := range g {
+				if !slices.Contains(wl, l) {
+					t.Errorf("at %s: extra %s", at, l)
+				}
+			}
+		}
+	}
+}
+
+// TestMetricsEmpty: no Secret yet, only the count.
+func TestMetricsEmpty(t *testing.T) {
+	var got bytes.Buffer
+	w := bufio.NewWriter(&got)
+	(&Metrics{State: NewState()}).Write(w, time.Now())
+	w.Flush()
+	want := "# HELP certguard_fleet_vclusters vcluster certificate Secrets followed.\n# TYPE certguard_fleet_vclusters gauge\ncertguard_fleet_vclusters 0\n"
+	if got.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", got.String(), want)
+	}
+}
+
+// BenchmarkMetricsWrite renders 1,000 vclusters (one PKI's Secret under 1,000 names), plain text,
+// to nowhere: the server's side of a scrape. Per op: one scrape.
+func BenchmarkMetricsWrite(b *testing.B) {
+	p, err := pkigen.Generate(pkigen.Options{RSA: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := p.SecretData()
+	st := NewState()
+	for i := range 1000 {
+		s := &pki.Secret{Namespace: "ns", Name: fmt.Sprintf("vc%04d-certs", i), Data: data}
+		st.Set(s.Namespace+"/"+s.Name, Parse(s))
+	}
+	m := &Metrics{State: st, RenewBefore: 120 * 24 * time.Hour}
+	w := bufio.NewWriterSize(io.Discard, 64<<10)
+	now := time.Now()
+	b.ResetTimer()
+	for range b.N {
+		m.Write(w, now)
+		w.Flush()
+	}
+}
+
+// TestMetricsGzip: gzip when the client accepts it (Prometheus does by default), the same text.
+func TestMetricsGzip(t *testing.T) {
+	p, err := pkigen.Generate(pkigen.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := NewState()
+	st.Set("ns/a-certs", Parse(&pki.Secret{Namespace: "ns", Name: "a-certs", Data: p.SecretData()}))
+	now := time.Now()
+	m := &Metrics{State: st, Now: func() time.Time { return now }}
+	get := func(accept string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		if accept != "" {
+			r.Header.Set("Accept-Encoding", accept)
+		}
+		w := httptest.NewRecorder()
+		m.ServeHTTP(w, r)
+		return w
+	}
+	plain := get("")
+	if plain.Header().Get("Content-Encoding") != "" || !strings.Contains(plain.Body.String(), "\ncertguard_fleet_vclusters 1\n") {
+		t.Fatalf("plain: %q\n%.300s", plain.Header().Get("Content-Encoding"), plain.Body.String())
+	}
+	if !strings.HasPrefix(plain.Header().Get("Content-Type"), "text/plain; version=0.0.4") {
+		t.Errorf("Content-Type %q", plain.Header().Get("Content-Type"))
+	}
+	for _, c := range []struct {
+		accept string
+		gzip   bool
+	}{{"gzip", true}, {"identity, gzip;q=0.5", true}, {"gzip;q=0", false}, {"gzip; q=0.000", false}, {"br, deflate", false}} {
+		w := get(c.accept)
+		if got := w.Header().Get("Content-Encoding") == "gzip"; got != c.gzip {
+			t.Errorf("Accept-Encoding %q: gzip %v, want %v", c.accept, got, c.gzip)
+			continue
+		}
+		body := w.Body.Bytes()
+		if c.gzip {
+			zr, err := gzip.NewReader(w.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if body, err = io.ReadAll(zr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if string(body) != plain.Body.String() {
+			t.Errorf("Accept-Encoding %q: not the plain text", c.accept)
+		}
+	}
+}
