@@ -106,16 +106,7 @@ func CertSecretInformer[T any](c *Client, namespace string, parse func(*pki.Secr
 	}); err != nil {
 		return nil, nil, err
 	}
-	if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
-		if verb := forbiddenVerb(err); verb != "" {
-			// Not Explain's advice: that points at the vcluster's namespaced Role, and what is
-			// missing here is a cluster-wide grant.
-			onErr(fmt.Errorf("%s Secrets: forbidden: grant RBAC %q on secrets to this identity (cluster-wide: the chart's fleet ClusterRole has list and watch); the server said: %w",
-				verb, verb, err))
-			return
-		}
-		onErr(Explain(err, "list/watch", "Secrets"))
-	}); err != nil {
+	if err := inf.SetWatchErrorHandlerWithContext(explainWatchError("Secrets", "secrets", onErr)); err != nil {
 		return nil, nil, err
 	}
 	handle := func(obj any) {
@@ -130,19 +121,7 @@ func CertSecretInformer[T any](c *Client, namespace string, parse func(*pki.Secr
 		v, _ := cs.parsed.(*T)
 		fn(key, v)
 	}
-	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    handle,
-		UpdateFunc: func(_, obj any) { handle(obj) },
-		DeleteFunc: func(obj any) {
-			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				fn(d.Key, nil)
-				return
-			}
-			if cs, ok := obj.(*cachedSecret); ok {
-				fn(cs.Namespace+"/"+cs.Name, nil)
-			}
-		},
-	})
+	reg, err := inf.AddEventHandler(handlers(handle, func(key string) { fn(key, nil) }))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -254,3 +233,31 @@ func forbiddenVerb(err error) string {
 
 // IsForbidden reports an RBAC refusal, for callers that stop rather than retry on one.
 func IsForbidden(err error) bool { return apierrors.IsForbidden(err) }
+
+// explainWatchError turns a failed LIST or WATCH of resource into one error for onErr. RBAC's
+// refusal names the verb and the cluster-wide grant (not Explain's advice, which points at the
+// vcluster's namespaced Role).
+func explainWatchError(resource, grant string, onErr func(error)) cache.WatchErrorHandlerWithContext {
+	return func(_ context.Context, _ *cache.Reflector, err error) {
+		if verb := forbiddenVerb(err); verb != "" {
+			onErr(fmt.Errorf("%s %s: forbidden: grant RBAC %q on %s to this identity (cluster-wide: the chart's fleet ClusterRole has list and watch); the server said: %w",
+				verb, resource, verb, grant, err))
+			return
+		}
+		onErr(Explain(err, "list/watch", resource))
+	}
+}
+
+// handlers calls handle on every add and update, and gone with the "<namespace>/<name>" key of
+// every delete (a DeletedFinalStateUnknown included).
+func handlers(handle func(obj any), gone func(key string)) cache.ResourceEventHandlerFuncs {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    handle,
+		UpdateFunc: func(_, obj any) { handle(obj) },
+		DeleteFunc: func(obj any) {
+			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+				gone(key)
+			}
+		},
+	}
+}

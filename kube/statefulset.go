@@ -2,7 +2,6 @@ package kube
 
 import (
 	"context"
-	"fmt"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -73,14 +72,7 @@ func StatefulSetInformer(c *Client, namespace string, fn StatefulSetHandler, onE
 	}); err != nil {
 		return nil, nil, err
 	}
-	if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
-		if verb := forbiddenVerb(err); verb != "" {
-			onErr(fmt.Errorf("%s StatefulSets: forbidden: grant RBAC %q on statefulsets (apps) to this identity (cluster-wide: the chart's fleet ClusterRole has list and watch); the server said: %w",
-				verb, verb, err))
-			return
-		}
-		onErr(Explain(err, "list/watch", "StatefulSets"))
-	}); err != nil {
+	if err := inf.SetWatchErrorHandlerWithContext(explainWatchError("StatefulSets", "statefulsets (apps)", onErr)); err != nil {
 		return nil, nil, err
 	}
 	handle := func(obj any) {
@@ -88,19 +80,7 @@ func StatefulSetInformer(c *Client, namespace string, fn StatefulSetHandler, onE
 			fn(u.GetNamespace()+"/"+u.GetName(), decodeStatefulSet(u))
 		}
 	}
-	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    handle,
-		UpdateFunc: func(_, obj any) { handle(obj) },
-		DeleteFunc: func(obj any) {
-			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				fn(d.Key, nil)
-				return
-			}
-			if u, ok := obj.(*unstructured.Unstructured); ok {
-				fn(u.GetNamespace()+"/"+u.GetName(), nil)
-			}
-		},
-	})
+	reg, err := inf.AddEventHandler(handlers(handle, func(key string) { fn(key, nil) }))
 	if err != nil {
 		return nil, nil, err
 	}
