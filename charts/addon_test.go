@@ -37,7 +37,7 @@ type valueSet struct {
 type serveWant struct {
 	kinds []string // kinds of the objects labelled app.kubernetes.io/component=fleet
 	args  []string
-	env   []any // the container's env: the Lease's namespace and holder (downward API)
+	env   []any // the container's env: GOMEMLIMIT, the Lease's namespace and holder (downward API)
 	rules []any // the serve ClusterRole's rules
 	role  []any // the Lease Role's rules (nil: no Role)
 }
@@ -45,9 +45,13 @@ type serveWant struct {
 // leaseEnv is the container env that --restart-due needs: the pod's namespace (where the Lease
 // lives) and its name (the Lease holder), from the downward API.
 var leaseEnv = []any{
+	goMemLimit,
 	obj{"name": "CERTGUARD_LEASE_NAMESPACE", "valueFrom": obj{"fieldRef": obj{"fieldPath": "metadata.namespace"}}},
 	obj{"name": "CERTGUARD_POD_NAME", "valueFrom": obj{"fieldRef": obj{"fieldPath": "metadata.name"}}},
 }
+
+// goMemLimit is the chart's default GOMEMLIMIT for fleet serve (values.yaml).
+var goMemLimit = obj{"name": "GOMEMLIMIT", "value": "200MiB"}
 
 var valueSets = []valueSet{
 	{
@@ -110,6 +114,7 @@ fleet:
 			kinds: []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount", "ServiceMonitor"},
 			args: []string{"fleet", "serve", "--listen=:9793", "--renew-before=120d", "--restart-window=Sat 02:00-04:00",
 				"--restart-timezone=Europe/Berlin", "--max-concurrent=2", "--log-format=json"},
+			env: []any{goMemLimit},
 			rules: []any{
 				obj{"apiGroups": []any{""}, "resources": []any{"secrets"}, "verbs": []any{"list", "watch"}},
 				obj{"apiGroups": []any{"apps"}, "resources": []any{"statefulsets"}, "verbs": []any{"list", "watch"}},
