@@ -19,7 +19,9 @@ log() { echo "[k8s-testbin $(date +%T)] $*" >&2; }
 export GOFLAGS=-mod=mod GOWORK=off GOTOOLCHAIN=local
 mkdir -p "$OUT"
 
-if ! "$OUT/etcd" --version 2>/dev/null | grep -q "etcd Version: $ETCD_VERSION"; then
+# The version is captured first: `… | grep -q` exits at the first match, and under pipefail the
+# writer's SIGPIPE made the check fail now and then, rebuilding a good binary mid-run.
+if ! [[ "$("$OUT/etcd" --version 2>/dev/null || true)" == *"etcd Version: $ETCD_VERSION"* ]]; then
   log "building etcd $ETCD_VERSION"
   w=$(mktemp -d)
   # etcd's server module has replace directives, so `go install pkg@version` is refused:
@@ -44,7 +46,7 @@ GO
   rm -rf "$w"
 fi
 
-if ! "$OUT/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes v$K8S_VERSION"; then
+if [[ "$("$OUT/kube-apiserver" --version 2>/dev/null || true)" != "Kubernetes v$K8S_VERSION" ]]; then
   log "building kube-apiserver v$K8S_VERSION (cold: ~9 min on 2 cores)"
   dir=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
   [ -d "$dir" ] || { echo "k8s-testbin: download of k8s.io/kubernetes@v$K8S_VERSION failed" >&2; exit 1; }
