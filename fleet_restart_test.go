@@ -4,13 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	fleetsvc "github.com/certguard/certguard/fleet"
+	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/watch"
 	appsv1 "k8s.io/api/apps/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -18,7 +23,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/watch"
+	kwatch "k8s.io/apimachinery/pkg/watch"
 )
 
 // The kinds of vcluster the restart tests build, by what their StatefulSet runs.
@@ -141,7 +146,7 @@ func podDeletions(t testing.TB, ns string) <-chan string {
 	out := make(chan string, 1000)
 	go func() {
 		for ev := range w.ResultChan() {
-			if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type == watch.Deleted {
+			if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type == kwatch.Deleted {
 				out <- strings.TrimSuffix(p.Name, "-0")
 			}
 		}
@@ -466,5 +471,70 @@ func TestFleetPlanReadsStatefulSets(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "certguard: note: every vcluster booked as if it ran certguard's init container") || !strings.Contains(stderr, "statefulsets") {
 		t.Errorf("no note on stderr without list on statefulsets: %q", stderr)
+	}
+}
+
+// TestTwoReplicasNeverRestartAtOnce: two restarters (two replicas of fleet serve) with their own
+// informers and Leases tick at the same instants over two due vclusters, --max-concurrent 1 each,
+// and no pod comes back. One Lease holder, so one restart in all; without the Lease each replica
+// would restart one.
+func TestTwoReplicasNeverRestartAtOnce(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns, _ := kenv.Namespace(ctx, "replicas")
+	home, _ := kenv.Namespace(ctx, "certguard")
+	issued := time.Now().Add(-pkigen.Year + 10*day)
+	newFleetVC(t, ns, "a", guarded, issued, false)
+	newFleetVC(t, ns, "b", guarded, issued.Add(time.Hour), false)
+	deleted := podDeletions(t, ns)
+	c, err := kube.NewClient(kenv.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := watch.ParseWindow(windowAround(time.Now()), time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	replica := func(id string) *fleetsvc.Restarter {
+		state, workloads := fleetsvc.NewState(), fleetsvc.NewWorkloads()
+		sinf, ss, err := kube.CertSecretInformer(c, ns, fleetsvc.Parse, state.Set, func(err error) { t.Error(err) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		winf, ws, err := kube.StatefulSetInformer(c, ns, workloads.Set, func(err error) { t.Error(err) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		go kube.RunInformer(ctx, sinf)
+		go kube.RunInformer(ctx, winf)
+		waitFor(t, func() bool { return ss() && ws() })
+		return &fleetsvc.Restarter{State: state, Workloads: workloads, Window: w, MaxConcurrent: 1, MinInterval: 24 * time.Hour,
+			ReadyTimeout: 15 * time.Minute, RenewBefore: 120 * day, Log: quiet,
+			API: &fleetsvc.KubeRestartAPI{Client: c, Log: quiet, Instance: id,
+				Lease: &kube.Lease{Client: c, Namespace: home, Name: "certguard-fleet", Identity: id, Duration: time.Minute}}}
+	}
+	r1, r2 := replica("r1"), replica("r2")
+	for range 5 {
+		var wg sync.WaitGroup
+		now := time.Now()
+		for _, r := range []*fleetsvc.Restarter{r1, r2} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.Tick(ctx, now)
+			}()
+		}
+		wg.Wait()
+		time.Sleep(200 * time.Millisecond)
+	}
+	var got []string
+	for len(deleted) > 0 {
+		got = append(got, <-deleted)
+	}
+	_, lead1 := r1.View()
+	_, lead2 := r2.View()
+	if len(got) != 1 || lead1 == lead2 {
+		t.Errorf("restarted %v (want exactly one), leaders r1=%v r2=%v (want exactly one)", got, lead1, lead2)
 	}
 }
