@@ -16,8 +16,11 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -306,16 +309,26 @@ func allowed(t *testing.T, user string, groups []string, namespace, group, resou
 	return rev.Status.Allowed
 }
 
-// TestFleetServeChartRestartDue runs the restartDue (dry run) Deployment's args and env, with the
-// downward API's values filled in by hand, as its ServiceAccount: the chart's grants and wiring
-// let fleet serve take its Lease in the release namespace, under the pod's name, and report it.
+// TestFleetServeChartRestartDue runs the restartDue Deployment's args and env, with the downward
+// API's values filled in by hand, as its ServiceAccount, over a vcluster in another namespace
+// whose k0s leaves have expired and whose StatefulSet runs certguard's init container: the
+// chart's grants and wiring are enough for fleet serve to take its Lease in the release namespace
+// under the pod's name, record the restart on the Secret, raise the Event on the StatefulSet and
+// delete the pod.
 func TestFleetServeChartRestartDue(t *testing.T) {
+	ctx := context.Background()
 	ns := namespace(t, "fleetrestart")
+	vcNs := namespace(t, "fleetrestartvc")
+	expiredPKI(t, vcNs, "my-vc")
+	guardedStatefulSet(t, vcNs, "my-vc")
 	fleetName := "cgf-rd-" + ns
 	name := fleetName + "-serve"
+	// A daily window open from an hour ago to three hours from now (UTC).
+	now := time.Now().UTC()
+	window := now.Add(-time.Hour).Format("15:04") + "-" + now.Add(3*time.Hour).Format("15:04")
 	values := filepath.Join(t.TempDir(), "values.yaml")
 	if err := os.WriteFile(values, []byte("rbac: {events: false}\nfleet: {name: "+fleetName+
-		`, serve: {enabled: true, restartDue: true, dryRun: true, restartWindow: "Sat 02:00-04:00"}}`+"\n"), 0o600); err != nil {
+		`, serve: {enabled: true, restartDue: true, restartWindow: "`+window+`"}}`+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r := mustRun(t, nil, helmBin, "template", "certguard-fleet", chartDir, "-n", ns, "-f", values)
@@ -405,8 +418,57 @@ func TestFleetServeChartRestartDue(t *testing.T) {
 	if lease.stdout != pod {
 		t.Errorf("Lease %s/%s holder %q, want the pod's name %q", ns, name, lease.stdout, pod)
 	}
+	// The restart: the pod gone, the record on the Secret, the Event on the StatefulSet.
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		_, err := env.Client.CoreV1().Pods(vcNs).Get(ctx, "my-vc-0", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("pod my-vc-0 not deleted within 30 s (err %v):\n%s", err, stderr.String())
+		}
+	}
+	sec, err := env.Client.CoreV1().Secrets(vcNs).Get(ctx, "my-vc-certs", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sec.Annotations["certguard.dev/last-restart"] == "" || sec.Annotations["certguard.dev/restarted-pod"] == "" {
+		t.Errorf("no restart record on the Secret: %v", sec.Annotations)
+	}
+	evs, err := env.Client.CoreV1().Events(vcNs).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=StatefulSet,involvedObject.name=my-vc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs.Items) == 0 || evs.Items[0].Reason != "CertificateRenewalRestart" {
+		t.Errorf("Events on StatefulSet my-vc: %v, want CertificateRenewalRestart", evs.Items)
+	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-done; err != nil {
 		t.Errorf("fleet serve on SIGTERM: %v\n%s", err, stderr.String())
+	}
+}
+
+// guardedStatefulSet creates the StatefulSet of a vcluster v0.25 with certguard's init container
+// (as charts/vcluster-values renders it) and its pod <release>-0, which the test apiserver (no
+// controllers) would otherwise never have.
+func guardedStatefulSet(t *testing.T, ns, release string) {
+	t.Helper()
+	ctx := context.Background()
+	labels := map[string]string{"app": "vcluster", "release": release}
+	one := int32(1)
+	inits := []corev1.Container{
+		{Name: "certguard", Image: "ghcr.io/certguard/certguard:v0.1.0", Command: []string{"/certguard"}, Args: []string{"repair", "--vcluster-name=" + release}},
+		{Name: "vcluster", Image: "ghcr.io/loft-sh/k0s:v1.30.2-k0s.0", Command: []string{"cp", "/usr/local/bin/k0s", "/binaries/k0s"}},
+	}
+	containers := []corev1.Container{{Name: "syncer", Image: "ghcr.io/loft-sh/vcluster:0.25.0"}}
+	if _, err := env.Client.AppsV1().StatefulSets(ns).Create(ctx, &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: release},
+		Spec: appsv1.StatefulSetSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{InitContainers: inits, Containers: containers}}}},
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: release + "-0", Labels: labels},
+		Spec: corev1.PodSpec{Containers: containers}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
