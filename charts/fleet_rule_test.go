@@ -75,6 +75,7 @@ fleet:
 	slices.Sort(names)
 	if want := []string{
 		"CertguardFleetServeDown/warning",
+		"CertguardKubeconfigExpiresSoon/warning",
 		"CertguardVclusterCAExpiresSoon/critical", "CertguardVclusterCAExpiresSoon/warning",
 		"CertguardVclusterExpired/critical",
 		"CertguardVclusterLeafExpiresSoon/critical", "CertguardVclusterLeafExpiresSoon/warning",
@@ -190,6 +191,9 @@ fleet:
 					series(blocked, "blocked", "", "1x180"),
 					series(blocked, "blocked-new", "", "0x90 1x89"),
 					series(blocked, "unblocked", "", "0x180"),
+					// Exported kubeconfigs: warning below 30d (the default), for 15m.
+					obj{"series": fmt.Sprintf(`certguard_vcluster_kubeconfig_expiry_timestamp_seconds{namespace=%q,service=%q,secret_namespace="team-a",secret_name="vc-kc-10d",vcluster="kc"}`, ns, svc), "values": at(10)},
+					obj{"series": fmt.Sprintf(`certguard_vcluster_kubeconfig_expiry_timestamp_seconds{namespace=%q,service=%q,secret_namespace="team-a",secret_name="vc-kc-40d",vcluster="kc"}`, ns, svc), "values": at(40)},
 					// A stalled restart fires at once; one that came back, not.
 					series("certguard_vcluster_restart_stalled", "stalled", "", "0x100 1x79"),
 					series("certguard_vcluster_restart_stalled", "back", "", "0x100 1x10 0x69"),
@@ -219,6 +223,9 @@ fleet:
 						alert("stalled", "critical"),
 					}},
 					obj{"eval_time": "100m", "alertname": "CertguardVclusterRestartStalled", "exp_alerts": []any{}},
+					obj{"eval_time": "2h", "alertname": "CertguardKubeconfigExpiresSoon", "exp_alerts": []any{
+						alert("kc", "warning", "secret_name", "vc-kc-10d"),
+					}},
 					obj{"eval_time": "2h", "alertname": "CertguardFleetServeDown", "exp_alerts": []any{}},
 				},
 			},
