@@ -51,7 +51,7 @@ var leaseEnv = []any{
 }
 
 // goMemLimit is the chart's default GOMEMLIMIT for fleet serve (values.yaml).
-var goMemLimit = obj{"name": "GOMEMLIMIT", "value": "200MiB"}
+var goMemLimit = obj{"name": "GOMEMLIMIT", "value": "128MiB"}
 
 var valueSets = []valueSet{
 	{
