@@ -79,6 +79,9 @@ type Restarter struct {
 	// started is the record of each restart this process made, as written to the Secret: the
 	// informer delivers that write a moment later, and until it does the restart must count.
 	started map[string]pki.FleetRow
+	// blocked is the last verdict of decide per vcluster: it needs a fresh read of the Secret,
+	// made only in the window, and the gauge and alert must hold between windows too.
+	blocked map[string]bool
 }
 
 // VclusterRestart is the restarter's view of one vcluster, for metrics and /plan.
@@ -148,7 +151,12 @@ func (r *Restarter) Tick(ctx context.Context, now time.Time) []string {
 		if ok && open && !stalled && busy < max(r.MaxConcurrent, 1) && (r.LeaseBudget <= 0 || time.Since(began) < r.LeaseBudget) {
 			var blocked bool
 			why, blocked, ok = r.decide(ctx, now, c)
-			v.Blocked = blocked
+			r.mu.Lock()
+			if r.blocked == nil {
+				r.blocked = map[string]bool{}
+			}
+			r.blocked[key] = blocked
+			r.mu.Unlock()
 			if ok {
 				if r.start(ctx, now, c, why) {
 					started = append(started, key)
@@ -168,6 +176,9 @@ func (r *Restarter) Tick(ctx context.Context, now time.Time) []string {
 				why = fmt.Sprintf("due: waiting for a free slot (--max-concurrent %d)", max(r.MaxConcurrent, 1))
 			}
 		}
+		r.mu.Lock()
+		v.Blocked = r.blocked[key]
+		r.mu.Unlock()
 		v.Why = why
 		view[key] = v
 		r.say(key, "decision", why)
