@@ -116,18 +116,7 @@ fleet:
 	t.Logf("promtool check rules: %s", strings.TrimSpace(r.stdout))
 
 	// promtool test compares annotations too: they are checked above and by `check rules`.
-	var bare []any
-	for _, g := range groups.([]any) {
-		g := g.(obj)
-		var rules []any
-		for _, r := range g["rules"].([]any) {
-			r := r.(obj)
-			delete(r, "annotations")
-			rules = append(rules, r)
-		}
-		bare = append(bare, obj{"name": g["name"], "rules": rules})
-	}
-	write("bare.yaml", obj{"groups": bare})
+	write("bare.yaml", obj{"groups": withoutAnnotations(groups)})
 
 	// Every test evaluates at 2h, when time() is 7200: a NotAfter of 7200 + N days is N days away.
 	const day = 86400
