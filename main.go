@@ -586,8 +586,12 @@ func demo(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog.L
 
 // fleet prints one row per vcluster certificate Secret, most urgent first.
 func fleet(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
+	c, err := fleetClient(cfg)
+	if err != nil {
+		return fail(stderr, err)
+	}
 	now := time.Now()
-	rows, err := fleetRows(ctx, cfg, now)
+	rows, err := fleetRows(ctx, c, cfg, now)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -610,16 +614,9 @@ func fleet(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
 
 // fleetRows reads every vcluster certificate Secret with paginated LISTs (never a GET per
 // Secret) into one row each, judged at now: `certguard fleet` and `certguard fleet plan`.
-func fleetRows(ctx context.Context, cfg config, now time.Time) ([]pki.FleetRow, error) {
-	if cfg.PageSize < 1 {
-		return nil, usageError{"--page-size: must be at least 1"}
-	}
-	c, err := hostClient(cfg)
-	if err != nil {
-		return nil, err
-	}
+func fleetRows(ctx context.Context, c *kube.Client, cfg config, now time.Time) ([]pki.FleetRow, error) {
 	var rows []pki.FleetRow
-	_, err = kube.EachCertSecret(ctx, c, cfg.Namespace, cfg.PageSize, func(s *pki.Secret) {
+	_, err := kube.EachCertSecret(ctx, c, cfg.Namespace, cfg.PageSize, func(s *pki.Secret) {
 		rows = append(rows, pki.Fleet(s, now, time.Duration(cfg.RenewBefore)))
 	})
 	return rows, err
@@ -689,6 +686,14 @@ func watchCmd(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logge
 	return exitOK
 }
 
+// fleetClient is the client of the one-shot fleet commands, after checking their --page-size.
+func fleetClient(cfg config) (*kube.Client, error) {
+	if cfg.PageSize < 1 {
+		return nil, usageError{"--page-size: must be at least 1"}
+	}
+	return hostClient(cfg)
+}
+
 // hostClient is the API client of the fleet commands, which have no vcluster to resolve.
 func hostClient(cfg config) (*kube.Client, error) {
 	rc, err := kube.Config(cfg.Kubeconfig)
@@ -730,8 +735,12 @@ func fleetPlan(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
+	c, err := fleetClient(cfg)
+	if err != nil {
+		return fail(stderr, err)
+	}
 	now := time.Now()
-	rows, err := fleetRows(ctx, cfg, now)
+	rows, err := fleetRows(ctx, c, cfg, now)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -739,14 +748,11 @@ func fleetPlan(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
 	// them. Without list on statefulsets (the operators' ClusterRole of v0.1 had none) the plan
 	// is still made, from the Secrets alone, and says so.
 	var workloads *fleetsvc.Workloads
-	if c, err := hostClient(cfg); err == nil {
-		wl := fleetsvc.NewWorkloads()
-		err := kube.EachStatefulSet(ctx, c, cfg.Namespace, cfg.PageSize, func(s *kube.StatefulSet) { wl.Set(s.Namespace+"/"+s.Name, s) })
-		if err != nil {
-			fmt.Fprintf(stderr, "certguard: note: every vcluster booked as if it ran certguard's init container: %v\n", err)
-		} else {
-			workloads = wl
-		}
+	wl := fleetsvc.NewWorkloads()
+	if err := kube.EachStatefulSet(ctx, c, cfg.Namespace, cfg.PageSize, func(s *kube.StatefulSet) { wl.Set(s.Namespace+"/"+s.Name, s) }); err != nil {
+		fmt.Fprintf(stderr, "certguard: note: every vcluster booked as if it ran certguard's init container: %v\n", err)
+	} else {
+		workloads = wl
 	}
 	p := fleetsvc.BuildPlan(rows, now, time.Duration(cfg.RenewBefore), w, cfg.MaxConcurrent, workloads)
 	if cfg.Output == "json" {

@@ -61,56 +61,12 @@ func TestFleetServeChartRBAC(t *testing.T) {
 	}
 	waitAllowed(t, "system:serviceaccount:"+ns+":"+sa, groups, "watch", true)
 
-	// The Deployment's args, on a local port instead of :9793.
-	addr := freeAddr(t)
+	// The Deployment's args (serveFleet moves --listen to a local port).
 	local := append([]string{}, args...)
-	for i, a := range local {
-		if strings.HasPrefix(a, "--listen=") {
-			local[i] = "--listen=" + addr
-		}
-	}
-	cmd := exec.Command(certguardBin, append(local, "--kubeconfig="+kc)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}()
+	fs := serveFleet(t, append(local, "--kubeconfig="+kc), nil)
 	want := regexp.MustCompile(`(?m)^certguard_vcluster_status\{secret_namespace="` + vcNs + `",status="EXPIRED",vcluster="my-vc"\} 1$`)
-	var metrics string
-	for end := time.Now().Add(20 * time.Second); !want.MatchString(metrics); {
-		if time.Now().After(end) {
-			t.Fatalf("fleet serve as the chart's ServiceAccount never reported my-vc as EXPIRED:\n%s\n%s", metrics, stderr.String())
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("fleet serve exited: %v\n%s", err, stderr.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				resp, err := http.Get("http://" + addr + "/metrics")
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				metrics = string(b)
-			}
-		}
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-done; err != nil {
-		t.Errorf("fleet serve on SIGTERM: %v\n%s", err, stderr.String())
-	}
+	fs.waitMetrics(t, "fleet serve as the chart's ServiceAccount never reported my-vc as EXPIRED", want.MatchString)
+	fs.stop(t)
 
 	// The same ClusterRole without watch on secrets, bound to another ServiceAccount.
 	cr, err := env.Client.RbacV1().ClusterRoles().Get(ctx, sa, metav1.GetOptions{})
@@ -370,50 +326,9 @@ func TestFleetServeChartRestartDue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
-	var args []string
-	for _, a := range strs(c, "args") {
-		if strings.HasPrefix(a, "--listen=") {
-			a = "--listen=" + addr
-		}
-		args = append(args, a)
-	}
-	cmd := exec.Command(certguardBin, append(args, "--kubeconfig="+kc)...)
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "KUBECONFIG=") && !strings.HasPrefix(e, "CERTGUARD_") {
-			cmd.Env = append(cmd.Env, e)
-		}
-	}
-	cmd.Env = append(cmd.Env, envs...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}()
-	var metrics string
-	for end := time.Now().Add(20 * time.Second); !strings.Contains(metrics, "\ncertguard_fleet_restart_leader 1\n"); {
-		if time.Now().After(end) {
-			t.Fatalf("fleet serve --restart-due as the chart's ServiceAccount never held its Lease:\n%s\n%s", metrics, stderr.String())
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("fleet serve exited: %v\n%s", err, stderr.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			metrics = string(b)
-		}
-	}
+	fs := serveFleet(t, append(strs(c, "args"), "--kubeconfig="+kc), envs)
+	fs.waitMetrics(t, "fleet serve --restart-due as the chart's ServiceAccount never held its Lease",
+		func(m string) bool { return strings.Contains(m, "\ncertguard_fleet_restart_leader 1\n") })
 	lease := mustRun(t, []string{"KUBECONFIG=" + adminKubeconfig}, kubectlBin, "get", "lease", "-n", ns, name, "-o", "jsonpath={.spec.holderIdentity}")
 	if lease.stdout != pod {
 		t.Errorf("Lease %s/%s holder %q, want the pod's name %q", ns, name, lease.stdout, pod)
@@ -425,7 +340,7 @@ func TestFleetServeChartRestartDue(t *testing.T) {
 			break
 		}
 		if time.Now().After(end) {
-			t.Fatalf("pod my-vc-0 not deleted within 30 s (err %v):\n%s", err, stderr.String())
+			t.Fatalf("pod my-vc-0 not deleted within 30 s (err %v):\n%s", err, fs.stderr.String())
 		}
 	}
 	sec, err := env.Client.CoreV1().Secrets(vcNs).Get(ctx, "my-vc-certs", metav1.GetOptions{})
@@ -442,10 +357,7 @@ func TestFleetServeChartRestartDue(t *testing.T) {
 	if len(evs.Items) == 0 || evs.Items[0].Reason != "CertificateRenewalRestart" {
 		t.Errorf("Events on StatefulSet my-vc: %v, want CertificateRenewalRestart", evs.Items)
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-done; err != nil {
-		t.Errorf("fleet serve on SIGTERM: %v\n%s", err, stderr.String())
-	}
+	fs.stop(t)
 }
 
 // guardedStatefulSet creates the StatefulSet of a vcluster v0.25 with certguard's init container
@@ -470,5 +382,84 @@ func guardedStatefulSet(t *testing.T, ns, release string) {
 	if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: release + "-0", Labels: labels},
 		Spec: corev1.PodSpec{Containers: containers}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// fleetServe is the certguard binary running `fleet serve` for a test.
+type fleetServe struct {
+	cmd    *exec.Cmd
+	addr   string
+	stderr bytes.Buffer
+	done   chan error
+}
+
+// serveFleet starts certguard with args (a Deployment's: its --listen is moved to a free local
+// port), in the test's environment without KUBECONFIG and CERTGUARD_* plus env; it is killed at
+// the test's end if still running.
+func serveFleet(t *testing.T, args, env []string) *fleetServe {
+	t.Helper()
+	fs := &fleetServe{addr: freeAddr(t), done: make(chan error, 1)}
+	local := append([]string{}, args...)
+	for i, a := range local {
+		if strings.HasPrefix(a, "--listen=") {
+			local[i] = "--listen=" + fs.addr
+		}
+	}
+	fs.cmd = exec.Command(certguardBin, local...)
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "KUBECONFIG=") && !strings.HasPrefix(e, "CERTGUARD_") {
+			fs.cmd.Env = append(fs.cmd.Env, e)
+		}
+	}
+	fs.cmd.Env = append(fs.cmd.Env, env...)
+	fs.cmd.Stderr = &fs.stderr
+	if err := fs.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { fs.done <- fs.cmd.Wait() }()
+	t.Cleanup(func() {
+		if fs.cmd.ProcessState == nil {
+			_ = fs.cmd.Process.Kill()
+			<-fs.done
+		}
+	})
+	return fs
+}
+
+// waitMetrics scrapes /metrics, once /readyz says the state is whole, until ok holds (at most
+// 20 s), and fails the test with what otherwise.
+func (fs *fleetServe) waitMetrics(t *testing.T, what string, ok func(metrics string) bool) {
+	t.Helper()
+	var metrics string
+	for end := time.Now().Add(20 * time.Second); !ok(metrics); {
+		if time.Now().After(end) {
+			t.Fatalf("%s:\n%s\n%s", what, metrics, fs.stderr.String())
+		}
+		select {
+		case err := <-fs.done:
+			t.Fatalf("fleet serve exited: %v\n%s", err, fs.stderr.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if resp, err := http.Get("http://" + fs.addr + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				resp, err := http.Get("http://" + fs.addr + "/metrics")
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				metrics = string(b)
+			}
+		}
+	}
+}
+
+// stop sends SIGTERM and requires a clean exit.
+func (fs *fleetServe) stop(t *testing.T) {
+	t.Helper()
+	_ = fs.cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-fs.done; err != nil {
+		t.Errorf("fleet serve on SIGTERM: %v\n%s", err, fs.stderr.String())
 	}
 }

@@ -73,12 +73,11 @@ func BuildPlan(rows []pki.FleetRow, now time.Time, renewBefore time.Duration, w 
 		if workloads != nil {
 			wl := ReadWorkload(workloads.Get(r.Namespace, r.Release), renewBefore)
 			rb = wl.RenewBefore
-			pr.Due = r.LeafExpiry.Add(-rb).UTC()
 			if why, ok := restartable(candidate{row: r, wl: wl}); !ok {
 				if wl.K0sRenews {
 					pr.Status = pki.FleetK0sRenews
 				}
-				pr.Note = why
+				pr.Due, pr.Note = r.LeafExpiry.Add(-rb).UTC(), why
 				rest = append(rest, pr)
 				continue
 			}

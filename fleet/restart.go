@@ -86,7 +86,6 @@ type Restarter struct {
 
 // VclusterRestart is the restarter's view of one vcluster, for metrics and /plan.
 type VclusterRestart struct {
-	Guarded    bool
 	Restarting bool
 	Stalled    bool
 	Blocked    bool
@@ -124,7 +123,7 @@ func (r *Restarter) Tick(ctx context.Context, now time.Time) []string {
 		}
 		r.mu.Unlock()
 		wl := ReadWorkload(r.Workloads.Get(row.Namespace, row.Release), r.RenewBefore)
-		v := VclusterRestart{Guarded: wl.Guarded}
+		var v VclusterRestart
 		if inFlight := !row.LastRestart.IsZero() && (now.Sub(row.LastRestart) < r.ReadyTimeout || (open && !row.LastRestart.Before(opening))); inFlight && wl.Found && wl.Replicas > 0 {
 			v.Restarting, v.Stalled = r.checkRestart(ctx, now, row, wl)
 			if v.Restarting {

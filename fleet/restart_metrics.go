@@ -48,7 +48,12 @@ func (c *RestartCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	view, leader := c.Restarter.View()
-	for _, row := range c.State.Rows(time.Now(), c.RenewBefore) {
+	// The facts as read, not judged: these gauges need names and the restart record only.
+	for _, s := range c.State.snapshot() {
+		if s.kubeconfig != nil {
+			continue
+		}
+		row := s.facts
 		ns, rel := row.Namespace, row.Release
 		wl := ReadWorkload(c.Workloads.Get(ns, rel), c.RenewBefore)
 		gauge(descGuarded, b(wl.Guarded), ns, rel)

@@ -176,7 +176,7 @@ func EachStatefulSet(ctx context.Context, c *Client, namespace string, pageSize 
 	p.PageBufferSize = 0
 	err := p.EachListItem(ctx, metav1.ListOptions{}, func(obj runtime.Object) error {
 		if u, ok := obj.(*unstructured.Unstructured); ok {
-			fn(decodeStatefulSet(reduceStatefulSet(u)))
+			fn(decodeStatefulSet(u)) // reads only the fields the reduction keeps
 		}
 		return nil
 	})

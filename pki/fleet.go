@@ -24,9 +24,6 @@ const (
 
 var fleetOrder = []FleetStatus{FleetExpired, FleetUnreadable, FleetDue, FleetOK, FleetK0sRenews, FleetNoK0s}
 
-// FleetStatuses lists every status, most urgent first.
-func FleetStatuses() []FleetStatus { return slices.Clone(fleetOrder) }
-
 // LastRepairAnnotation is written on the Secret by a leaf repair, in the same update that removes
 // the keys: "<RFC3339 time> <decision>".
 const LastRepairAnnotation = "certguard.dev/last-repair"
