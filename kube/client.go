@@ -35,10 +35,10 @@ type Client struct {
 	watchErr  error
 
 	// The bulk client is raw without response compression or rate limit, for the informer's LIST
-	// pages: the
-	// apiserver gzips any answer over 128 KiB for a client that accepts it (Go's transport asks
-	// by default), which on the host cluster's network cost both sides more CPU than the bytes
-	// it saved (measured: a fifth of fleet serve's CPU during its first LIST was inflating).
+	// pages: the apiserver gzips any answer over 128 KiB for a client that accepts it (Go's
+	// transport asks by default), which on the host cluster's network cost both sides more CPU
+	// than the bytes it saved (measured: a fifth of fleet serve's CPU during its first LIST was
+	// inflating). Built on first use: the init container never lists.
 	bulkOnce sync.Once
 	bulkCfg  *rest.Config
 	bulk     rest.Interface
