@@ -15,7 +15,7 @@ import (
 	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
-	"github.com/certguard/certguard/watch"
+	"github.com/certguard/certguard/restart"
 	appsv1 "k8s.io/api/apps/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -491,7 +491,7 @@ func TestTwoReplicasNeverRestartAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := watch.ParseWindow(windowAround(time.Now()), time.UTC)
+	w, err := restart.ParseWindow(windowAround(time.Now()), time.UTC)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -509,8 +509,8 @@ func TestTwoReplicasNeverRestartAtOnce(t *testing.T) {
 		go kube.RunInformer(ctx, sinf)
 		go kube.RunInformer(ctx, winf)
 		waitFor(t, func() bool { return ss() && ws() })
-		return &fleetsvc.Restarter{State: state, Workloads: workloads, Window: w, MaxConcurrent: 1, MinInterval: 24 * time.Hour,
-			ReadyTimeout: 15 * time.Minute, RenewBefore: 120 * day, Log: quiet,
+		return &fleetsvc.Restarter{State: state, Workloads: workloads, Parse: parseInitContainer, Log: quiet,
+			Settings: fleetsvc.PlanSettings{Window: w, MaxConcurrent: 1, MinInterval: 24 * time.Hour, ReadyTimeout: 15 * time.Minute, RenewBefore: 120 * day},
 			API: &fleetsvc.KubeRestartAPI{Client: c, Log: quiet, Instance: id,
 				Lease: &kube.Lease{Client: c, Namespace: home, Name: "certguard-fleet", Identity: id, Duration: time.Minute}}}
 	}
@@ -532,8 +532,8 @@ func TestTwoReplicasNeverRestartAtOnce(t *testing.T) {
 	for len(deleted) > 0 {
 		got = append(got, <-deleted)
 	}
-	_, lead1 := r1.View()
-	_, lead2 := r2.View()
+	_, lead1 := r1.Plan()
+	_, lead2 := r2.Plan()
 	if len(got) != 1 || lead1 == lead2 {
 		t.Errorf("restarted %v (want exactly one), leaders r1=%v r2=%v (want exactly one)", got, lead1, lead2)
 	}

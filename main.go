@@ -23,6 +23,7 @@ import (
 	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/restart"
 	"github.com/certguard/certguard/watch"
 	_ "time/tzdata" // --restart-timezone works in a scratch image
 )
@@ -666,7 +667,7 @@ func watchCmd(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logge
 	s := &watch.Sidecar{
 		PKIDir: pkiDir, BackupDir: backupDir, RenewBefore: time.Duration(cfg.RenewBefore),
 		Reminder: time.Duration(cfg.EventReminder), Debounce: 500 * time.Millisecond,
-		Restart: watch.RestartPolicy{Before: time.Duration(cfg.RestartBefore), Window: window,
+		Restart: restart.Policy{Before: time.Duration(cfg.RestartBefore), Window: window,
 			MinInterval: time.Duration(cfg.RestartMinInterval), MaxSkew: time.Duration(cfg.MaxClockSkew)},
 		DryRun: cfg.DryRun, Listen: cfg.Listen,
 		Secrets: &kube.SecretStore{Client: t.client, Namespace: t.namespace, Name: t.secret, Retry: time.Duration(cfg.APITimeout)},
@@ -704,12 +705,12 @@ func hostClient(cfg config) (*kube.Client, error) {
 }
 
 // restartWindow reads --restart-window in --restart-timezone, for the sidecar and the fleet.
-func restartWindow(cfg config) (*watch.Window, *time.Location, error) {
+func restartWindow(cfg config) (*restart.Window, *time.Location, error) {
 	loc, err := time.LoadLocation(cfg.RestartTimezone)
 	if err != nil {
 		return nil, nil, usageError{"--restart-timezone: " + err.Error()}
 	}
-	w, err := watch.ParseWindow(cfg.RestartWindow, loc)
+	w, err := restart.ParseWindow(cfg.RestartWindow, loc)
 	if err != nil {
 		return nil, nil, usageError{"--restart-window: " + err.Error()}
 	}
@@ -718,7 +719,7 @@ func restartWindow(cfg config) (*watch.Window, *time.Location, error) {
 
 // planWindow reads --restart-window, --restart-timezone and --max-concurrent for fleet serve and
 // fleet plan, with the sidecar's window syntax.
-func planWindow(cfg config) (*watch.Window, *time.Location, error) {
+func planWindow(cfg config) (*restart.Window, *time.Location, error) {
 	w, loc, err := restartWindow(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -740,13 +741,17 @@ func fleetPlan(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	now := time.Now()
-	rows, err := fleetRows(ctx, c, cfg, now)
-	if err != nil {
+	state := fleetsvc.NewState()
+	if _, err := kube.EachCertSecret(ctx, c, cfg.Namespace, cfg.PageSize, func(s *pki.Secret) {
+		if e := fleetsvc.Parse(s); e != nil {
+			state.Set(s.Namespace+"/"+s.Name, e)
+		}
+	}); err != nil {
 		return fail(stderr, err)
 	}
-	// The StatefulSets say which vclusters a restart would renew, as fleet serve's /plan judges
-	// them. Without list on statefulsets (the operators' ClusterRole of v0.1 had none) the plan
-	// is still made, from the Secrets alone, and says so.
+	// The StatefulSets say which vclusters a restart would renew, as fleet serve judges them.
+	// Without list on statefulsets (the operators' ClusterRole of v0.1 had none) the plan is
+	// still made, from the Secrets alone, and says so.
 	var workloads *fleetsvc.Workloads
 	wl := fleetsvc.NewWorkloads()
 	if err := kube.EachStatefulSet(ctx, c, cfg.Namespace, cfg.PageSize, func(s *kube.StatefulSet) { wl.Set(s.Namespace+"/"+s.Name, s) }); err != nil {
@@ -754,7 +759,8 @@ func fleetPlan(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
 	} else {
 		workloads = wl
 	}
-	p := fleetsvc.BuildPlan(rows, now, time.Duration(cfg.RenewBefore), w, cfg.MaxConcurrent, workloads)
+	set := planSettings(cfg, w)
+	p := fleetsvc.BuildPlan(state.Vclusters(now, set.RenewBefore, workloads, parseInitContainer), now, set, nil)
 	if cfg.Output == "json" {
 		_ = pki.WriteJSON(stdout, p)
 	} else {
@@ -788,53 +794,13 @@ func fleetServe(ctx context.Context, cfg config, stderr io.Writer, log *slog.Log
 	if err != nil {
 		return fail(stderr, err)
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	onErr := func(what string) func(error) {
-		return func(err error) {
-			if kube.IsForbidden(err) {
-				cancel(err)
-				return
-			}
-			log.Warn("list/watch "+what+" failed; retrying", "err", err)
-		}
-	}
-	state, workloads := fleetsvc.NewState(), fleetsvc.NewWorkloads()
-	inf, secretsSynced, err := kube.CertSecretInformer(c, cfg.Namespace, fleetsvc.Parse, state.Set, onErr("Secrets"))
-	if err != nil {
-		return fail(stderr, err)
-	}
-	stsInf, stsSynced, err := kube.StatefulSetInformer(c, cfg.Namespace, workloads.Set, onErr("StatefulSets"))
-	if err != nil {
-		return fail(stderr, err)
-	}
-	go kube.RunInformer(ctx, inf)
-	go kube.RunInformer(ctx, stsInf)
-	synced := func() bool { return secretsSynced() && stsSynced() }
-	srv := &fleetsvc.Server{State: state, Workloads: workloads, Now: time.Now, RenewBefore: time.Duration(cfg.RenewBefore), Window: w,
-		MaxConcurrent: cfg.MaxConcurrent, Synced: synced, Log: log}
+	svc := &fleetsvc.Service{Client: c, Namespace: cfg.Namespace, Listen: cfg.Listen, RenewBefore: time.Duration(cfg.RenewBefore),
+		Plan: planSettings(cfg, w), Parse: parseInitContainer, RestartDue: cfg.RestartDue, DryRun: cfg.DryRun,
+		Tick: restartTick, LeaseBudget: leaseDuration / 3, Log: log}
 	if cfg.RestartDue {
-		r, release, err := restarter(cfg, c, state, workloads, w, log)
-		if err != nil {
+		if svc.Lease, err = restartLease(cfg, c); err != nil {
 			return fail(stderr, err)
 		}
-		srv.Restarter = r
-		stopped := make(chan struct{})
-		// Wait for the restarter to release the Lease before exiting, so that a successor
-		// need not wait for it to expire.
-		defer func() { <-stopped }()
-		go func() {
-			defer close(stopped)
-			// Never act on a half-synced fleet: a vcluster not seen yet is not counted in flight.
-			for !synced() {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(100 * time.Millisecond):
-				}
-			}
-			r.Run(ctx, restartTick, release)
-		}()
 	}
 	scope := cfg.Namespace
 	if scope == "" {
@@ -842,13 +808,46 @@ func fleetServe(ctx context.Context, cfg config, stderr io.Writer, log *slog.Log
 	}
 	log.Info("following vcluster certificate Secrets and StatefulSets", "namespace", scope, "restart_window", cfg.RestartWindow,
 		"restart_due", cfg.RestartDue, "dry_run", cfg.DryRun)
-	if err := srv.Serve(ctx, cfg.Listen); err != nil {
+	if err := svc.Run(ctx); err != nil {
 		return fail(stderr, err)
 	}
-	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-		return fail(stderr, fmt.Errorf("fleet serve: %w", cause))
-	}
 	return exitOK
+}
+
+// planSettings are the fleet plan's settings from the flags.
+func planSettings(cfg config, w *restart.Window) fleetsvc.PlanSettings {
+	return fleetsvc.PlanSettings{Window: w, MaxConcurrent: cfg.MaxConcurrent, RenewBefore: time.Duration(cfg.RenewBefore),
+		MinInterval: time.Duration(cfg.RestartMinInterval), ReadyTimeout: time.Duration(cfg.RestartReadyTimeout),
+		Jitter: fleetsvc.JitterFraction}
+}
+
+// parseInitContainer reads certguard's init container as the binary itself would: the repair
+// command's flag set over its literal environment (CERTGUARD_*), then the same checks repair
+// makes before it acts. It is the fleet's only way to know what a restart will do.
+func parseInitContainer(args []string, environ map[string]string) (fleetsvc.InitSettings, error) {
+	var cfg config
+	if environ == nil {
+		environ = map[string]string{} // never this process's own environment
+	}
+	if err := env.ParseWithOptions(&cfg, env.Options{Prefix: "CERTGUARD_", Environment: environ}); err != nil {
+		return fleetsvc.InitSettings{}, errors.New("environment: " + firstLine(err.Error()))
+	}
+	fs := cfg.flags("repair")
+	if err := fs.Parse(args); err != nil {
+		return fleetsvc.InitSettings{}, err
+	}
+	if fs.NArg() > 0 {
+		return fleetsvc.InitSettings{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	strategy, err := pki.ParseStrategy(cfg.Strategy)
+	if err != nil {
+		return fleetsvc.InitSettings{}, fmt.Errorf("--strategy: %w", err)
+	}
+	if cfg.KeepBackups < 1 {
+		return fleetsvc.InitSettings{}, errors.New("--keep-backups: must be at least 1")
+	}
+	return fleetsvc.InitSettings{RenewBefore: time.Duration(cfg.RenewBefore), Strategy: strategy, DryRun: cfg.DryRun, PKIDir: cfg.PKIDir,
+		SecretName: cfg.SecretName, VclusterName: cfg.VclusterName, Namespace: cfg.Namespace}, nil
 }
 
 // restartTick is how often the restarter looks: well under the Lease's duration, which it
@@ -858,14 +857,14 @@ const (
 	leaseDuration = 60 * time.Second
 )
 
-// restarter builds fleet serve's restarter with its Lease, in --lease-namespace or the service
-// account's namespace.
-func restarter(cfg config, c *kube.Client, state *fleetsvc.State, workloads *fleetsvc.Workloads, w *watch.Window, log *slog.Logger) (*fleetsvc.Restarter, func(context.Context), error) {
+// restartLease is fleet serve's restart Lease, in --lease-namespace or the service account's
+// namespace, held as --pod-name or the hostname.
+func restartLease(cfg config, c *kube.Client) (*kube.Lease, error) {
 	ns := cfg.LeaseNamespace
 	if ns == "" {
 		b, err := os.ReadFile(saNamespaceFile)
 		if err != nil {
-			return nil, nil, usageError{"cannot tell the namespace of the restart Lease (no " + saNamespaceFile + "): set --lease-namespace"}
+			return nil, usageError{"cannot tell the namespace of the restart Lease (no " + saNamespaceFile + "): set --lease-namespace"}
 		}
 		ns = strings.TrimSpace(string(b))
 	}
@@ -873,14 +872,9 @@ func restarter(cfg config, c *kube.Client, state *fleetsvc.State, workloads *fle
 	if id == "" {
 		h, err := os.Hostname()
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		id = h
 	}
-	lease := &kube.Lease{Client: c, Namespace: ns, Name: cfg.LeaseName, Identity: id, Duration: leaseDuration}
-	r := &fleetsvc.Restarter{State: state, Workloads: workloads, Window: w,
-		API:           &fleetsvc.KubeRestartAPI{Client: c, Lease: lease, Log: log, Instance: id},
-		MaxConcurrent: cfg.MaxConcurrent, MinInterval: time.Duration(cfg.RestartMinInterval), ReadyTimeout: time.Duration(cfg.RestartReadyTimeout),
-		RenewBefore: time.Duration(cfg.RenewBefore), DryRun: cfg.DryRun, Log: log, LeaseBudget: leaseDuration / 3}
-	return r, lease.Release, nil
+	return &kube.Lease{Client: c, Namespace: ns, Name: cfg.LeaseName, Identity: id, Duration: leaseDuration}, nil
 }

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/certguard/certguard/pki"
-	"github.com/certguard/certguard/watch"
+	"github.com/certguard/certguard/restart"
 )
 
 func at(t *testing.T, s string) time.Time {
@@ -70,11 +70,15 @@ func TestBuildPlan(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			w, err := watch.ParseWindow(c.window, c.loc)
+			w, err := restart.ParseWindow(c.window, c.loc)
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := BuildPlan(c.rows, now, 7*24*time.Hour, w, c.max, nil)
+			var vcs []Vcluster
+			for _, r := range c.rows {
+				vcs = append(vcs, Vcluster{Row: r})
+			}
+			p := BuildPlan(vcs, now, PlanSettings{Window: w, MaxConcurrent: c.max, RenewBefore: 7 * 24 * time.Hour, ReadyTimeout: 15 * time.Minute}, nil)
 			if len(p.Rows) != len(c.want) {
 				t.Fatalf("%d rows, want %d: %+v", len(p.Rows), len(c.want), p.Rows)
 			}

@@ -1,17 +1,15 @@
 package fleet
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/pki"
-	"github.com/certguard/certguard/watch"
+	"github.com/certguard/certguard/restart"
 )
 
 // RestartAPI is everything the restarter does on the cluster. KubeRestartAPI is the real one;
@@ -22,9 +20,9 @@ type RestartAPI interface {
 	Hold(ctx context.Context) (bool, error)
 	// Secret reads a certificate Secret fresh from the server (nil: gone).
 	Secret(ctx context.Context, namespace, name string) (*pki.Secret, error)
-	// Pod reads a pod's UID and readiness (nil: no such pod).
+	// Pod reads a pod's UID, phase and readiness (nil: no such pod).
 	Pod(ctx context.Context, namespace, name string) (*kube.PodState, error)
-	// Record sets annotations on the certificate Secret.
+	// Record sets annotations on the certificate Secret ("" removes one).
 	Record(ctx context.Context, namespace, secret string, annotations map[string]string) error
 	// DeletePod deletes the pod with this UID.
 	DeletePod(ctx context.Context, namespace, name, uid string) error
@@ -34,301 +32,348 @@ type RestartAPI interface {
 
 // Event reasons on the StatefulSet.
 const (
+	ReasonPlanned        = "CertificateRenewalRestartPlanned"
 	ReasonRestart        = "CertificateRenewalRestart"
+	ReasonRenewed        = "CertificateRenewalRenewed"
 	ReasonRestartBlocked = "CertificateRenewalRestartBlocked"
 	ReasonRestartStalled = "CertificateRenewalRestartNotReady"
 	ReasonNoRenewal      = "CertificateRenewalRestartRenewedNothing"
 	ReasonRestartFailed  = "CertificateRenewalRestartFailed"
 )
 
-// Restarter is `fleet serve --restart-due`: in the restart window it deletes the pod of each
-// vcluster whose k0s leaves are due, whose StatefulSet runs certguard's init container, and whose
-// repair the init container would carry out (the sidecar's decision, watch.RestartPolicy, on the
-// Secret read fresh), at most MaxConcurrent at a time, each until its new pod is Ready.
-//
-// It keeps no state that a restart of the service could lose: what is in flight is read from the
-// restart record on each Secret (pki.LastRestartAnnotation, shared with the sidecar, and
-// pki.RestartedPodAnnotation) and from the pods. The record is written before the pod is
-// deleted: no record, no restart.
+// Restarter is `fleet serve --restart-due`. Each Tick it follows the fleet restarts in flight
+// (writing their verdict on the Secret when they end), builds the fleet plan (BuildPlan) and
+// restarts exactly the rows the plan books on the opening that is open now, after checking them
+// once more on the Secret and the pod read fresh. All it knows that a restart of the service or a
+// Lease handover must not lose is on the Secrets (restart.Record); what it keeps in memory is a
+// cache of its own writes until the informer delivers them, and what it saw of pods in this
+// opening.
 type Restarter struct {
 	State     *State
 	Workloads *Workloads
+	Parse     InitParser
 	API       RestartAPI
-	Window    *watch.Window
-	// MaxConcurrent restarts at once; a restart holds its slot until its new pod is Ready.
-	MaxConcurrent int
-	MinInterval   time.Duration
-	// ReadyTimeout: a restart whose pod is not Ready by then is reported, and no other restart
-	// starts until the window closes (a rollout that breaks pods stops, as a Deployment's
-	// progress deadline does); the next opening starts afresh.
-	ReadyTimeout time.Duration
-	RenewBefore  time.Duration // the fallback when an init container sets no --renew-before
-	DryRun       bool
-	Log          *slog.Logger
-	// LeaseBudget bounds how long one Tick acts after Hold succeeded (real time): a fraction of
-	// the Lease's duration, so that no other replica can take the Lease while this one acts.
+	Settings  PlanSettings
+	DryRun    bool
+	Log       *slog.Logger
+	// LeaseBudget bounds each Tick, the Lease and every request included (real time): a fraction
+	// of the Lease's duration, so that no other replica can take the Lease while this one acts.
 	LeaseBudget time.Duration
+	// Clock is real time for the budget (nil: time.Now); the decisions use the Tick's now.
+	Clock func() time.Time
 
 	mu     sync.Mutex
-	view   map[string]VclusterRestart
+	plan   Plan
 	leader bool
 	said   map[string]string
-	// noRenew: vclusters whose last restart (by its time) came back with the leaves still due;
-	// not restarted again until the Secret records another restart.
-	noRenew map[string]time.Time
-	// started is the record of each restart this process made, as written to the Secret: the
-	// informer delivers that write a moment later, and until it does the restart must count.
-	started map[string]pki.FleetRow
-	// blocked is the last verdict of decide per vcluster: it needs a fresh read of the Secret,
-	// made only in the window, and the gauge and alert must hold between windows too.
-	blocked map[string]bool
+	// written: the records this process wrote, until the informer delivers them (or a minute).
+	written map[string]writtenRecord
+	// observed: what the pods and fresh Secrets said in the opening open now (reset with it).
+	observed        map[string]restart.Code
+	observedOpening time.Time
+	// dry: with DryRun, when a vcluster would have been restarted (counted as if it were).
+	dry map[string]time.Time
 }
 
-// VclusterRestart is the restarter's view of one vcluster, for metrics and /plan.
-type VclusterRestart struct {
-	Restarting bool
-	Stalled    bool
-	Blocked    bool
-	Why        string
+type writtenRecord struct {
+	rec restart.Record
+	at  time.Time // real time
 }
 
-// Tick does what is due at now: it notes restarts that finished, and starts new ones while the
-// window is open and slots are free. It returns the vclusters it restarted (or, with DryRun,
-// would have).
+// Tick does what is due at now and returns the vclusters it restarted (or, with DryRun, would
+// have). It builds the plan whether or not it holds the Lease, so that every replica's /plan says
+// what the leader does.
 func (r *Restarter) Tick(ctx context.Context, now time.Time) []string {
-	began := time.Now()
+	clock := r.Clock
+	if clock == nil {
+		clock = time.Now
+	}
+	if r.LeaseBudget > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, clock().Add(r.LeaseBudget))
+		defer cancel()
+	}
 	held, err := r.API.Hold(ctx)
 	if err != nil {
 		r.say("", "lease", "cannot take the Lease; not restarting: "+err.Error())
 	}
-	r.mu.Lock()
-	r.leader = held
-	r.mu.Unlock()
-	if !held {
-		return nil
-	}
-	var opening time.Time
-	open := false
-	if r.Window != nil {
-		opening, open = r.Window.Opening(now)
-	}
-	view := map[string]VclusterRestart{}
-	var due []candidate
-	busy, stalled := 0, false
-	for _, row := range r.State.Rows(now, r.RenewBefore) {
-		key := row.Namespace + "/" + row.Release
-		r.mu.Lock()
-		if rec, ok := r.started[key]; ok && rec.LastRestart.After(row.LastRestart) {
-			row.LastRestart, row.RestartedPod = rec.LastRestart, rec.RestartedPod
-		}
-		r.mu.Unlock()
-		wl := ReadWorkload(r.Workloads.Get(row.Namespace, row.Release), r.RenewBefore)
-		var v VclusterRestart
-		if inFlight := !row.LastRestart.IsZero() && (now.Sub(row.LastRestart) < r.ReadyTimeout || (open && !row.LastRestart.Before(opening))); inFlight && wl.Found && wl.Replicas > 0 {
-			v.Restarting, v.Stalled = r.checkRestart(ctx, now, row, wl)
-			if v.Restarting {
-				busy++
-				stalled = stalled || v.Stalled
+	vcs := r.vclusters(now)
+	if held {
+		for i := range vcs {
+			if vcs[i].Record.InFlight() && ctx.Err() == nil {
+				r.settle(ctx, now, &vcs[i])
 			}
 		}
-		if !row.LeafExpiry.IsZero() && !v.Restarting {
-			if at := row.LeafExpiry.Add(-wl.RenewBefore); !now.Before(at) {
-				due = append(due, candidate{row: row, wl: wl, due: at})
-			}
-		}
-		view[key] = v
 	}
-	// The most urgent first, as fleet plan books them.
-	slices.SortStableFunc(due, func(a, b candidate) int {
-		return cmp.Or(a.due.Compare(b.due), cmp.Compare(a.row.Namespace, b.row.Namespace), cmp.Compare(a.row.Release, b.row.Release))
-	})
+	plan := BuildPlan(vcs, now, r.Settings, r.observedIn(now))
 	var started []string
-	for _, c := range due {
-		key := c.row.Namespace + "/" + c.row.Release
-		v := view[key]
-		why, ok := r.eligible(c)
-		if ok && open && !stalled && busy < max(r.MaxConcurrent, 1) && (r.LeaseBudget <= 0 || time.Since(began) < r.LeaseBudget) {
-			var blocked bool
-			why, blocked, ok = r.decide(ctx, now, c)
-			r.mu.Lock()
-			if r.blocked == nil {
-				r.blocked = map[string]bool{}
-			}
-			r.blocked[key] = blocked
-			r.mu.Unlock()
-			if ok {
-				if r.start(ctx, now, c, why) {
-					started = append(started, key)
-					if !r.DryRun {
-						busy++
-						v.Restarting = true
-					}
-				}
-			}
-		} else if ok {
+	if held {
+		byKey := make(map[string]*Vcluster, len(vcs))
+		for i := range vcs {
+			byKey[vcs[i].Key()] = &vcs[i]
+		}
+		for _, row := range plan.Rows {
+			key := row.Namespace + "/" + row.Release
 			switch {
-			case !open:
-				why = "due: restart in the next window"
-			case stalled:
-				why = "due: waiting, a restart in this window did not become Ready within --restart-ready-timeout"
-			default:
-				why = fmt.Sprintf("due: waiting for a free slot (--max-concurrent %d)", max(r.MaxConcurrent, 1))
+			case row.State == StateRestartNow && ctx.Err() == nil:
+				if r.start(ctx, now, byKey[key]) {
+					started = append(started, key)
+				}
+			case row.State == StateBooked && !row.Due.After(now):
+				r.once(ctx, *byKey[key], "planned@"+row.Window.String(), "Normal", ReasonPlanned,
+					fmt.Sprintf("certguard fleet: due; booked on the restart window opening %s", row.Window.Format(time.RFC3339)))
 			}
 		}
-		r.mu.Lock()
-		v.Blocked = r.blocked[key]
-		r.mu.Unlock()
-		v.Why = why
-		view[key] = v
-		r.say(key, "decision", why)
+		if len(started) > 0 || ctx.Err() != nil {
+			plan = BuildPlan(r.vclusters(now), now, r.Settings, r.observedIn(now))
+		}
 	}
 	r.mu.Lock()
-	r.view = view
+	r.plan, r.leader = plan, held
 	r.mu.Unlock()
 	return started
 }
 
-type candidate struct {
-	row pki.FleetRow
-	wl  Workload
-	due time.Time
-}
-
-// eligible is what the restarter checks before reading anything: vclusters it never restarts.
-func (r *Restarter) eligible(c candidate) (string, bool) {
-	if why, ok := restartable(c); !ok {
-		return why, false
-	}
+// vclusters is the State's facts with this process's own writes laid over them.
+func (r *Restarter) vclusters(now time.Time) []Vcluster {
+	vcs := r.State.Vclusters(now, r.Settings.RenewBefore, r.Workloads, r.Parse)
 	r.mu.Lock()
-	last, seen := r.noRenew[c.row.Namespace+"/"+c.row.Release]
-	r.mu.Unlock()
-	if seen && last.Equal(c.row.LastRestart) {
-		return "due, not restarted: the last restart (" + last.UTC().Format(time.RFC3339) + ") renewed nothing; see the vcluster's init container log", false
+	defer r.mu.Unlock()
+	for i := range vcs {
+		key := vcs[i].Key()
+		if w, ok := r.written[key]; ok {
+			switch {
+			case w.rec == vcs[i].Record, time.Since(w.at) > time.Minute:
+				delete(r.written, key) // delivered (or lost: the Secret is the truth)
+			default:
+				vcs[i].Record = w.rec
+			}
+		}
+		if at, ok := r.dry[key]; ok && at.After(vcs[i].Record.LastRestart) {
+			vcs[i].Record.LastRestart, vcs[i].Record.RestartedPod = at, ""
+		}
 	}
-	return "", true
+	return vcs
 }
 
-// restartable: whether a restart of this vcluster could renew its leaves at all, from its
-// StatefulSet alone; /plan books only these.
-func restartable(c candidate) (string, bool) {
-	switch {
-	case !c.wl.Found:
-		return fmt.Sprintf("not restarted: no StatefulSet %s/%s", c.row.Namespace, c.row.Release), false
-	case c.wl.K0sRenews:
-		return "not restarted: " + c.wl.K0sImage + " renews its leaves itself (k0s ≥ v1.35.1)", false
-	case !c.wl.Guarded:
-		return "not restarted: the StatefulSet has no certguard init container, so a restart would renew nothing", false
-	case c.wl.Replicas == 0:
-		return "not restarted: the StatefulSet is scaled to 0", false
+// wrote notes a record this process wrote.
+func (r *Restarter) wrote(key string, rec restart.Record) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.written == nil {
+		r.written = map[string]writtenRecord{}
 	}
-	return "", true
+	// As the codec writes them, so that the informer's copy compares equal once delivered.
+	rec.LastRestart, rec.Verdict.At = rec.LastRestart.UTC().Truncate(time.Second), rec.Verdict.At.UTC().Truncate(time.Second)
+	if rec.Verdict.IsZero() {
+		rec.Verdict.At = time.Time{}
+	}
+	r.written[key] = writtenRecord{rec: rec, at: time.Now()}
 }
 
-// decide reads the Secret fresh and asks the sidecar's decision, on the plan the init container
-// would make from it: whether to restart now, and why.
-func (r *Restarter) decide(ctx context.Context, now time.Time, c candidate) (why string, blocked, restart bool) {
-	sec, err := r.API.Secret(ctx, c.row.Namespace, c.row.Release+"-certs")
+// observedIn returns this opening's observations, forgetting those of an earlier one.
+func (r *Restarter) observedIn(now time.Time) map[string]restart.Code {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var cur time.Time
+	if r.Settings.Window != nil {
+		cur, _ = r.Settings.Window.Opening(now)
+	}
+	if !cur.Equal(r.observedOpening) {
+		r.observed, r.observedOpening = nil, cur
+	}
+	out := make(map[string]restart.Code, len(r.observed))
+	for k, v := range r.observed {
+		out[k] = v
+	}
+	return out
+}
+
+func (r *Restarter) observe(key string, c restart.Code) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.observed == nil {
+		r.observed = map[string]restart.Code{}
+	}
+	r.observed[key] = c
+}
+
+// podName is the pod the restarter deletes and follows: ordinal 0 of the vcluster's StatefulSet
+// (the plan blocks StatefulSets of more than one replica).
+func podName(v *Vcluster) string {
+	if v.Workload != nil && v.Workload.Name != "" {
+		return v.Workload.Name + "-0"
+	}
+	return v.Row.Release + "-0"
+}
+
+// start checks a booked vcluster once more on the Secret and the pod read fresh, records the
+// restart on the Secret, then deletes the pod on condition that it is still the one read. Without
+// the record nothing is deleted; a delete that fails marks the record NotRestarted.
+func (r *Restarter) start(ctx context.Context, now time.Time, v *Vcluster) bool {
+	key, ns, secret, pod := v.Key(), v.Row.Namespace, v.Row.Release+"-certs", podName(v)
+	sec, err := r.API.Secret(ctx, ns, secret)
 	if err != nil || sec == nil {
-		return fmt.Sprintf("due, not restarted: cannot read the Secret (%v)", err), false, false
+		r.observe(key, restart.SecretUnreadable)
+		r.say(key, "decision", fmt.Sprintf("due, not restarted: cannot read Secret %s/%s (%v)", ns, secret, err))
+		return false
 	}
-	report := pki.Inspect(pki.Store{}, pki.FromSecret(sec), now, c.wl.RenewBefore)
-	in := watch.RestartInput{Now: now, Report: report, Plan: pki.BuildPlan(report, pki.Policy{Strategy: pki.StrategyAuto})}
-	in.LastRestart, _ = time.Parse(time.RFC3339, sec.Annotations[pki.LastRestartAnnotation])
-	d := watch.RestartPolicy{Before: c.wl.RenewBefore, Window: r.Window, MinInterval: r.MinInterval}.Decide(in)
-	if d.Blocked {
-		r.once(ctx, c, "blocked", "Warning", ReasonRestartBlocked, d.Why)
+	data := dataFingerprint(sec.Data)
+	// The init container's own plan on the Secret as it is now, with its own settings (the disk
+	// is not visible from the host; vcluster copies the Secret over it at the start).
+	set := v.Workload.Init
+	rb := set.RenewBefore
+	if pki.RenewNowRequested(sec.Annotations) {
+		rb = max(rb, pki.RenewNowBefore)
 	}
-	return d.Why, d.Blocked, d.Now
-}
-
-// start records the restart on the Secret, then deletes the pod on condition that it is still the
-// one read. Without the record nothing is deleted.
-func (r *Restarter) start(ctx context.Context, now time.Time, c candidate, why string) bool {
-	ns, pod := c.row.Namespace, c.row.Release+"-0"
+	report := pki.Inspect(pki.Store{}, pki.FromSecret(sec), now, rb)
+	plan := pki.BuildPlan(report, pki.Policy{Strategy: set.Strategy})
+	switch plan.Decision {
+	case pki.DecideLeaves:
+	case pki.DecideNothing:
+		// Nothing due on the Secret as it is now: the informer lags a renewal. Not a verdict.
+		r.say(key, "decision", "due by the informer's copy, but not on the Secret read now: not restarted")
+		return false
+	default:
+		why := fmt.Sprintf("the init container's plan on this Secret is %s", plan.Decision)
+		if plan.Refusal != nil {
+			why += ": " + plan.Refusal.Text
+		} else if len(plan.Why) > 0 {
+			why += ": " + plan.Why[0].Text
+		}
+		vd := restart.Verdict{Code: restart.WouldRefuse, At: now, Data: data}
+		if err := r.API.Record(ctx, ns, secret, restart.VerdictAnnotations(vd, false)); err != nil {
+			r.observe(key, restart.WouldRefuse) // at least not again in this opening
+		} else {
+			rec := v.Record
+			rec.Verdict = vd
+			r.wrote(key, rec)
+		}
+		r.once(ctx, *v, "blocked@"+data, "Warning", ReasonRestartBlocked, "certguard fleet: not restarting: "+why+"; fix that first")
+		return false
+	}
 	p, err := r.API.Pod(ctx, ns, pod)
 	switch {
 	case err != nil:
-		r.say(ns+"/"+c.row.Release, "decision", "due, not restarted: "+err.Error())
+		r.say(key, "decision", "due, not restarted: "+err.Error())
 		return false
 	case p == nil || p.Terminating:
-		r.say(ns+"/"+c.row.Release, "decision", "due, not restarted: pod "+pod+" is being replaced already")
+		r.say(key, "decision", "due, not restarted: pod "+pod+" is being replaced already")
 		return false
+	case p.Pending:
+		r.observe(key, restart.PodNotStarted)
+		r.once(ctx, *v, "pending@"+p.UID, "Warning", ReasonRestartBlocked,
+			"certguard fleet: not restarting: pod "+pod+" has not started (Pending); its init container renews the leaves when it does")
+		return false
+	}
+	renewNow := ""
+	if v.Workload.RenewNow != "" && renewNowPending(v.Workload.RenewNow, v.Record) && !pki.RenewNowRequested(sec.Annotations) {
+		renewNow = v.Workload.RenewNow // the init container reads the Secret only
 	}
 	if r.DryRun {
-		r.say(ns+"/"+c.row.Release, "dry-run", "dry run: would delete pod "+ns+"/"+pod+": "+why)
+		r.mu.Lock()
+		if r.dry == nil {
+			r.dry = map[string]time.Time{}
+		}
+		r.dry[key] = now
+		r.mu.Unlock()
+		r.say(key, "dry-run", "dry run: would delete pod "+ns+"/"+pod+" so that its init container renews the k0s leaves")
 		return true
 	}
-	rec := map[string]string{pki.LastRestartAnnotation: now.UTC().Format(time.RFC3339), pki.RestartedPodAnnotation: p.UID}
-	if err := r.API.Record(ctx, ns, c.row.Release+"-certs", rec); err != nil {
-		r.Log.Error("not restarting: cannot record the restart on the Secret", "vcluster", ns+"/"+c.row.Release, "err", err)
+	if err := r.API.Record(ctx, ns, secret, restart.StartAnnotations(now, p.UID, renewNow)); err != nil {
+		r.Log.Error("not restarting: cannot record the restart on the Secret", "vcluster", key, "err", err)
 		return false
 	}
-	r.mu.Lock()
-	if r.started == nil {
-		r.started = map[string]pki.FleetRow{}
-	}
-	r.started[ns+"/"+c.row.Release] = pki.FleetRow{LastRestart: now.UTC().Truncate(time.Second), RestartedPod: p.UID}
-	r.mu.Unlock()
-	r.API.Event(ctx, ns, c.row.Release, "Normal", ReasonRestart, "certguard fleet: deleting pod "+pod+" so that its init container renews the k0s leaves: "+why)
+	rec := v.Record
+	rec.LastRestart, rec.RestartedPod, rec.Verdict = now.UTC().Truncate(time.Second), p.UID, restart.Verdict{}
+	r.wrote(key, rec)
+	r.API.Event(ctx, ns, v.Workload.Name, "Normal", ReasonRestart, "certguard fleet: deleting pod "+pod+" so that its init container renews the k0s leaves")
 	if err := r.API.DeletePod(ctx, ns, pod, p.UID); err != nil {
-		r.API.Event(ctx, ns, c.row.Release, "Warning", ReasonRestartFailed, "certguard fleet: "+err.Error())
-		r.Log.Error("restart failed", "vcluster", ns+"/"+c.row.Release, "err", err)
+		// The pod was not restarted: say so on the record, or the plan would hold the vcluster
+		// off for --restart-min-interval. If this write fails too, settle finds the pod alive.
+		rec.Verdict = restart.Verdict{Code: restart.NotRestarted, At: rec.LastRestart, Data: data}
+		if r.API.Record(context.WithoutCancel(ctx), ns, secret, restart.VerdictAnnotations(rec.Verdict, false)) == nil {
+			r.wrote(key, rec)
+		}
+		r.API.Event(ctx, ns, v.Workload.Name, "Warning", ReasonRestartFailed, "certguard fleet: "+err.Error())
+		r.Log.Error("restart failed", "vcluster", key, "err", err)
 		return false
 	}
-	r.Log.Info("pod deleted: the StatefulSet recreates it and certguard's init container renews the leaves", "vcluster", ns+"/"+c.row.Release, "why", why)
+	r.Log.Info("pod deleted: the StatefulSet recreates it and certguard's init container renews the leaves", "vcluster", key)
 	return true
 }
 
-// checkRestart judges a recorded restart: in flight until a pod other than the one deleted is
-// Ready; stalled once that takes longer than ReadyTimeout. A restart that finished with the
-// leaves still due is reported once and not repeated.
-func (r *Restarter) checkRestart(ctx context.Context, now time.Time, row pki.FleetRow, wl Workload) (restarting, stalled bool) {
-	key := row.Namespace + "/" + row.Release
-	p, err := r.API.Pod(ctx, row.Namespace, row.Release+"-0")
+// settle judges a fleet restart in flight and, once it has ended, writes its verdict: renewed or
+// renewed nothing once a pod other than the deleted one is Ready, stalled once that takes longer
+// than --restart-ready-timeout, not restarted when the deleted pod is still there.
+func (r *Restarter) settle(ctx context.Context, now time.Time, v *Vcluster) {
+	rec, key, ns, secret, pod := v.Record, v.Key(), v.Row.Namespace, v.Row.Release+"-certs", podName(v)
+	p, err := r.API.Pod(ctx, ns, pod)
 	if err != nil {
-		return true, false // unknown: keep the slot
+		return // unknown: still in flight
 	}
-	if p != nil && p.Ready && !p.Terminating && (row.RestartedPod == "" || p.UID != row.RestartedPod) {
-		// Done. Did the init container renew? The informer may lag the init container's write:
-		// read the Secret fresh before saying it did not.
-		if row.RestartedPod != "" && !row.LeafExpiry.IsZero() && !now.Before(row.LeafExpiry.Add(-wl.RenewBefore)) {
-			if sec, err := r.API.Secret(ctx, row.Namespace, row.Release+"-certs"); err == nil && sec != nil {
-				if fresh := pki.Fleet(sec, now, wl.RenewBefore); !fresh.LeafExpiry.IsZero() && !now.Before(fresh.LeafExpiry.Add(-wl.RenewBefore)) {
-					r.mu.Lock()
-					if r.noRenew == nil {
-						r.noRenew = map[string]time.Time{}
-					}
-					first := !r.noRenew[key].Equal(row.LastRestart)
-					r.noRenew[key] = row.LastRestart
-					r.mu.Unlock()
-					if first {
-						msg := fmt.Sprintf("certguard fleet: the pod came back, but %s still expires %s; not restarting it again: check the init container's log", fresh.LeafFile, fresh.LeafExpiry.Format(time.RFC3339))
-						r.API.Event(ctx, row.Namespace, row.Release, "Warning", ReasonNoRenewal, msg)
-						r.Log.Warn("restart renewed nothing", "vcluster", key, "file", fresh.LeafFile)
-					}
-				}
-			}
+	var vd restart.Verdict
+	clearRenewNow := false
+	switch {
+	case p != nil && !p.Terminating && p.UID == rec.RestartedPod:
+		vd = restart.Verdict{Code: restart.NotRestarted, At: rec.LastRestart, Data: v.Data}
+	case p != nil && p.Ready && !p.Terminating:
+		// Back. Did the init container renew? Read the Secret fresh: the informer may lag.
+		sec, err := r.API.Secret(ctx, ns, secret)
+		if err != nil || sec == nil {
+			return
 		}
-		return false, false
+		rb := r.Settings.RenewBefore
+		if v.Workload != nil && v.Workload.Blocker == "" {
+			rb = v.Workload.Init.RenewBefore
+		}
+		fresh := pki.Fleet(sec, now, rb)
+		vd = restart.Verdict{Code: restart.Renewed, At: now, Data: dataFingerprint(sec.Data)}
+		if fresh.LeafExpiry.IsZero() || !now.Before(fresh.LeafExpiry.Add(-rb)) {
+			vd.Code = restart.RenewedNothing
+		}
+		clearRenewNow = vd.Code == restart.Renewed && !rec.RenewNow.IsZero()
+	case now.Sub(rec.LastRestart) >= r.Settings.ReadyTimeout:
+		vd = restart.Verdict{Code: restart.Stalled, At: now, Data: v.Data}
+	default:
+		return
 	}
-	if p != nil && !p.Terminating && p.UID == row.RestartedPod {
-		return false, false // the delete never happened (it failed after the record): not in flight
+	if err := r.API.Record(ctx, ns, secret, restart.VerdictAnnotations(vd, clearRenewNow)); err != nil {
+		return // still in flight; the next tick judges again
 	}
-	if now.Sub(row.LastRestart) < r.ReadyTimeout {
-		return true, false
+	rec.Verdict = vd
+	if clearRenewNow {
+		rec.RenewNow = time.Time{}
 	}
-	r.once(ctx, candidate{row: row}, "stalled@"+row.LastRestart.String(), "Warning", ReasonRestartStalled,
-		fmt.Sprintf("certguard fleet: pod %s-0 is not Ready %s after the restart; no other vcluster is restarted until the window closes", row.Release, pki.FormatDuration(r.ReadyTimeout)))
-	return true, true
+	v.Record = rec
+	r.wrote(key, rec)
+	sts := v.Row.Release
+	if v.Workload != nil && v.Workload.Name != "" {
+		sts = v.Workload.Name
+	}
+	switch vd.Code {
+	case restart.Renewed:
+		r.API.Event(ctx, ns, sts, "Normal", ReasonRenewed, "certguard fleet: pod "+pod+" is back with renewed k0s leaves")
+	case restart.RenewedNothing:
+		r.API.Event(ctx, ns, sts, "Warning", ReasonNoRenewal, "certguard fleet: pod "+pod+" came back, but its k0s leaves are still due; not restarting it again: check the init container's log")
+		r.Log.Warn("restart renewed nothing", "vcluster", key)
+	case restart.Stalled:
+		r.API.Event(ctx, ns, sts, "Warning", ReasonRestartStalled, fmt.Sprintf("certguard fleet: pod %s is not Ready %s after the restart; no other vcluster is restarted until the window closes", pod, pki.FormatDuration(r.Settings.ReadyTimeout)))
+	case restart.NotRestarted:
+		r.API.Event(ctx, ns, sts, "Warning", ReasonRestartFailed, "certguard fleet: pod "+pod+" was not deleted; the restart did not happen")
+	}
 }
 
 // once emits an Event and a log line the first time a key is seen with this tag.
-func (r *Restarter) once(ctx context.Context, c candidate, tag, eventType, reason, msg string) {
-	key := c.row.Namespace + "/" + c.row.Release
-	if !r.say(key, tag, msg) {
+func (r *Restarter) once(ctx context.Context, v Vcluster, tag, eventType, reason, msg string) {
+	if !r.say(v.Key(), tag, msg) {
 		return
 	}
-	r.API.Event(ctx, c.row.Namespace, c.row.Release, eventType, reason, msg)
+	sts := v.Row.Release
+	if v.Workload != nil && v.Workload.Name != "" {
+		sts = v.Workload.Name
+	}
+	r.API.Event(ctx, v.Row.Namespace, sts, eventType, reason, msg)
 }
 
 // say logs msg for key and tag when it differs from what was last logged; it reports whether it
@@ -349,14 +394,15 @@ func (r *Restarter) say(key, tag, msg string) bool {
 	return true
 }
 
-// View returns the last Tick's view of each vcluster, and whether this replica holds the Lease.
-func (r *Restarter) View() (map[string]VclusterRestart, bool) {
+// Plan returns the last Tick's plan (zero before the first), and whether this replica holds the
+// Lease.
+func (r *Restarter) Plan() (Plan, bool) {
 	if r == nil {
-		return nil, false
+		return Plan{}, false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.view, r.leader
+	return r.plan, r.leader
 }
 
 // Run ticks every interval until ctx ends, and releases the Lease when it does.

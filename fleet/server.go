@@ -15,17 +15,20 @@ import (
 
 // Server serves /metrics, /plan, /healthz and /readyz over a State.
 type Server struct {
-	State         *State
-	Now           func() time.Time
-	RenewBefore   time.Duration
-	Window        *watch.Window // nil: no restart window, /plan books nothing
-	MaxConcurrent int
+	State *State
+	Now   func() time.Time
+	// RenewBefore judges the Secrets' status in the metrics (the service's --renew-before).
+	RenewBefore time.Duration
+	// Plan is the fleet plan /plan serves and the restart gauges show: with a Restarter, the
+	// plan its last Tick executed.
+	Plan func() Plan
 	// Synced reports that the informer has delivered its first LIST: until then the state is
 	// partial, and /readyz says so rather than letting a scrape read a half-empty fleet as healthy.
 	Synced func() bool
 	// Workloads (nil: not followed) and Restarter (nil: no --restart-due) add their gauges and
 	// judge /plan as the restarter does.
 	Workloads *Workloads
+	Parse     InitParser
 	Restarter *Restarter
 	Log       *slog.Logger
 	HTTP      watch.HTTPLimits
@@ -36,7 +39,7 @@ func (s *Server) Handler() http.Handler {
 	var extra prometheus.Gatherer
 	if s.Workloads != nil {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(&RestartCollector{State: s.State, Workloads: s.Workloads, Restarter: s.Restarter, RenewBefore: s.RenewBefore})
+		reg.MustRegister(&RestartCollector{State: s.State, Workloads: s.Workloads, Parse: s.Parse, Restarter: s.Restarter, Plan: s.Plan})
 		extra = reg
 	}
 	mux := http.NewServeMux()
@@ -54,8 +57,7 @@ func (s *Server) Handler() http.Handler {
 			http.Error(w, "the Secret informer has not synced yet", http.StatusServiceUnavailable)
 			return
 		}
-		now := s.Now()
-		p := BuildPlan(s.State.Rows(now, s.RenewBefore), now, s.RenewBefore, s.Window, s.MaxConcurrent, s.Workloads)
+		p := s.Plan()
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -64,12 +66,8 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-// Serve listens on addr and serves until ctx ends, then shuts down within 5 s.
-func (s *Server) Serve(ctx context.Context, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", addr, err)
-	}
+// Serve serves on ln until ctx ends, then shuts down within 5 s.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := watch.Serve(ln, s.Handler(), s.HTTP)
 	s.Log.Info("serving", "listen", ln.Addr().String())
 	<-ctx.Done()

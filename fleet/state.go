@@ -3,7 +3,6 @@ package fleet
 import (
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -68,11 +67,22 @@ func (s *State) Rows(now time.Time, renewBefore time.Duration) []pki.FleetRow {
 }
 
 // lastRepair reads the certguard.dev/last-repair annotation ("<RFC3339> <decision>").
-func lastRepair(v string) time.Time {
-	f, _, _ := strings.Cut(v, " ")
-	t, err := time.Parse(time.RFC3339, f)
-	if err != nil {
-		return time.Time{}
+func lastRepair(v string) time.Time { return pki.LastRepairTime(v) }
+
+// Vclusters is every vcluster certificate Secret's facts for the plan, judged at now, each with
+// its StatefulSet read by parse (workloads nil: StatefulSets are not followed).
+func (s *State) Vclusters(now time.Time, renewBefore time.Duration, workloads *Workloads, parse InitParser) []Vcluster {
+	var out []Vcluster
+	for _, e := range s.snapshot() {
+		if e.kubeconfig != nil {
+			continue
+		}
+		v := Vcluster{Row: e.facts.Row(now, renewBefore), Record: e.record, Data: e.data, UID: e.uid}
+		if workloads != nil {
+			wl := ReadWorkload(workloads.Get(v.Row.Namespace, v.Row.Release), v.Row.Namespace, v.Row.Release, parse)
+			v.Workload = &wl
+		}
+		out = append(out, v)
 	}
-	return t
+	return out
 }

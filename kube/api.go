@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"strconv"
 	"time"
 
@@ -78,7 +77,8 @@ func decodeSecret(u *unstructured.Unstructured) (*secret, error) {
 	return s, nil
 }
 
-// edited returns a copy of the server's object with keys removed from data and annotations set;
+// edited returns a copy of the server's object with keys removed from data and annotations set
+// (an empty value removes one);
 // every other field (and the resourceVersion, which makes a concurrent change a Conflict) stays
 // as the server sent it.
 func (s *secret) edited(remove []string, annotations map[string]string) (*unstructured.Unstructured, error) {
@@ -97,7 +97,13 @@ func (s *secret) edited(remove []string, annotations map[string]string) (*unstru
 		if ann == nil {
 			ann = map[string]string{}
 		}
-		maps.Copy(ann, annotations)
+		for k, v := range annotations {
+			if v == "" {
+				delete(ann, k) // "" removes: no certguard annotation has an empty value
+				continue
+			}
+			ann[k] = v
+		}
 		obj.SetAnnotations(ann)
 	}
 	return obj, nil

@@ -18,12 +18,7 @@ func PodRelease(ctx context.Context, c *Client, namespace, pod string) (string, 
 	if err != nil {
 		return "", Explain(err, "get", "Pod "+namespace+"/"+pod)
 	}
-	for _, l := range ReleaseLabels {
-		if v := p.Labels[l]; v != "" {
-			return v, nil
-		}
-	}
-	return "", nil
+	return releaseLabel(p.Labels), nil
 }
 
 // PodState is what the fleet reads of a vcluster pod while restarting it.
@@ -31,6 +26,9 @@ type PodState struct {
 	UID         string
 	Ready       bool // condition Ready is True
 	Terminating bool // a delete was accepted
+	// Pending: status.phase is Pending (not scheduled, or its init containers have not finished):
+	// its init container runs when it starts, so deleting it renews nothing.
+	Pending bool
 }
 
 // GetPod reads a pod's UID and readiness; nil when there is no such pod.
@@ -43,6 +41,8 @@ func GetPod(ctx context.Context, c *Client, namespace, name string) (*PodState, 
 		return nil, Explain(err, "get", "Pod "+namespace+"/"+name)
 	}
 	p := &PodState{UID: string(u.GetUID()), Terminating: u.GetDeletionTimestamp() != nil}
+	phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
+	p.Pending = phase == "Pending" || phase == ""
 	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
 	for _, c := range conds {
 		m, _ := c.(map[string]any)

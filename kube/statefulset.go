@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/pager"
+
+	"github.com/certguard/certguard/pki"
 )
 
 var statefulSetsGVR = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "statefulsets"}
@@ -23,13 +25,23 @@ type Container struct {
 	Command []string
 	Args    []string
 	Env     map[string]string // literal values only; valueFrom entries are absent
+	// ValueFrom names the env entries whose value comes from elsewhere (a ConfigMap, a Secret,
+	// a field), and EnvFrom is set when the container imports whole ConfigMaps or Secrets: the
+	// fleet cannot know those values, so it must not guess the container's settings.
+	ValueFrom []string
+	EnvFrom   bool
 }
 
 // StatefulSet is a vcluster's StatefulSet as the fleet reads it.
 type StatefulSet struct {
-	Namespace      string
-	Name           string
-	Replicas       int64 // spec.replicas (1 when unset, the API's default)
+	Namespace string
+	Name      string
+	Replicas  int64 // spec.replicas (1 when unset, the API's default)
+	// Release is the release label (release, else app.kubernetes.io/instance): a StatefulSet not
+	// named after its release is still found by it.
+	Release string
+	// RenewNow is the certguard.dev/renew-now annotation ("" when absent).
+	RenewNow       string
 	InitContainers []Container
 	Containers     []Container
 }
@@ -95,6 +107,12 @@ func reduceStatefulSet(u *unstructured.Unstructured) *unstructured.Unstructured 
 	out.SetNamespace(u.GetNamespace())
 	out.SetUID(u.GetUID())
 	out.SetResourceVersion(u.GetResourceVersion())
+	if rel := releaseLabel(u.GetLabels()); rel != "" {
+		out.SetLabels(map[string]string{ReleaseLabels[0]: rel})
+	}
+	if v, ok := u.GetAnnotations()[pki.RenewNowAnnotation]; ok {
+		out.SetAnnotations(map[string]string{pki.RenewNowAnnotation: v})
+	}
 	spec := map[string]any{}
 	if r, ok, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "replicas"); ok {
 		spec["replicas"] = r
@@ -109,7 +127,7 @@ func reduceStatefulSet(u *unstructured.Unstructured) *unstructured.Unstructured 
 				continue
 			}
 			r := map[string]any{}
-			for _, f := range []string{"name", "image", "command", "args", "env"} {
+			for _, f := range []string{"name", "image", "command", "args", "env", "envFrom"} {
 				if v, ok := m[f]; ok {
 					r[f] = v
 				}
@@ -126,7 +144,8 @@ func reduceStatefulSet(u *unstructured.Unstructured) *unstructured.Unstructured 
 }
 
 func decodeStatefulSet(u *unstructured.Unstructured) *StatefulSet {
-	s := &StatefulSet{Namespace: u.GetNamespace(), Name: u.GetName(), Replicas: 1}
+	s := &StatefulSet{Namespace: u.GetNamespace(), Name: u.GetName(), Replicas: 1, Release: releaseLabel(u.GetLabels()),
+		RenewNow: u.GetAnnotations()[pki.RenewNowAnnotation]}
 	if r, ok, _ := unstructured.NestedInt64(u.Object, "spec", "replicas"); ok {
 		s.Replicas = r
 	}
@@ -150,13 +169,20 @@ func decodeStatefulSet(u *unstructured.Unstructured) *StatefulSet {
 					continue
 				}
 				n, _, _ := unstructured.NestedString(em, "name")
-				v, ok, _ := unstructured.NestedString(em, "value")
-				if n != "" && ok {
+				if _, from := em["valueFrom"]; from {
+					ct.ValueFrom = append(ct.ValueFrom, n)
+					continue
+				}
+				v, _, _ := unstructured.NestedString(em, "value") // absent: the empty string
+				if n != "" {
 					if ct.Env == nil {
 						ct.Env = map[string]string{}
 					}
 					ct.Env[n] = v
 				}
+			}
+			if ef, _, _ := unstructured.NestedSlice(m, "envFrom"); len(ef) > 0 {
+				ct.EnvFrom = true
 			}
 			out = append(out, ct)
 		}
@@ -184,4 +210,14 @@ func EachStatefulSet(ctx context.Context, c *Client, namespace string, pageSize 
 		return Explain(err, "list", "StatefulSets")
 	}
 	return nil
+}
+
+// releaseLabel is the release a pod template or StatefulSet is labelled with.
+func releaseLabel(l map[string]string) string {
+	for _, k := range ReleaseLabels {
+		if v := l[k]; v != "" {
+			return v
+		}
+	}
+	return ""
 }

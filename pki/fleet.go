@@ -36,6 +36,33 @@ const LastRestartAnnotation = "certguard.dev/last-restart"
 // update as LastRestartAnnotation: the restart is over once a pod with another UID is Ready.
 const RestartedPodAnnotation = "certguard.dev/restarted-pod"
 
+// RestartVerdictAnnotation is the fleet service's last verdict on the vcluster (restart.Verdict:
+// "<code> <RFC3339> <data fingerprint>"), so that a new leader decides as the last one did.
+const RestartVerdictAnnotation = "certguard.dev/restart-verdict"
+
+// RenewNowAnnotation is an operator's request for a renewal now, an RFC 3339 time (kubectl
+// annotate secret <release>-certs certguard.dev/renew-now=$(date -u +%FT%TZ)): the fleet books
+// the vcluster on the next opening, and the init container judges every k0s leaf due while the
+// request is newer than the last leaf repair (RenewNowRequested), so it is void once served.
+const RenewNowAnnotation = "certguard.dev/renew-now"
+
+// LastRepairTime reads the time of a LastRepairAnnotation value (zero when it does not parse).
+func LastRepairTime(v string) time.Time {
+	f, _, _ := strings.Cut(v, " ")
+	t, err := time.Parse(time.RFC3339, f)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// RenewNowRequested reports whether the Secret carries a renew-now request newer than its last
+// leaf repair: the init container then judges every k0s leaf due.
+func RenewNowRequested(ann map[string]string) bool {
+	t, err := time.Parse(time.RFC3339, strings.TrimSpace(ann[RenewNowAnnotation]))
+	return err == nil && t.After(LastRepairTime(ann[LastRepairAnnotation]))
+}
+
 // FleetRow is one vcluster certificate Secret, judged from the Secret alone (vcluster writes it
 // over the disk at every start, so it is what the next start uses).
 type FleetRow struct {

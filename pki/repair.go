@@ -34,6 +34,9 @@ type Outcome struct {
 // removes its backup, so a Secret rewritten without end leaves nothing behind.
 const maxAttempts = 3
 
+// RenewNowBefore judges every k0s leaf due: k0s issues them for 8760 h, so none has more left.
+const RenewNowBefore = 8761 * time.Hour
+
 // Run does the repair. A Refused plan is not an error here: the caller decides the exit code.
 func (r *Repair) Run(ctx context.Context) (*Outcome, error) {
 	out := &Outcome{}
@@ -61,7 +64,14 @@ func (r *Repair) Run(ctx context.Context) (*Outcome, error) {
 		if t := r.Exec.Secrets.ServerTime(); !t.IsZero() {
 			pol.ClockSkew, pol.ClockKnown = now.Sub(t), true
 		}
-		out.Report = Inspect(disk, FromSecret(sec), now, r.RenewBefore)
+		renewBefore := r.RenewBefore
+		if sec != nil && RenewNowRequested(sec.Annotations) {
+			// An operator asked for a renewal (certguard.dev/renew-now) after the last repair:
+			// every k0s leaf is due. The repair this makes writes a newer last-repair, which
+			// voids the request: the next start judges as usual.
+			renewBefore = max(renewBefore, RenewNowBefore)
+		}
+		out.Report = Inspect(disk, FromSecret(sec), now, renewBefore)
 		if diskErr != nil {
 			// The pki path is there but is no readable directory: nothing on it can be judged,
 			// and nothing certguard could do would make it one. The start goes on (k0s says what

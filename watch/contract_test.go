@@ -10,6 +10,7 @@ import (
 
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/restart"
 	"github.com/certguard/certguard/watch"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -19,7 +20,7 @@ import (
 func fileSidecar(t *testing.T, dir string, debounce time.Duration) *watch.Sidecar {
 	t.Helper()
 	s := &watch.Sidecar{PKIDir: dir, BackupDir: dir + ".old", RenewBefore: 120 * day, Reminder: 6 * time.Hour, Debounce: debounce,
-		Restart: watch.RestartPolicy{Before: 30 * day, MinInterval: day, MaxSkew: 5 * time.Minute},
+		Restart: restart.Policy{Before: 30 * day, MinInterval: day, MaxSkew: 5 * time.Minute},
 		Listen:  "127.0.0.1:0", Log: quiet, Now: time.Now, Ready: make(chan struct{})}
 	runSidecar(t, s)
 	return s

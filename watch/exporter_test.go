@@ -16,6 +16,7 @@ import (
 
 	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/restart"
 	"github.com/certguard/certguard/watch"
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
@@ -110,7 +111,7 @@ func TestExporterAlertsAndDashboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &watch.Sidecar{PKIDir: dir, BackupDir: dir + ".old", RenewBefore: 120 * day, Reminder: 6 * time.Hour, Debounce: 50 * time.Millisecond,
-		Restart: watch.RestartPolicy{Before: 30 * day, MinInterval: day, MaxSkew: 5 * time.Minute},
+		Restart: restart.Policy{Before: 30 * day, MinInterval: day, MaxSkew: 5 * time.Minute},
 		Listen:  "127.0.0.1:0", Secrets: &kube.SecretStore{Client: client, Namespace: ns, Name: "vc-certs", Retry: time.Second},
 		Client: client, Namespace: ns, Pod: "vc-0", Log: quiet, Now: time.Now, Ready: make(chan struct{})}
 	runSidecar(t, s)

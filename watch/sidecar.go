@@ -18,6 +18,7 @@ import (
 
 	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/pki"
+	"github.com/certguard/certguard/restart"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -37,7 +38,7 @@ type Sidecar struct {
 	RenewBefore time.Duration
 	Reminder    time.Duration
 	Debounce    time.Duration
-	Restart     RestartPolicy
+	Restart     restart.Policy
 	DryRun      bool
 	Listen      string
 	Secrets     *kube.SecretStore
@@ -214,7 +215,7 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 	if err != nil {
 		s.Log.Warn("reading the backup dir", "err", err)
 	}
-	in := RestartInput{Now: now, Report: eff, RepairFailed: backups.Unfinished, SourceErrors: sourceErrs}
+	in := restart.Input{Now: now, Report: eff, RepairFailed: backups.Unfinished, SourceErrors: sourceErrs}
 	if secret != nil {
 		in.LastRestart, _ = time.Parse(time.RFC3339, secret.Annotations[LastRestartAnnotation])
 	}
@@ -252,7 +253,7 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 
 // restart records the restart on the Secret, then deletes the pod. No record, no restart: the
 // guard against a restart loop must survive the restart.
-func (s *Sidecar) restart(ctx context.Context, now time.Time, dec Restart) {
+func (s *Sidecar) restart(ctx context.Context, now time.Time, dec restart.Decision) {
 	if s.DryRun {
 		s.Log.Info("dry run: would delete this pod now", "pod", s.Namespace+"/"+s.Pod, "why", dec.Why, "dry_run", true)
 		return
@@ -271,7 +272,7 @@ func (s *Sidecar) restart(ctx context.Context, now time.Time, dec Restart) {
 
 // sleep returns the time until the next instant at which a certificate crosses a threshold, the
 // restart window opens, or a reminder is due.
-func (s *Sidecar) sleep(r *pki.Report, now time.Time, dec Restart) time.Duration {
+func (s *Sidecar) sleep(r *pki.Report, now time.Time, dec restart.Decision) time.Duration {
 	next := now.Add(maxSleep)
 	consider := func(t time.Time) {
 		if t.After(now) && t.Before(next) {

@@ -19,6 +19,7 @@ import (
 	"github.com/certguard/certguard/kube/kubetest"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/restart"
 	"github.com/certguard/certguard/watch"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -169,16 +170,16 @@ func (v *vcluster) podExists(t *testing.T) bool {
 }
 
 // openNow is a window open right now, whatever the time of day.
-func openNow() *watch.Window {
+func openNow() *restart.Window {
 	now := time.Now().UTC()
-	w, _ := watch.ParseWindow(fmt.Sprintf("%s %02d:00-%02d:00", now.Weekday().String()[:3], now.Hour(), (now.Hour()+2)%24), time.UTC)
+	w, _ := restart.ParseWindow(fmt.Sprintf("%s %02d:00-%02d:00", now.Weekday().String()[:3], now.Hour(), (now.Hour()+2)%24), time.UTC)
 	return w
 }
 
-func (v *vcluster) sidecar(t *testing.T, window *watch.Window, dryRun bool) (*watch.Sidecar, context.CancelFunc) {
+func (v *vcluster) sidecar(t *testing.T, window *restart.Window, dryRun bool) (*watch.Sidecar, context.CancelFunc) {
 	s := &watch.Sidecar{
 		PKIDir: v.dir, BackupDir: v.dir + ".old", RenewBefore: 120 * day, Reminder: 6 * time.Hour, Debounce: 50 * time.Millisecond,
-		Restart: watch.RestartPolicy{Before: 30 * day, Window: window, MinInterval: day, MaxSkew: 5 * time.Minute},
+		Restart: restart.Policy{Before: 30 * day, Window: window, MinInterval: day, MaxSkew: 5 * time.Minute},
 		DryRun:  dryRun, Listen: "127.0.0.1:0",
 		Secrets: &kube.SecretStore{Client: v.client, Namespace: v.ns, Name: "vc-certs", Retry: time.Second},
 		Events:  &kube.Events{Client: v.client, Namespace: v.ns, Pod: "vc-0", Log: quiet},
@@ -307,7 +308,7 @@ func TestSidecarMetricsEventsAndRestart(t *testing.T) {
 }
 
 func TestSidecarDryRunAndNoWindowNeverRestart(t *testing.T) {
-	for name, window := range map[string]*watch.Window{"dry run": openNow(), "no window": nil} {
+	for name, window := range map[string]*restart.Window{"dry run": openNow(), "no window": nil} {
 		t.Run(name, func(t *testing.T) {
 			v := newVcluster(t, 350*day)
 			s, _ := v.sidecar(t, window, name == "dry run")

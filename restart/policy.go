@@ -1,4 +1,4 @@
-package watch
+package restart
 
 import (
 	"fmt"
@@ -8,17 +8,17 @@ import (
 	"github.com/certguard/certguard/pki"
 )
 
-// RestartPolicy decides when the sidecar deletes its own pod, so that the StatefulSet recreates
+// Policy decides when the sidecar deletes its own pod, so that the StatefulSet recreates
 // it and the init container renews the leaves before they expire.
-type RestartPolicy struct {
+type Policy struct {
 	Before      time.Duration // restart when a k0s leaf expires within this
 	Window      *Window       // nil: never restart
 	MinInterval time.Duration // at most one restart per interval, across restarts
 	MaxSkew     time.Duration
 }
 
-// RestartInput is what the decision looks at; all of it is read before, nothing here does I/O.
-type RestartInput struct {
+// Input is what the decision looks at; all of it is read before, nothing here does I/O.
+type Input struct {
 	Now          time.Time
 	Report       *pki.Report
 	LastRestart  time.Time     // from the Secret's annotation
@@ -31,9 +31,9 @@ type RestartInput struct {
 	Plan pki.Plan
 }
 
-// Restart is the decision: Due is when a restart is wanted (zero: not needed), At when it will
+// Decision is the decision: Due is when a restart is wanted (zero: not needed), At when it will
 // happen (the next window opening after Due), Now whether to restart at this instant, Why always.
-type Restart struct {
+type Decision struct {
 	Due  time.Time
 	At   time.Time
 	Now  bool
@@ -46,8 +46,8 @@ type Restart struct {
 }
 
 // Decide is pure: the sidecar calls it on every change and timer tick.
-func (p RestartPolicy) Decide(in RestartInput) Restart {
-	var r Restart
+func (p Policy) Decide(in Input) Decision {
+	var r Decision
 	if in.Report == nil {
 		r.Why = "no report yet"
 		return r
