@@ -29,6 +29,8 @@ type Lease struct {
 	Name      string
 	Identity  string
 	Duration  time.Duration
+	// Clock is this process's clock (nil: time.Now); a test injects one to age a Lease.
+	Clock func() time.Time
 
 	observedRV string
 	observedAt time.Time // local, monotonic
@@ -41,10 +43,16 @@ const microTime = "2006-01-02T15:04:05.000000Z07:00"
 // Duration before calling Hold again.
 func (l *Lease) Hold(ctx context.Context) (bool, error) {
 	res := l.Client.dyn.Resource(leasesGVR).Namespace(l.Namespace)
-	now := time.Now()
-	stamp := now.UTC().Format(microTime)
+	clock := l.Clock
+	if clock == nil {
+		clock = time.Now
+	}
 	secs := int64(l.Duration / time.Second)
 	u, err := res.Get(ctx, l.Name, metav1.GetOptions{})
+	// Stamped after the GET, as client-go does: a waiter's wait starts when it saw the record,
+	// never earlier by the request's latency.
+	now := clock()
+	stamp := now.UTC().Format(microTime)
 	if apierrors.IsNotFound(err) {
 		u = &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
