@@ -379,8 +379,16 @@ func guardedStatefulSet(t *testing.T, ns, release string) {
 		metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: release + "-0", Labels: labels},
-		Spec: corev1.PodSpec{Containers: containers}}, metav1.CreateOptions{}); err != nil {
+	pod, err := env.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: release + "-0", Labels: labels},
+		Spec: corev1.PodSpec{Containers: containers}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Running, as the kubelet would report it: the fleet never restarts a Pending pod (its init
+	// container runs when it starts anyway).
+	pod.Status.Phase = corev1.PodRunning
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	if _, err := env.Client.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

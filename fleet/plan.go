@@ -217,8 +217,11 @@ func BuildPlan(vcs []Vcluster, now time.Time, s PlanSettings, observed map[strin
 		}
 		queue = append(queue, todo{pr, earliest})
 	}
+	// By when each can go (those already due all at now), then the most urgent first: jitter
+	// spreads when vclusters fall due, never which of the due goes first.
 	slices.SortStableFunc(queue, func(a, b todo) int {
-		return cmp.Or(a.earliest.Compare(b.earliest), cmp.Compare(a.row.Namespace, b.row.Namespace), cmp.Compare(a.row.Release, b.row.Release))
+		return cmp.Or(maxTime(a.earliest, now).Compare(maxTime(b.earliest, now)), a.row.LeafExpiry.Compare(b.row.LeafExpiry),
+			cmp.Compare(a.row.Namespace, b.row.Namespace), cmp.Compare(a.row.Release, b.row.Release))
 	})
 	booked := map[int64]int{} // by opening, in Unix ns: time.Time keys compare locations too
 	for i := range queue {
