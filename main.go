@@ -205,7 +205,7 @@ func (c *config) flags(cmd string) *flag.FlagSet {
 		if cmd != "fleet" {
 			str(&c.RestartWindow, "restart-window", `restart window the plan books on, e.g. "Sat 02:00-04:00" (empty: none)`)
 			str(&c.RestartTimezone, "restart-timezone", "time zone of --restart-window")
-			fs.IntVar(&c.MaxConcurrent, "max-concurrent", c.MaxConcurrent, "at most this many vclusters per window opening")
+			fs.IntVar(&c.MaxConcurrent, "max-concurrent", c.MaxConcurrent, "at most this many vclusters restarted per window opening (which bounds those in flight too)")
 		}
 	case "demo":
 		str(&c.Dir, "dir", "directory for the demo PKI (default: a new temp dir)")
