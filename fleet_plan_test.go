@@ -567,3 +567,22 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return string(l.b)
 }
+
+// TestRepairHonoursRenewNow: the init container's side of renew-now. Leaves with 355 days left
+// are not due; with certguard.dev/renew-now newer than the last repair they are, and the leaf
+// repair it makes writes a last-repair that voids the request, so the next start is a no-op.
+func TestRepairHonoursRenewNow(t *testing.T) {
+	now := time.Now()
+	v := newVC(t, pkigen.Options{Now: now, K0sIssued: now.Add(-10 * day)}, true)
+	v.repairJSON(pki.DecideNothing)
+	sec, err := kenv.Client.CoreV1().Secrets(v.ns).Get(context.Background(), "vc-certs", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec.Annotations = map[string]string{pki.RenewNowAnnotation: now.Add(-time.Minute).UTC().Format(time.RFC3339)}
+	if _, err := kenv.Client.CoreV1().Secrets(v.ns).Update(context.Background(), sec, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v.repairJSON(pki.DecideLeaves)
+	v.repairJSON(pki.DecideNothing)
+}
