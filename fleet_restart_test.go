@@ -302,9 +302,12 @@ func TestFleetRestartDue(t *testing.T) {
 		if _, err := time.Parse(time.RFC3339, sec.Annotations[pki.LastRestartAnnotation]); err != nil || sec.Annotations[pki.RestartedPodAnnotation] == "" {
 			t.Errorf("%s: restart record %q, %q", rel, sec.Annotations[pki.LastRestartAnnotation], sec.Annotations[pki.RestartedPodAnnotation])
 		}
-		if ev := stsEvents(t, ns, rel); !contains(ev, "CertificateRenewalRestart") {
-			t.Errorf("%s: Events %v, want CertificateRenewalRestart on the StatefulSet", rel, ev)
+		if ev := stsEvents(t, ns, rel); !contains(ev, "CertificateRenewalRestart") || !contains(ev, "CertificateRenewalRenewed") {
+			t.Errorf("%s: Events %v, want CertificateRenewalRestart and CertificateRenewalRenewed on the StatefulSet", rel, ev)
 		}
+	}
+	if ev := stsEvents(t, ns, "c"); !contains(ev, "CertificateRenewalRestartPlanned") {
+		t.Errorf("c: Events %v, want CertificateRenewalRestartPlanned", ev)
 	}
 	if ev := stsEvents(t, ns, "refused"); !contains(ev, "CertificateRenewalRestartBlocked") {
 		t.Errorf("refused: Events %v, want CertificateRenewalRestartBlocked", ev)
@@ -316,6 +319,8 @@ func TestFleetRestartDue(t *testing.T) {
 		`certguard_vcluster_k0s_renews\{secret_namespace="` + ns + `",vcluster="newk0s"\} 1`,
 		`certguard_vcluster_restart_blocked\{secret_namespace="` + ns + `",vcluster="refused"\} 1`,
 		`certguard_fleet_restart_leader 1`,
+		`certguard_vcluster_restart_blocker\{code="k0s-renews",secret_namespace="` + ns + `",vcluster="newk0s"\} 1`,
+		`certguard_vcluster_restart_blocker\{code="would-refuse",secret_namespace="` + ns + `",vcluster="refused"\} 1`,
 	} {
 		if !has(metrics, want) {
 			t.Errorf("no %s in\n%s", want, grepLines(metrics, "certguard_vcluster_(init|k0s|restart)|leader"))
