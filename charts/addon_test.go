@@ -662,7 +662,7 @@ func TestAddonChartNotes(t *testing.T) {
 	for _, want := range []string{
 		"get and delete on pods, get and update on secrets, create on events; Role certguard-fleet-serve on its Lease)",
 		"PrometheusRule certguard-fleet-serve alerts on it",
-		`--restart-due --dry-run (restarts are only logged): due vclusters with certguard's init container are restarted in "Sat 02:00-04:00" (UTC), at most 1 at a time.`,
+		`--restart-due --dry-run (restarts are only logged): due vclusters with certguard's init container are restarted in "Sat 02:00-04:00" (UTC), at most 1 per window opening.`,
 	} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("fleet serve restartDue NOTES lack %q:\n%s", want, notes)
