@@ -382,7 +382,7 @@ func TestFleetPlan(t *testing.T) {
 			{"bravo", S.Add(3 * h), S.Add(7*day + 2*h), 0}, {"delta", time.Time{}, time.Time{}, 0}}},
 	} {
 		code, stdout, stderr := runBin(t, nil, "fleet", "plan", "--kubeconfig", kc, "-n", ns, "-o", "json", "--renew-before", "7d",
-			"--restart-window", "Sat 02:00-04:00", "--restart-timezone", "UTC", "--max-concurrent", c.max)
+			"--restart-window", "Sat 02:00-04:00", "--restart-timezone", "UTC", "--max-concurrent", c.max, "--jitter", "0")
 		if code != 0 {
 			t.Fatalf("--max-concurrent %s: exit %d: %s", c.max, code, stderr)
 		}
@@ -402,7 +402,7 @@ func TestFleetPlan(t *testing.T) {
 		}
 	}
 	// The table, with the settings from the environment.
-	code, stdout, stderr := runBin(t, []string{"CERTGUARD_RESTART_WINDOW=Sat 02:00-04:00", "CERTGUARD_MAX_CONCURRENT=2"},
+	code, stdout, stderr := runBin(t, []string{"CERTGUARD_RESTART_WINDOW=Sat 02:00-04:00", "CERTGUARD_MAX_CONCURRENT=2", "CERTGUARD_JITTER=0"},
 		"fleet", "plan", "--kubeconfig", kc, "-n", ns, "--renew-before", "7d")
 	if code != 0 || !strings.HasPrefix(stdout, "NAMESPACE") || !strings.Contains(stdout, S.Add(2*h).Format("2006-01-02 15:04 UTC")) ||
 		!strings.Contains(stdout, "no k0s leaf to renew") {

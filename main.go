@@ -127,6 +127,7 @@ type config struct {
 	Dir                 string   `env:"DEMO_DIR"`
 	PageSize            int64    `env:"PAGE_SIZE" envDefault:"100"`
 	MaxConcurrent       int      `env:"MAX_CONCURRENT" envDefault:"1"`
+	Jitter              float64  `env:"JITTER" envDefault:"0.1"`
 	Listen              string   `env:"LISTEN" envDefault:":9793"`
 	RestartBefore       duration `env:"RESTART_BEFORE" envDefault:"30d"`
 	RestartWindow       string   `env:"RESTART_WINDOW"`
@@ -206,6 +207,7 @@ func (c *config) flags(cmd string) *flag.FlagSet {
 			str(&c.RestartWindow, "restart-window", `restart window the plan books on, e.g. "Sat 02:00-04:00" (empty: none)`)
 			str(&c.RestartTimezone, "restart-timezone", "time zone of --restart-window")
 			fs.IntVar(&c.MaxConcurrent, "max-concurrent", c.MaxConcurrent, "at most this many vclusters restarted per window opening (which bounds those in flight too)")
+			fs.Float64Var(&c.Jitter, "jitter", c.Jitter, "spread due times by up to this fraction of --renew-before, by each Secret's UID (0 to 0.5; 0: none)")
 		}
 	case "demo":
 		str(&c.Dir, "dir", "directory for the demo PKI (default: a new temp dir)")
@@ -727,6 +729,10 @@ func planWindow(cfg config) (*restart.Window, *time.Location, error) {
 	if cfg.MaxConcurrent < 1 {
 		return nil, nil, usageError{fmt.Sprintf("--max-concurrent: must be at least 1 (got %d)", cfg.MaxConcurrent)}
 	}
+	// Later than due by more than half of --renew-before would leave too little of it to book in.
+	if cfg.Jitter < 0 || cfg.Jitter > 0.5 || cfg.Jitter != cfg.Jitter {
+		return nil, nil, usageError{fmt.Sprintf("--jitter: must be from 0 to 0.5 (got %v)", cfg.Jitter)}
+	}
 	return w, loc, nil
 }
 
@@ -818,7 +824,7 @@ func fleetServe(ctx context.Context, cfg config, stderr io.Writer, log *slog.Log
 func planSettings(cfg config, w *restart.Window) fleetsvc.PlanSettings {
 	return fleetsvc.PlanSettings{Window: w, MaxConcurrent: cfg.MaxConcurrent, RenewBefore: time.Duration(cfg.RenewBefore),
 		MinInterval: time.Duration(cfg.RestartMinInterval), ReadyTimeout: time.Duration(cfg.RestartReadyTimeout),
-		Jitter: fleetsvc.JitterFraction}
+		Jitter: cfg.Jitter}
 }
 
 // parseInitContainer reads certguard's init container as the binary itself would: the repair

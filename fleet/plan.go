@@ -89,11 +89,11 @@ type PlanSettings struct {
 	RenewBefore  time.Duration
 	MinInterval  time.Duration
 	ReadyTimeout time.Duration
-	// Jitter spreads due times (JitterFraction in the service; 0: none).
+	// Jitter spreads due times (--jitter, JitterFraction by default; 0: none).
 	Jitter float64
 }
 
-// JitterFraction bounds the spread of due times: a vcluster falls due up to this fraction of its
+// JitterFraction is --jitter's default: a vcluster falls due up to this fraction of its
 // --renew-before after its leaves come within it, by a hash of its Secret's UID, so that a fleet
 // created on one day is not due in one window. Later, never earlier: the init container renews
 // whatever is within its --renew-before, so a later restart still renews.
