@@ -202,7 +202,7 @@ func (x *Executor) run(ctx context.Context, dir string, p Plan, s *Secret, allow
 		}
 	}
 	for i, st := range p.Steps {
-		did, err := x.step(ctx, dir, st, s, saved, restored, allow)
+		did, err := x.step(ctx, dir, st, s, saved, restored, allow, p.Steps)
 		if err != nil {
 			return err
 		}
@@ -222,8 +222,8 @@ func (x *Executor) run(ctx context.Context, dir string, p Plan, s *Secret, allow
 }
 
 // step runs one step; did is false when it found the step already done.
-// restored are the files the plan puts back into the new pki dir.
-func (x *Executor) step(ctx context.Context, dir string, st Step, s, saved *Secret, restored []string, allow bool) (did bool, err error) {
+// restored are the files the plan puts back into the new pki dir; all is the plan's steps.
+func (x *Executor) step(ctx context.Context, dir string, st Step, s, saved *Secret, restored []string, allow bool, all []Step) (did bool, err error) {
 	notCalledFor := fmt.Errorf("%w: %s %s would change what the current state does not call for", errSuperseded, st.Action, st.Path)
 	switch st.Action {
 	case ActionRemoveSecretKeys:
@@ -274,7 +274,7 @@ func (x *Executor) step(ctx context.Context, dir string, st Step, s, saved *Secr
 	case ActionRestoreFile:
 		return x.restoreFile(st)
 	case ActionSetConfServer:
-		return x.setConfServer(ctx, st, saved, allow, notCalledFor)
+		return x.setConfServers(ctx, st, all, saved, allow, notCalledFor)
 	}
 	return false, fmt.Errorf("unknown step %q", st.Action)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -176,50 +177,67 @@ func decodeConf(data []byte) (*clientcmdapi.Config, error) {
 	return c, nil
 }
 
-// dropRefusedConfSteps asks the API server to check each set-conf-server step (a dry run) and
-// leaves out those it refuses: the step is optional, and a refusal must never block a start.
+// confSet returns the keys and values of a plan's set-conf-server steps.
+func confSet(steps []Step) map[string][]byte {
+	set := map[string][]byte{}
+	for _, st := range steps {
+		if st.Action == ActionSetConfServer {
+			set[st.Keys[0]] = st.Data
+		}
+	}
+	return set
+}
+
+// dropRefusedConfSteps asks the API server to check the set-conf-server steps (one dry run of
+// their one write) and leaves them out when it refuses: they are optional, and a refusal must
+// never block a start.
 func (x *Executor) dropRefusedConfSteps(ctx context.Context, p Plan, s *Secret) Plan {
-	if s == nil {
+	set := confSet(p.Steps)
+	if s == nil || len(set) == 0 {
 		return p
 	}
-	steps := p.Steps[:0:0]
-	for _, st := range p.Steps {
-		if st.Action == ActionSetConfServer {
-			if err := x.Secrets.SetKeys(ctx, s, map[string][]byte{st.Keys[0]: st.Data}, true); err != nil {
-				x.Log.Warn("the API server refuses to set the kubeconfig's server (checked as a dry run): left as it is",
-					"key", st.Keys[0], "code", CodeConfServerKept, "err", err)
-				continue
-			}
-		}
-		steps = append(steps, st)
+	if err := x.Secrets.SetKeys(ctx, s, set, true); err != nil {
+		x.Log.Warn("the API server refuses to set the kubeconfigs' server (checked as a dry run): left as they are",
+			"keys", len(set), "code", CodeConfServerKept, "err", err)
+		p.Steps = slices.DeleteFunc(slices.Clone(p.Steps), func(st Step) bool { return st.Action == ActionSetConfServer })
 	}
-	p.Steps = steps
 	return p
 }
 
-// setConfServer runs a set-conf-server step. It reads the Secret again (an earlier step of the
-// plan may have written it) and writes the key only while it still holds the bytes the backup
-// recorded. Whatever goes wrong is logged and the run goes on: the syncer rewrites the field
-// itself, at the price of a regenerated apiserver.crt.
-func (x *Executor) setConfServer(ctx context.Context, st Step, saved *Secret, allow bool, notCalledFor error) (bool, error) {
-	key := st.Keys[0]
+// setConfServers runs a set-conf-server step together with the plan's other ones, in one write:
+// the first of them writes every key that still needs it, and the later ones find their key
+// done. It reads the Secret again (an earlier step of the plan may have written it) and writes a
+// key only while it still holds the bytes the backup recorded. Whatever goes wrong is logged
+// and the run goes on: the syncer rewrites the fields itself, at the price of a regenerated
+// apiserver.crt.
+func (x *Executor) setConfServers(ctx context.Context, st Step, all []Step, saved *Secret, allow bool, notCalledFor error) (bool, error) {
 	cur, err := x.Secrets.Get(ctx)
 	if err != nil || cur == nil {
-		x.Log.Warn("could not read the Secret again to set a kubeconfig's server: left as it is", "key", key, "code", CodeConfServerKept, "err", err)
+		x.Log.Warn("could not read the Secret again to set its kubeconfigs' server: left as they are", "code", CodeConfServerKept, "err", err)
 		return false, nil
 	}
-	v, ok := cur.Data[key]
-	switch {
-	case !ok || bytes.Equal(v, st.Data):
+	set := map[string][]byte{}
+	for key, next := range confSet(all) {
+		v, ok := cur.Data[key]
+		switch {
+		case !ok || bytes.Equal(v, next):
+		case saved == nil || !bytes.Equal(v, saved.Data[key]):
+			if key == st.Keys[0] {
+				x.Log.Warn("the kubeconfig changed since it was planned: left as it is", "key", key, "code", CodeConfServerKept)
+			}
+		default:
+			set[key] = next
+		}
+	}
+	if _, ok := set[st.Keys[0]]; !ok {
 		return false, nil
-	case saved == nil || !bytes.Equal(v, saved.Data[key]):
-		x.Log.Warn("the kubeconfig changed since it was planned: left as it is", "key", key, "code", CodeConfServerKept)
-		return false, nil
-	case !allow:
+	}
+	if !allow {
 		return false, notCalledFor
 	}
-	if err := x.Secrets.SetKeys(ctx, cur, map[string][]byte{key: st.Data}, false); err != nil {
-		x.Log.Warn("could not set the kubeconfig's server: left as it is, vcluster's syncer rewrites it", "key", key, "code", CodeConfServerKept, "err", err)
+	if err := x.Secrets.SetKeys(ctx, cur, set, false); err != nil {
+		x.Log.Warn("could not set the kubeconfigs' server: left as they are, vcluster's syncer rewrites them", "keys", len(set),
+			"code", CodeConfServerKept, "err", err)
 		return false, nil
 	}
 	return true, nil
