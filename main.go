@@ -453,6 +453,10 @@ func repair(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog
 		return refuse(stderr, p.Refusal.Text+"; nothing was changed")
 	case cfg.DryRun:
 		log.Info("dry run: nothing changed", "decision", p.Decision, "steps", len(p.Steps), "dry_run", true)
+	case out.Applied && p.Decision == pki.DecideNothing:
+		// Only the Secret's kubeconfig servers were set for vcluster's syncer: no repair, so no
+		// CertificatesRepaired Event.
+		log.Info("nothing to repair; kubeconfig servers set for vcluster's syncer", "backup", out.Backup, "why", joinFindings(p.Why))
 	case out.Applied:
 		msg := fmt.Sprintf("repaired (%s): %s; backup in %s", p.Decision, joinFindings(p.Why), out.Backup)
 		log.Info("repaired", "decision", p.Decision, "backup", out.Backup)

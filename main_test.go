@@ -221,6 +221,10 @@ func TestRepairExpiredLeaves(t *testing.T) {
 	sec := v.secret()
 	for k, b := range v.data {
 		_, kept := sec[k]
+		if strings.HasSuffix(k, ".conf") {
+			// The kubeconfigs the repair keeps get the server vcluster's syncer expects.
+			b = bytes.ReplaceAll(b, []byte("server: "+pki.K0sServer+"\n"), []byte("server: "+pki.SyncerServer+"\n"))
+		}
 		if slices.Contains(pki.K0sLeafFiles, k) == kept || (kept && !bytes.Equal(sec[k], b)) {
 			t.Errorf("Secret key %s: kept %v", k, kept)
 		}
@@ -314,7 +318,7 @@ func TestFirstStartChangesNothing(t *testing.T) {
 }
 
 func TestHealthySecretOnEmptyVolumeIsJudgedFromTheSecret(t *testing.T) {
-	v := newVC(t, pkigen.Options{}, true)
+	v := newVC(t, pkigen.Options{Server: pki.SyncerServer}, true) // as vcluster's syncer leaves it
 	os.RemoveAll(v.dir)
 	code, _, stderr := v.run("repair")
 	if code != 0 || !strings.Contains(stderr, "judged from Secret") || !strings.Contains(stderr, "nothing is due") {
@@ -411,7 +415,8 @@ func TestImmutableSecret(t *testing.T) {
 }
 
 func TestHealthyRunIsOneGet(t *testing.T) {
-	v := newVC(t, pkigen.Options{Now: time.Now()}, true)
+	// A healthy Secret as vcluster's syncer leaves it: every kubeconfig at https://127.0.0.1:6443.
+	v := newVC(t, pkigen.Options{Now: time.Now(), Server: pki.SyncerServer}, true)
 	start := time.Now()
 	code, _, stderr := v.run("repair")
 	took := time.Since(start)
@@ -423,6 +428,52 @@ func TestHealthyRunIsOneGet(t *testing.T) {
 	}
 	v.assertUnchanged()
 	t.Logf("healthy run: %s wall (process start included)", took.Round(time.Millisecond))
+}
+
+// TestRepairSetsKubeconfigServers: a healthy Secret whose kubeconfigs point at k0s's
+// https://localhost:6443 (as after the start that follows a repair) gets the server vcluster's
+// syncer expects, in one write, with a backup; no repair is reported; the next start is one GET.
+func TestRepairSetsKubeconfigServers(t *testing.T) {
+	v := newVC(t, pkigen.Options{Now: time.Now()}, true) // pkigen writes k0s's server
+	code, _, stderr := v.run("repair")
+	if code != 0 || !strings.Contains(stderr, "kubeconfig servers set") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	// get, the dry run, get again before the write, the write, one get per later kubeconfig step.
+	if got := v.requests(); !slices.Equal(got, []string{"get secrets", "update secrets", "get secrets", "update secrets",
+		"get secrets", "get secrets", "get secrets", "get secrets"}) {
+		t.Errorf("requests %v", got)
+	}
+	sec := v.secret()
+	for k, b := range v.data {
+		want := b
+		if strings.HasSuffix(k, ".conf") {
+			want = bytes.ReplaceAll(b, []byte("server: "+pki.K0sServer+"\n"), []byte("server: "+pki.SyncerServer+"\n"))
+			if bytes.Equal(want, b) {
+				t.Fatalf("%s: the fixture does not point at %s", k, pki.K0sServer)
+			}
+		}
+		if !bytes.Equal(sec[k], want) {
+			t.Errorf("Secret key %s: not what was expected", k)
+		}
+	}
+	if !maps.Equal(v.before, manifest(t, v.dir)) {
+		t.Error("the pki dir changed")
+	}
+	if backups, _ := filepath.Glob(filepath.Join(v.dir+".old", "*", "secret.json")); len(backups) != 1 {
+		t.Errorf("backups %v, want one holding the Secret", backups)
+	}
+	evs, _ := kenv.Client.CoreV1().Events(v.ns).List(context.Background(), metav1.ListOptions{})
+	if len(evs.Items) != 0 {
+		t.Errorf("events %v: setting kubeconfig servers is no repair", evs.Items)
+	}
+	v.setUser("system:masters")
+	if code, _, stderr := v.run("repair"); code != 0 {
+		t.Fatalf("second run: exit %d: %s", code, stderr)
+	}
+	if got := v.requests(); !slices.Equal(got, []string{"get secrets"}) {
+		t.Errorf("second run made %v", got)
+	}
 }
 
 func TestForbiddenUpdateChangesNothing(t *testing.T) {

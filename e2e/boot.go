@@ -19,8 +19,9 @@ package e2e
 //     waits until k0s has written them.
 //  3. k0s's certificate manager (Certificates.Init, then Etcd.setupCerts when etcd starts).
 //  4. UpdateSecretWithK0sCerts compares or adds the K0sFiles. An error cancels k0s and
-//     initialize() is retried (every 5 s for 2 min upstream; maxInitAttempts here, back to
-//     back: nothing else changes the files in between, so more attempts give the same answer).
+//     initialize() is retried (every 5 s for 2 min upstream: maxInitAttempts, run back to back;
+//     the time is counted, not waited). EnsureCerts can fail too: its certificate walk on the
+//     shouldUpdate path depends on Go's map order (syncer.go), so each attempt is a coin flip.
 //  5. k0s starts etcd, waits until it is healthy, starts kube-apiserver, waits for /readyz
 //     (pkg/component/manager Manager.Start: each component is started, then waited for).
 //
@@ -87,8 +88,9 @@ var K0sFiles = []string{
 }
 
 const (
-	// maxInitAttempts bounds the model's retries of initialize() (upstream: every 5 s for 2 min).
-	maxInitAttempts = 3
+	// maxInitAttempts bounds the model's retries of initialize() as upstream does: every 5 s
+	// for 2 min (syncer.go). The attempts run back to back; the 5 s are counted, not waited.
+	maxInitAttempts = int(syncerInitTimeout / syncerRetryInterval)
 	// k0sLeafLifetime is cfssl's DefaultConfig expiry (k0s signs with profile "kubernetes", which
 	// its policy lacks): 8760h.
 	k0sLeafLifetime = 8760 * time.Hour
@@ -111,6 +113,9 @@ type Node struct {
 	Assets string
 	// LogDir receives the processes' logs and the model's trace, one file set per boot.
 	LogDir string
+
+	// CAOrder, when set, orders vcluster's CreateTree walk instead of Go's map order (syncer.go).
+	CAOrder CAOrder
 
 	mu    sync.Mutex
 	boots int
@@ -304,8 +309,8 @@ func (n *Node) EnsureCerts(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := n.createAPIServerCert(dir); err != nil {
-			n.tracef("EnsureCerts: create pki assets err: %v", err) // ignored upstream too
+		if err := n.createPKIAssets(dir); err != nil {
+			n.tracef("EnsureCerts: create pki assets err: %v", err) // ignored upstream too (logged at V(1))
 		}
 		for _, f := range []string{"apiserver.crt", "apiserver.key"} {
 			b, err := os.ReadFile(filepath.Join(dir, f))
@@ -466,10 +471,10 @@ func updateKubeconfigInSecret(secret *corev1.Secret) (bool, error) {
 	return should, nil
 }
 
-// createAPIServerCert is the part of vcluster's CreatePKIAssets (pkg/certs, vendored kubeadm
-// certs phase) that does something on this path: apiserver.{crt,key} were just removed, so a
-// new 10-year kube-apiserver certificate is signed by ca.crt; every other file exists and is
-// reused.
+// createAPIServerCert is what vcluster's CreatePKIAssets (pkg/certs, vendored kubeadm certs
+// phase) makes on this path when its walk reaches the ca branch (createPKIAssets, syncer.go):
+// apiserver.{crt,key} were just removed, so a new 10-year kube-apiserver certificate is signed
+// by ca.crt.
 func (n *Node) createAPIServerCert(dir string) error {
 	ca, err := loadCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"))
 	if err != nil {

@@ -29,6 +29,9 @@ type SecretAPI interface {
 	// wrapping ErrSecretNotGone when finalizers keep it). An already deleted Secret is no
 	// error. With dryRun the server checks the delete and nothing is deleted.
 	Delete(ctx context.Context, s *Secret, dryRun bool) error
+	// SetKeys sets keys to the given values in one write, on the same condition as RemoveKeys.
+	// With dryRun the server checks the write and stores nothing.
+	SetKeys(ctx context.Context, s *Secret, set map[string][]byte, dryRun bool) error
 	// ServerTime is the API server's clock at its last answer (zero when unknown).
 	ServerTime() time.Time
 }
@@ -111,8 +114,11 @@ func (x *Executor) Unfinished(dryRun bool) []Journal {
 // carry, then runs them. It returns the backup directory. When the Secret changed before
 // anything was changed, the error wraps ErrSecretChanged and no backup is left: plan again.
 func (x *Executor) Apply(ctx context.Context, p Plan, s *Secret) (string, error) {
-	if !p.HasDestructive() {
+	if p = x.dropRefusedConfSteps(ctx, p, s); !p.HasDestructive() {
 		return "", nil
+	}
+	if onlyConfSteps(p) {
+		return x.applyConfSteps(ctx, p, s)
 	}
 	if err := x.dryRun(ctx, p, s); err != nil {
 		return "", err
@@ -196,7 +202,7 @@ func (x *Executor) run(ctx context.Context, dir string, p Plan, s *Secret, allow
 		}
 	}
 	for i, st := range p.Steps {
-		did, err := x.step(ctx, dir, st, s, saved, restored, allow)
+		did, err := x.step(ctx, dir, st, s, saved, restored, allow, p.Steps)
 		if err != nil {
 			return err
 		}
@@ -216,8 +222,8 @@ func (x *Executor) run(ctx context.Context, dir string, p Plan, s *Secret, allow
 }
 
 // step runs one step; did is false when it found the step already done.
-// restored are the files the plan puts back into the new pki dir.
-func (x *Executor) step(ctx context.Context, dir string, st Step, s, saved *Secret, restored []string, allow bool) (did bool, err error) {
+// restored are the files the plan puts back into the new pki dir; all is the plan's steps.
+func (x *Executor) step(ctx context.Context, dir string, st Step, s, saved *Secret, restored []string, allow bool, all []Step) (did bool, err error) {
 	notCalledFor := fmt.Errorf("%w: %s %s would change what the current state does not call for", errSuperseded, st.Action, st.Path)
 	switch st.Action {
 	case ActionRemoveSecretKeys:
@@ -267,6 +273,8 @@ func (x *Executor) step(ctx context.Context, dir string, st Step, s, saved *Secr
 		return x.movePKI(filepath.Join(dir, filesDir), restored, allow, notCalledFor)
 	case ActionRestoreFile:
 		return x.restoreFile(st)
+	case ActionSetConfServer:
+		return x.setConfServers(ctx, st, all, saved, allow, notCalledFor)
 	}
 	return false, fmt.Errorf("unknown step %q", st.Action)
 }
@@ -462,7 +470,7 @@ func (x *Executor) backup(p Plan, s *Secret) (string, error) {
 	}
 	dirs := []string{tmp}
 	if s != nil && slices.ContainsFunc(p.Steps, func(s Step) bool {
-		return s.Action == ActionRemoveSecretKeys || s.Action == ActionDeleteSecret
+		return s.Action == ActionRemoveSecretKeys || s.Action == ActionDeleteSecret || s.Action == ActionSetConfServer
 	}) {
 		data, err := json.Marshal(s)
 		if err != nil {
@@ -476,7 +484,7 @@ func (x *Executor) backup(p Plan, s *Secret) (string, error) {
 		return "", err
 	}
 	for _, st := range p.Steps {
-		sub := map[Action]string{ActionRemoveFile: filesDir, ActionRestoreFile: restoreDir}[st.Action]
+		sub := stepDataDir[st.Action]
 		if sub == "" {
 			continue
 		}

@@ -40,6 +40,9 @@ const (
 	stampLayout   = "20060102T150405Z"
 )
 
+// stepDataDir is where a backup keeps the bytes a step carries, by action.
+var stepDataDir = map[Action]string{ActionRemoveFile: filesDir, ActionRestoreFile: restoreDir, ActionSetConfServer: confDir}
+
 // maxBackupEntries bounds how many entries of the backup dir one run looks at: certguard keeps
 // a handful there, and a dir with millions must not stall a start.
 const maxBackupEntries = 10000
@@ -181,8 +184,9 @@ func (e *backupEntry) validate(paths Paths, secret SecretRef) error {
 	for i := range p.Steps {
 		st := &p.Steps[i]
 		allowed := map[Decision][]Action{
-			DecideLeaves: {ActionRemoveSecretKeys, ActionRemoveFile, ActionSetAside},
-			DecideFull:   {ActionDeleteSecret, ActionMovePKI, ActionRestoreFile},
+			DecideNothing: {ActionSetConfServer},
+			DecideLeaves:  {ActionRemoveSecretKeys, ActionRemoveFile, ActionSetAside, ActionSetConfServer},
+			DecideFull:    {ActionDeleteSecret, ActionMovePKI, ActionRestoreFile},
 		}[p.Decision]
 		if !slices.Contains(allowed, st.Action) {
 			return fmt.Errorf("step %d: action %q is not part of a %q repair", i, st.Action, p.Decision)
@@ -214,12 +218,13 @@ func (e *backupEntry) validate(paths Paths, secret SecretRef) error {
 			if st.Path != "sa.key" && st.Path != "sa.pub" {
 				return fmt.Errorf("step %d: %q is not a file a full reset restores", i, st.Path)
 			}
-		}
-		if st.Action == ActionRemoveFile || st.Action == ActionRestoreFile {
-			sub := filesDir
-			if st.Action == ActionRestoreFile {
-				sub = restoreDir
+		case ActionSetConfServer:
+			secretSteps = true
+			if !validConfStep(*st) {
+				return fmt.Errorf("step %d: malformed", i)
 			}
+		}
+		if sub, ok := stepDataDir[st.Action]; ok {
 			data, err := readRegular(root, path.Join(sub, st.Path), maxFileSize)
 			if err != nil || digest(data) != st.SHA256 {
 				return fmt.Errorf("step %d: the backup of %s is missing or does not match its digest", i, st.Path)

@@ -158,6 +158,7 @@ func Inspect(disk, secret Store, now time.Time, renewBefore time.Duration) *Repo
 	}
 	r.Files = append(r.Files, missingFiles(eff, bad)...)
 	r.eff = eff
+	markK0sPartial(r)
 	slices.SortFunc(r.Files, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
 	return r
 }

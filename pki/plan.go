@@ -169,9 +169,9 @@ type Policy struct {
 const fullResetBreaks = "a new CA is generated on boot: every existing kubeconfig and client certificate of this virtual " +
 	"cluster stops working, and clients must trust the new CA"
 
-// BuildPlan decides what to do about a Report. It reads nothing and writes nothing: the steps
-// carry the bytes the Report's stores read.
-func BuildPlan(r *Report, pol Policy) Plan {
+// buildPlan decides what to do about a Report. It reads nothing and writes nothing: the steps
+// carry the bytes the Report's stores read. BuildPlan (kubeconfig_server.go) wraps it.
+func buildPlan(r *Report, pol Policy) Plan {
 	p := Plan{Version: journalVersion, Now: r.Now, PKIDir: r.PKIDir, Secret: pol.Secret, Strategy: pol.Strategy, Decision: DecideNothing}
 	if r.secret.Present {
 		p.Secret.UID, p.Secret.ResourceVersion = r.secret.UID, r.secret.ResourceVersion

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -57,6 +58,24 @@ func (m *MemorySecret) RemoveKeys(_ context.Context, s *pki.Secret, keys []strin
 	}
 	for _, k := range keys {
 		delete(m.secret.Data, k)
+	}
+	m.rv++
+	m.secret.ResourceVersion = strconv.Itoa(m.rv)
+	return nil
+}
+
+// SetKeys sets keys in one write, on the same resourceVersion condition as RemoveKeys.
+func (m *MemorySecret) SetKeys(_ context.Context, s *pki.Secret, set map[string][]byte, dryRun bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.secret == nil || m.secret.ResourceVersion != s.ResourceVersion {
+		return fmt.Errorf("memory Secret: %w", pki.ErrSecretChanged)
+	}
+	if dryRun {
+		return nil
+	}
+	for k, v := range set {
+		m.secret.Data[k] = slices.Clone(v)
 	}
 	m.rv++
 	m.secret.ResourceVersion = strconv.Itoa(m.rv)

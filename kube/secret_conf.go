@@ -1,0 +1,47 @@
+package kube
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+
+	"github.com/certguard/certguard/pki"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// SetKeys sets keys to new values in one Update carrying the resourceVersion that was read, so a
+// concurrent writer makes it fail with a Conflict (pki.ErrSecretChanged) instead of being
+// overwritten. Every other field stays as the server sent it; no annotation is written (this is
+// no repair: certguard sets the kubeconfigs' server for vcluster's syncer). With dryRun the server
+// checks the write and stores nothing.
+func (s *SecretStore) SetKeys(ctx context.Context, sec *pki.Secret, set map[string][]byte, dryRun bool) error {
+	s.mu.Lock()
+	obj := s.last
+	s.mu.Unlock()
+	if obj == nil || obj.Metadata.UID != sec.UID || obj.Metadata.ResourceVersion != sec.ResourceVersion {
+		return fmt.Errorf("secret %s: %w", s.ref(), pki.ErrSecretChanged)
+	}
+	body, err := obj.edited(nil, nil)
+	if err != nil {
+		return err
+	}
+	for k, v := range set {
+		if err := unstructured.SetNestedField(body.Object, base64.StdEncoding.EncodeToString(v), "data", k); err != nil {
+			return fmt.Errorf("secret %s: set key %s: %w", s.ref(), k, err)
+		}
+	}
+	updated, err := s.Client.updateSecret(ctx, s.Namespace, s.Name, body, dryRun)
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return fmt.Errorf("secret %s: %w", s.ref(), pki.ErrSecretChanged)
+	}
+	if err != nil {
+		return Explain(err, "update", "Secret "+s.ref())
+	}
+	if !dryRun {
+		s.mu.Lock()
+		s.last = updated
+		s.mu.Unlock()
+	}
+	return nil
+}
