@@ -2,6 +2,7 @@ package pki
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -212,7 +214,7 @@ func (x *Executor) run(ctx context.Context, dir string, p Plan, s *Secret, allow
 	if err := x.mark(dir, doneFile, time.Now().UTC().Format(time.RFC3339)); err != nil {
 		return err
 	}
-	return x.prune()
+	return x.prune(filepath.Base(dir))
 }
 
 // step runs one step; did is false when it found the step already done.
@@ -548,28 +550,54 @@ func (x *Executor) mark(dir, name, text string) error {
 	return writeFileSync(filepath.Join(dir, name), []byte(text+"\n"), 0o600)
 }
 
-// prune keeps the newest Keep ended (finished or abandoned) backups. Unfinished ones are never
+// prune keeps the newest Keep ended (finished or abandoned) backups, counting current, the
+// backup of this run, which it never removes: it may be the only copy of what the run removed,
+// whatever the clock said when an older backup was named (a node whose clock ran ahead names
+// its backups in the future). The others are ordered by the time their journal records, then
+// by the number a backup of the same second carries (-2 before -10). Unfinished ones are never
 // removed, nor anything certguard did not write. A failure is logged: pruning never fails a run
 // (only the failpoint, which stands for a kill, stops it).
-func (x *Executor) prune() error {
+func (x *Executor) prune(current string) error {
 	entries, _, _ := scanBackups(x.Paths.BackupDir)
-	var ended []string
+	var ended []backupEntry
+	keep := max(x.Keep, 1)
 	for _, e := range entries {
-		if e.state != stateUnfinished {
-			ended = append(ended, e.name)
+		switch {
+		case e.state == stateUnfinished:
+		case e.name == current:
+			keep--
+		default:
+			ended = append(ended, e)
 		}
 	}
-	for len(ended) > max(x.Keep, 1) {
+	slices.SortStableFunc(ended, func(a, b backupEntry) int {
+		return cmp.Or(a.plan.Now.Compare(b.plan.Now), cmp.Compare(backupSeq(a.name), backupSeq(b.name)), strings.Compare(a.name, b.name))
+	})
+	for len(ended) > keep {
+		name := ended[0].name
 		var killed error
-		if err := removeBackup(x.Paths.BackupDir, ended[0], func() error { killed = x.fail("during-prune"); return killed }); err != nil {
+		if err := removeBackup(x.Paths.BackupDir, name, func() error { killed = x.fail("during-prune"); return killed }); err != nil {
 			if killed != nil {
 				return killed
 			}
-			x.Log.Warn("could not prune an old backup", "dir", filepath.Join(x.Paths.BackupDir, ended[0]), "err", err)
+			x.Log.Warn("could not prune an old backup", "dir", filepath.Join(x.Paths.BackupDir, name), "err", err)
 			return nil
 		}
-		x.Log.Info("old backup pruned", "dir", filepath.Join(x.Paths.BackupDir, ended[0]))
+		x.Log.Info("old backup pruned", "dir", filepath.Join(x.Paths.BackupDir, name))
 		ended = ended[1:]
 	}
 	return nil
+}
+
+// backupSeq is the number backup() appends to a second's second backup (<ts>-2, …); 1 for none.
+func backupSeq(name string) int {
+	_, suffix, ok := strings.Cut(name, "-")
+	if !ok {
+		return 1
+	}
+	n, err := strconv.Atoi(suffix)
+	if err != nil {
+		return 1
+	}
+	return n
 }
