@@ -128,10 +128,11 @@ func (x *Executor) Apply(ctx context.Context, p Plan, s *Secret) (string, error)
 		return dir, err
 	}
 	err = x.run(ctx, dir, p, s, true)
-	if errors.Is(err, ErrSecretChanged) {
-		// The Secret step comes first: nothing has changed, and the backup holds nothing that is
-		// not still in place. Remove it, so that a Secret rewritten again and again leaves no pile
-		// of backups each holding every private key.
+	if errors.Is(err, ErrSecretChanged) || errors.Is(err, errBackupUnreadable) {
+		// The Secret step comes first, and the backup is read back before any step: nothing has
+		// changed, and the backup holds nothing that is not still in place. Remove it, so that a
+		// Secret rewritten again and again, or a backup that cannot be read back, leaves no pile
+		// of backups each holding every private key, one more at every start.
 		return "", errors.Join(err, removeBackup(x.Paths.BackupDir, filepath.Base(dir), nil))
 	}
 	return dir, err
@@ -180,16 +181,19 @@ func (x *Executor) Resume(ctx context.Context, j Journal, s *Secret, allow bool)
 	return err
 }
 
+// errBackupUnreadable means a backup's secret.json could not be read back before the first step.
+var errBackupUnreadable = errors.New("the backup cannot be read back")
+
 // run carries out the steps, each guarded by the backup, then marks the backup done and prunes.
 func (x *Executor) run(ctx context.Context, dir string, p Plan, s *Secret, allow bool) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errBackupUnreadable, err)
 	}
 	saved, err := loadSecret(root)
 	root.Close()
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %s: %w", errBackupUnreadable, filepath.Join(dir, secretFile), err)
 	}
 	var restored []string
 	for _, st := range p.Steps {

@@ -1,6 +1,7 @@
 package pki_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -560,5 +561,61 @@ func TestPruneOrdersByJournal(t *testing.T) {
 		if _, err := os.Stat(dir); (err == nil) != want {
 			t.Errorf("%s kept %v, want %v", filepath.Base(dir), err == nil, want)
 		}
+	}
+}
+
+// bigSecretFixture is an expired-leaves fixture whose Secret also holds another key of n bytes.
+func bigSecretFixture(t *testing.T, n int) *fixture {
+	t.Helper()
+	f := newFixture(t, expiredLeaves)
+	big := make([]byte, n)
+	for i := range big {
+		big[i] = byte(i*7919 + i/251) // not compressible, not all one byte
+	}
+	f.data["extra.bin"] = big
+	f.secret = pkigen.NewMemorySecret("ns", "vc-certs", f.data)
+	f.secret.Clock = func() time.Time { return now }
+	return f
+}
+
+// TestRepairOfASecretNearTheLimit (issue 18): a Secret of 0.9 MiB (Kubernetes stores up to 1 MiB
+// of data) is 1.2 MB as secret.json. The backup was written, then read back under the 1 MiB bound
+// of a PKI file: exit 1 at every start, each leaving another backup with every private key.
+func TestRepairOfASecretNearTheLimit(t *testing.T) {
+	f := bigSecretFixture(t, 900<<10)
+	out, err := f.repair(pki.StrategyAuto, nil).Run(context.Background())
+	if err != nil || !out.Applied {
+		t.Fatalf("Run = applied %v, %v", out.Applied, err)
+	}
+	fi, err := os.Stat(filepath.Join(out.Backup, "secret.json"))
+	if err != nil || fi.Size() <= 1<<20 {
+		t.Fatalf("secret.json: %v, %v; want it larger than 1 MiB for this test to mean anything", fi, err)
+	}
+	if got := f.secretData(t); got["server.crt"] != nil || !bytes.Equal(got["extra.bin"], f.data["extra.bin"]) {
+		t.Error("want the leaves gone from the Secret and its other key kept")
+	}
+	f.assertNothingLost(t)
+}
+
+// TestUnfinishableRepairLeavesNoKeys: a repair that cannot read its own backup back (here a Secret
+// larger than any Kubernetes stores, 5 MiB) fails before changing anything, and must not leave
+// that backup, a copy of every private key, behind at every start.
+func TestUnfinishableRepairLeavesNoKeys(t *testing.T) {
+	f := bigSecretFixture(t, 5<<20)
+	for range 2 {
+		if _, err := f.repair(pki.StrategyAuto, nil).Run(context.Background()); err == nil {
+			t.Fatal("Run succeeded, want the error")
+		}
+	}
+	entries, _ := os.ReadDir(f.backup)
+	if len(entries) != 0 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("backup dir after two failed starts holds %v, want nothing", names)
+	}
+	if !maps.Equal(manifest(t, f.dir), f.before) || !maps.EqualFunc(f.secretData(t), f.data, bytes.Equal) {
+		t.Error("a repair that could not read its backup changed something")
 	}
 }
