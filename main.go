@@ -275,6 +275,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		return fail(stderr, usageError{fmt.Sprintf("%s: unexpected argument %q (see certguard --help)", cmd, fs.Arg(0))})
 	}
+	if fs.Lookup("renew-before") != nil {
+		if err := pki.CheckRenewBefore(time.Duration(cfg.RenewBefore)); err != nil {
+			return fail(stderr, usageError{"--renew-before: " + err.Error()})
+		}
+	}
 	if cfg.Output != "text" && cfg.Output != "json" {
 		return fail(stderr, usageError{fmt.Sprintf("-o: must be text or json (got %q)", cfg.Output)})
 	}

@@ -542,6 +542,13 @@ func TestBadInputExitCodes(t *testing.T) {
 		{"pki path is a file", nil, []string{"check", "--no-secret", "--pki-dir", file}, 1, "not a directory"},
 		{"unknown command", nil, []string{"repiar"}, 2, "unknown command"},
 		{"bad output", nil, []string{"check", "-o", "yaml", "--no-secret"}, 2, "text or json"},
+		// Issue 18: beyond a time.Duration it wrapped to "nothing ever due"; at or beyond the
+		// leaves' one-year lifetime every start removed the leaves k0s had just signed.
+		{"renew-before beyond a duration", nil, []string{"check", "--no-secret", "--renew-before", "106752d"}, 2, "at most 106751d"},
+		{"renew-before beyond the leaves' lifetime", nil, []string{"repair", "--renew-before", "400d"}, 2, "below 365d"},
+		{"renew-before of the leaves' lifetime, env", []string{"CERTGUARD_RENEW_BEFORE=365d"}, []string{"watch"}, 2, "below 365d"},
+		{"renew-before beyond the leaves' lifetime, fleet", nil, []string{"fleet", "plan", "--renew-before", "8761h"}, 2, "below 365d"},
+		{"check --no-secret on no pki dir", nil, []string{"check", "--no-secret", "--pki-dir", filepath.Join(filepath.Dir(file), "nonexistent")}, 1, "does not exist"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

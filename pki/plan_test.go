@@ -249,13 +249,16 @@ func TestParseStrategy(t *testing.T) {
 }
 
 func TestParseDuration(t *testing.T) {
-	for in, want := range map[string]time.Duration{"120d": 120 * day, "90d12h": 90*day + 12*time.Hour, "720h": 720 * time.Hour, "0d": 0, "30s": 30 * time.Second} {
+	for in, want := range map[string]time.Duration{"120d": 120 * day, "90d12h": 90*day + 12*time.Hour, "720h": 720 * time.Hour, "0d": 0, "30s": 30 * time.Second,
+		"106751d": 106751 * day} {
 		got, err := pki.ParseDuration(in)
 		if err != nil || got != want {
 			t.Errorf("ParseDuration(%s) = %s, %v; want %s", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "d", "-1d", "12x", "1d-3h", "abc"} {
+	// Issue 18: beyond what a time.Duration holds (about 106751.99 days), 106752d wrapped to a
+	// negative duration: nothing was ever due.
+	for _, bad := range []string{"", "d", "-1d", "12x", "1d-3h", "abc", "106752d", "9999999999d", "106751d24h", "106751d23h59m59s999ms"} {
 		if _, err := pki.ParseDuration(bad); err == nil {
 			t.Errorf("ParseDuration(%q) accepted", bad)
 		}
