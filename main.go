@@ -83,8 +83,9 @@ Exit codes:
      by the next run
   2  usage: a flag or environment value is wrong
   3  refused: a repair is needed but unsafe (clock skew, a dead CA under --strategy leaves,
-     a full reset without a clock reference); nothing was changed
-  4  check, fleet: something is due, expired or broken
+     a full reset without a clock reference) and the start fails anyway; nothing was changed
+     (otherwise the start goes on, exit 0, and the warning says what was held back)
+  4  check, fleet: something is due, expired or broken, or a repair would be held back
 `
 
 const (
