@@ -591,6 +591,11 @@ func TestRepairOfASecretNearTheLimit(t *testing.T) {
 	if err != nil || fi.Size() <= 1<<20 {
 		t.Fatalf("secret.json: %v, %v; want it larger than 1 MiB for this test to mean anything", fi, err)
 	}
+	size := 0
+	for _, v := range f.data {
+		size += len(v)
+	}
+	t.Logf("Secret data %d bytes: secret.json %d bytes", size, fi.Size())
 	if got := f.secretData(t); got["server.crt"] != nil || !bytes.Equal(got["extra.bin"], f.data["extra.bin"]) {
 		t.Error("want the leaves gone from the Secret and its other key kept")
 	}

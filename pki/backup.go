@@ -45,7 +45,8 @@ const (
 const maxBackupEntries = 10000
 
 // maxSecretJSON bounds secret.json: a Secret holds at most 1 MiB of data (and 256 KiB of
-// annotations), which base64 in JSON makes about 1.7 MB; a 0.9 MiB Secret measured 1.26 MB.
+// annotations), which base64 in JSON makes about 1.75 MB; 949,282 bytes of data (0.9 MiB) made
+// a secret.json of 1,266,755 bytes (TestRepairOfASecretNearTheLimit).
 // It must stay above what backup() can write for any Secret the API server stores, or a repair
 // writes a backup it cannot read back.
 const maxSecretJSON = 4 << 20
