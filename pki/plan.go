@@ -286,7 +286,8 @@ func BuildPlan(r *Report, pol Policy) Plan {
 		// this node's clock and by the API server's, or broken whatever the clock. A leaf that is
 		// only due, or a certificate from the future, does not stop k0s: the start goes on
 		// unchanged, and the plan says loudly what was held back and why.
-		if fatal, ok := failsAnyway(r, pol, basis); ok {
+		// The k0s leaves count whatever the repair rests on: expired, they stop the start too.
+		if fatal, ok := failsAnyway(r, pol, append(slices.Clone(basis), leaf...)); ok {
 			p.Decision = DecideRefuse
 			hold.Text += "; " + fatal.Text + ", so this start fails anyway"
 			p.Refusal = hold

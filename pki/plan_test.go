@@ -65,6 +65,10 @@ func TestBuildPlan(t *testing.T) {
 			want: pki.DecideNothing, codes: []pki.Code{pki.CodeRepairHeld, pki.CodeClockSkew}},
 		{name: "clock skew against the API server, leaves expired by both clocks: refused", gen: expiredLeaves, skew: time.Hour, want: pki.DecideRefuse, refusal: "off the API server's"},
 		{name: "clock skew, node behind, leaves expired by both clocks: refused", gen: expiredLeaves, skew: -time.Hour, want: pki.DecideRefuse, refusal: "off the API server's"},
+		{name: "CA from the future, leaves expired by both clocks: refused", gen: func(o *pkigen.Options) {
+			o.CAIssued = now.Add(2 * time.Hour)
+			o.K0sIssued = now.Add(-400 * day)
+		}, want: pki.DecideRefuse, refusal: "so this start fails anyway"},
 		{name: "full strategy, leaves only due, API server time unknown: held", gen: func(o *pkigen.Options) { o.K0sIssued = now.Add(-300 * day) },
 			strategy: pki.StrategyFull, noClock: true, want: pki.DecideNothing, codes: []pki.Code{pki.CodeRepairHeld, pki.CodeNoClock}},
 		{name: "small clock skew is fine", gen: expiredLeaves, skew: time.Minute, want: pki.DecideLeaves},
