@@ -290,13 +290,16 @@ func BuildPlan(r *Report, pol Policy) Plan {
 		if fatal, ok := failsAnyway(r, pol, append(slices.Clone(basis), leaf...)); ok {
 			p.Decision = DecideRefuse
 			hold.Text += "; " + fatal.Text + ", so this start fails anyway"
+			if hold.Code == CodeNotYetValid {
+				hold.Code = CodeClockSkew // a refusal's code, as it always was
+			}
 			p.Refusal = hold
 			return p
 		}
 		held := p.Decision
 		p.Decision = DecideNothing
 		p.Why = append(slices.Clone(basis), Finding{Code: CodeRepairHeld, Path: hold.Path, Text: fmt.Sprintf("a %s repair is called for but held back: %s; "+
-			"nothing that would stop this start is expired, so nothing was changed and the start goes on", held, hold.Text)})
+			"nothing it rests on is expired by both this node's and the API server's clock, so nothing was changed and the start goes on", held, hold.Text)})
 		p.Warnings = append(p.Warnings, *hold)
 		return p
 	}
