@@ -84,8 +84,9 @@ Exit codes:
      by the next run
   2  usage: a flag or environment value is wrong
   3  refused: a repair is needed but unsafe (clock skew, a dead CA under --strategy leaves,
-     a full reset without a clock reference); nothing was changed
-  4  check, fleet: something is due, expired or broken
+     a full reset without a clock reference) and the start fails anyway; nothing was changed
+     (otherwise the start goes on, exit 0, and the warning says what was held back)
+  4  check, fleet: something is due, expired or broken, or a repair would be held back
 `
 
 const (
@@ -170,6 +171,8 @@ func (c *config) flags(cmd string) *flag.FlagSet {
 	}
 	if in("repair", "watch") {
 		str(&c.BackupDir, "backup-dir", "where repairs keep their backups (default: <pki-dir>.old, beside the pki dir)")
+	}
+	if in("repair", "watch", "check") {
 		fs.Var(&c.MaxClockSkew, "max-clock-skew", "do nothing destructive when this node's clock is further off the API server's")
 	}
 	switch cmd {
@@ -275,6 +278,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		return fail(stderr, usageError{fmt.Sprintf("%s: unexpected argument %q (see certguard --help)", cmd, fs.Arg(0))})
+	}
+	if fs.Lookup("renew-before") != nil {
+		if err := pki.CheckRenewBefore(time.Duration(cfg.RenewBefore)); err != nil {
+			return fail(stderr, usageError{"--renew-before: " + err.Error()})
+		}
 	}
 	if cfg.Output != "text" && cfg.Output != "json" {
 		return fail(stderr, usageError{fmt.Sprintf("-o: must be text or json (got %q)", cfg.Output)})
@@ -440,10 +448,15 @@ func repair(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog
 	}
 	// What certguard found broken and left alone (it never blocks a start for it) is said on the
 	// pod too, where an operator looks.
-	for _, c := range []pki.Code{pki.CodeKeptBroken, pki.CodeCADrift, pki.CodeCAUnjudged} {
+	for _, c := range []pki.Code{pki.CodeKeptBroken, pki.CodeCADrift, pki.CodeCAUnjudged, pki.CodeRepairHeld} {
 		if w, ok := p.Has(c); ok && !cfg.DryRun {
 			events.Emit(ctx, "Warning", kube.ReasonNeedsAttention, w.Text)
 		}
+	}
+	// A repair held back for the clock lets the start go on (exit 0), but must not pass unseen:
+	// it is also the termination message, which `kubectl describe pod` shows for the init container.
+	if held, ok := p.Has(pki.CodeRepairHeld); ok {
+		writeLine(stderr, "certguard: warning: "+held.Text)
 	}
 	switch {
 	case p.Decision == pki.DecideRefuse:
@@ -492,7 +505,13 @@ func check(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog.
 	if err != nil {
 		return fail(stderr, err)
 	}
+	if cfg.NoSecret && !disk.Present {
+		// Nothing at all to judge: most likely a wrong --pki-dir, which an empty table would hide.
+		return fail(stderr, fmt.Errorf("pki dir %s does not exist, and --no-secret reads nothing else: nothing to check", cfg.PKIDir))
+	}
 	sec := pki.FromSecret(nil)
+	// The clock is judged as repair judges it: against the API server's, when there is one.
+	pol := pki.Policy{Strategy: pki.StrategyAuto, MaxClockSkew: time.Duration(cfg.MaxClockSkew)}
 	if !cfg.NoSecret {
 		t, err := resolve(ctx, cfg)
 		if err != nil {
@@ -507,6 +526,10 @@ func check(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog.
 			log.Warn("Secret not found: showing the disk only", "secret", t.namespace+"/"+t.secret)
 		}
 		sec = pki.FromSecret(s)
+		pol.Secret = pki.SecretRef{Namespace: t.namespace, Name: t.secret}
+		if st := store.ServerTime(); !st.IsZero() {
+			pol.ClockSkew, pol.ClockKnown = time.Since(st), true
+		}
 	}
 	r := pki.Inspect(disk, sec, time.Now(), time.Duration(cfg.RenewBefore))
 	if cfg.Output == "json" {
@@ -520,11 +543,11 @@ func check(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog.
 	// check and repair agree by construction: findings are what repair's plan (auto) would act on
 	// or warn about, not every row that is not ok (k0s rewrites admin.conf and scheduler.conf and
 	// re-issues its etcd leaves at every start, whatever they held).
-	p := pki.BuildPlan(r, pki.Policy{Strategy: pki.StrategyAuto})
+	p := pki.BuildPlan(r, pol)
 	if p.Decision != pki.DecideNothing {
 		return exitDue
 	}
-	for _, c := range []pki.Code{pki.CodeCADue, pki.CodeCAUnjudged, pki.CodeCADrift, pki.CodeKeptBroken, pki.CodeKeptDue} {
+	for _, c := range []pki.Code{pki.CodeCADue, pki.CodeCAUnjudged, pki.CodeCADrift, pki.CodeKeptBroken, pki.CodeKeptDue, pki.CodeRepairHeld} {
 		if _, ok := p.Has(c); ok {
 			return exitDue
 		}

@@ -515,21 +515,15 @@ func TestAPIDownChangesNothing(t *testing.T) {
 	v.assertUnchanged()
 }
 
-func TestClockSkewRefuses(t *testing.T) {
+// TestCertificatesFromTheFutureDoNotBlock: k0s leaves that become valid only in 3 hours are what
+// a node whose clock runs behind sees (k0sproject/k0s#1766). That is no expiry, and nothing
+// stops the start: refusing (exit 3) blocked it until NTP was fixed. Now nothing is changed, the
+// start goes on, and it is said loudly.
+func TestCertificatesFromTheFutureDoNotBlock(t *testing.T) {
 	now := time.Now()
 	v := newVC(t, pkigen.Options{Now: now, K0sIssued: now.Add(3 * time.Hour)}, true)
-	termLog := filepath.Join(t.TempDir(), "termination-log")
-	os.WriteFile(termLog, nil, 0o644)
-	args := []string{"repair", "--pki-dir", v.dir, "--namespace", v.ns, "--kubeconfig", v.kubeconfig, "--pod-name", "vc-0"}
-	code, _, stderr := runBin(t, []string{"CERTGUARD_TERMINATION_LOG=" + termLog}, args...)
-	if code != 3 || !strings.Contains(stderr, "clock skew") {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	// A refusal blocks the pod like an error does: `kubectl describe pod` must say why.
-	if b, _ := os.ReadFile(termLog); !strings.Contains(string(b), "refused: clock skew") {
-		t.Errorf("termination log %q does not hold the refusal", b)
-	}
-	v.assertUnchanged()
+	code, plan, termination, stderr := v.repairWithLog()
+	v.assertHeld(code, plan, termination, stderr, pki.CodeNotYetValid)
 }
 
 // TestCorruptKeptFileDoesNotBlock: a kept file that is unusable (here vcluster's apiserver.crt,
@@ -593,6 +587,13 @@ func TestBadInputExitCodes(t *testing.T) {
 		{"pki path is a file", nil, []string{"check", "--no-secret", "--pki-dir", file}, 1, "not a directory"},
 		{"unknown command", nil, []string{"repiar"}, 2, "unknown command"},
 		{"bad output", nil, []string{"check", "-o", "yaml", "--no-secret"}, 2, "text or json"},
+		// Issue 18: beyond a time.Duration it wrapped to "nothing ever due"; at or beyond the
+		// leaves' one-year lifetime every start removed the leaves k0s had just signed.
+		{"renew-before beyond a duration", nil, []string{"check", "--no-secret", "--renew-before", "106752d"}, 2, "at most 106751d"},
+		{"renew-before beyond the leaves' lifetime", nil, []string{"repair", "--renew-before", "400d"}, 2, "below 365d"},
+		{"renew-before of the leaves' lifetime, env", []string{"CERTGUARD_RENEW_BEFORE=365d"}, []string{"watch"}, 2, "below 365d"},
+		{"renew-before beyond the leaves' lifetime, fleet", nil, []string{"fleet", "plan", "--renew-before", "8761h"}, 2, "below 365d"},
+		{"check --no-secret on no pki dir", nil, []string{"check", "--no-secret", "--pki-dir", filepath.Join(filepath.Dir(file), "nonexistent")}, 1, "does not exist"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

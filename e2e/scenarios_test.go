@@ -411,10 +411,11 @@ func checkDrift(t *testing.T, s *scenario, want pki.Decision) {
 	}
 }
 
-// TestClockSkew_RefusesAndDestroysNothing: certificates whose NotBefore lies in the future are
-// what a node with a clock behind sees (k0sproject/k0s#1766). That is not expiry: certguard
-// must refuse (exit 3) and change nothing.
-func TestClockSkew_RefusesAndDestroysNothing(t *testing.T) {
+// TestClockSkew_StartsAndDestroysNothing: certificates whose NotBefore lies in the future are
+// what a node with a clock behind sees (k0sproject/k0s#1766). That is not expiry, and nothing
+// stops the start: certguard changes nothing and lets it go on (exit 0, issue 18; it refused
+// with exit 3 before, which blocked the pod until NTP was fixed), saying repair-held.
+func TestClockSkew_StartsAndDestroysNothing(t *testing.T) {
 	t.Parallel()
 	future := time.Now().Add(2 * time.Hour)
 	for name, opts := range map[string]pkigen.Options{
@@ -425,15 +426,23 @@ func TestClockSkew_RefusesAndDestroysNothing(t *testing.T) {
 			t.Parallel()
 			s := newScenario(t, opts)
 			before := s.manifest()
-			r := s.repair(3)
+			r := s.repair(0)
+			if d := decision(r); d != pki.DecideNothing {
+				t.Errorf("decision %s, want nothing", d)
+			}
+			if r.Outcome != nil {
+				if _, ok := r.Outcome.Plan.Has(pki.CodeRepairHeld); !ok {
+					t.Errorf("the plan does not say repair-held: %v", r.Outcome.Plan.Why)
+				}
+			}
 			if !strings.Contains(r.Stderr, "clock") {
-				t.Errorf("the refusal does not mention the clock:\n%s", r.Stderr)
+				t.Errorf("the warning does not mention the clock:\n%s", r.Stderr)
 			}
 			if !before.Equal(s.manifest()) {
 				t.Error("the disk or the Secret changed (SHA-256 manifests differ)")
 			}
 			if _, err := os.Stat(s.backupDir()); !os.IsNotExist(err) {
-				t.Errorf("a refused run wrote %s", s.backupDir())
+				t.Errorf("a run that changed nothing wrote %s", s.backupDir())
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package pki
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -132,10 +134,11 @@ func (x *Executor) Apply(ctx context.Context, p Plan, s *Secret) (string, error)
 		return dir, err
 	}
 	err = x.run(ctx, dir, p, s, true)
-	if errors.Is(err, ErrSecretChanged) {
-		// The Secret step comes first: nothing has changed, and the backup holds nothing that is
-		// not still in place. Remove it, so that a Secret rewritten again and again leaves no pile
-		// of backups each holding every private key.
+	if errors.Is(err, ErrSecretChanged) || errors.Is(err, errBackupUnreadable) {
+		// The Secret step comes first, and the backup is read back before any step: nothing has
+		// changed, and the backup holds nothing that is not still in place. Remove it, so that a
+		// Secret rewritten again and again, or a backup that cannot be read back, leaves no pile
+		// of backups each holding every private key, one more at every start.
 		return "", errors.Join(err, removeBackup(x.Paths.BackupDir, filepath.Base(dir), nil))
 	}
 	return dir, err
@@ -184,16 +187,19 @@ func (x *Executor) Resume(ctx context.Context, j Journal, s *Secret, allow bool)
 	return err
 }
 
+// errBackupUnreadable means a backup's secret.json could not be read back before the first step.
+var errBackupUnreadable = errors.New("the backup cannot be read back")
+
 // run carries out the steps, each guarded by the backup, then marks the backup done and prunes.
 func (x *Executor) run(ctx context.Context, dir string, p Plan, s *Secret, allow bool) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errBackupUnreadable, err)
 	}
 	saved, err := loadSecret(root)
 	root.Close()
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %s: %w", errBackupUnreadable, filepath.Join(dir, secretFile), err)
 	}
 	var restored []string
 	for _, st := range p.Steps {
@@ -218,7 +224,7 @@ func (x *Executor) run(ctx context.Context, dir string, p Plan, s *Secret, allow
 	if err := x.mark(dir, doneFile, time.Now().UTC().Format(time.RFC3339)); err != nil {
 		return err
 	}
-	return x.prune()
+	return x.prune(filepath.Base(dir))
 }
 
 // step runs one step; did is false when it found the step already done.
@@ -556,28 +562,54 @@ func (x *Executor) mark(dir, name, text string) error {
 	return writeFileSync(filepath.Join(dir, name), []byte(text+"\n"), 0o600)
 }
 
-// prune keeps the newest Keep ended (finished or abandoned) backups. Unfinished ones are never
+// prune keeps the newest Keep ended (finished or abandoned) backups, counting current, the
+// backup of this run, which it never removes: it may be the only copy of what the run removed,
+// whatever the clock said when an older backup was named (a node whose clock ran ahead names
+// its backups in the future). The others are ordered by the time their journal records, then
+// by the number a backup of the same second carries (-2 before -10). Unfinished ones are never
 // removed, nor anything certguard did not write. A failure is logged: pruning never fails a run
 // (only the failpoint, which stands for a kill, stops it).
-func (x *Executor) prune() error {
+func (x *Executor) prune(current string) error {
 	entries, _, _ := scanBackups(x.Paths.BackupDir)
-	var ended []string
+	var ended []backupEntry
+	keep := max(x.Keep, 1)
 	for _, e := range entries {
-		if e.state != stateUnfinished {
-			ended = append(ended, e.name)
+		switch {
+		case e.state == stateUnfinished:
+		case e.name == current:
+			keep--
+		default:
+			ended = append(ended, e)
 		}
 	}
-	for len(ended) > max(x.Keep, 1) {
+	slices.SortStableFunc(ended, func(a, b backupEntry) int {
+		return cmp.Or(a.plan.Now.Compare(b.plan.Now), cmp.Compare(backupSeq(a.name), backupSeq(b.name)), strings.Compare(a.name, b.name))
+	})
+	for len(ended) > keep {
+		name := ended[0].name
 		var killed error
-		if err := removeBackup(x.Paths.BackupDir, ended[0], func() error { killed = x.fail("during-prune"); return killed }); err != nil {
+		if err := removeBackup(x.Paths.BackupDir, name, func() error { killed = x.fail("during-prune"); return killed }); err != nil {
 			if killed != nil {
 				return killed
 			}
-			x.Log.Warn("could not prune an old backup", "dir", filepath.Join(x.Paths.BackupDir, ended[0]), "err", err)
+			x.Log.Warn("could not prune an old backup", "dir", filepath.Join(x.Paths.BackupDir, name), "err", err)
 			return nil
 		}
-		x.Log.Info("old backup pruned", "dir", filepath.Join(x.Paths.BackupDir, ended[0]))
+		x.Log.Info("old backup pruned", "dir", filepath.Join(x.Paths.BackupDir, name))
 		ended = ended[1:]
 	}
 	return nil
+}
+
+// backupSeq is the number backup() appends to a second's second backup (<ts>-2, …); 1 for none.
+func backupSeq(name string) int {
+	_, suffix, ok := strings.Cut(name, "-")
+	if !ok {
+		return 1
+	}
+	n, err := strconv.Atoi(suffix)
+	if err != nil {
+		return 1
+	}
+	return n
 }

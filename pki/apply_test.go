@@ -508,3 +508,124 @@ func TestFullResetOfASymlinkedPKIDir(t *testing.T) {
 		t.Errorf("the directory the link leads to holds %v, want only sa.key and sa.pub as they were", slices.Sorted(maps.Keys(got)))
 	}
 }
+
+// writeDoneBackup lays out a finished backup as a run of certguard leaves it, by hand: the
+// plan.json journal recording when it was planned, and the done mark.
+func writeDoneBackup(t *testing.T, backupDir, name string, planned time.Time) string {
+	t.Helper()
+	dir := filepath.Join(backupDir, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	plan := fmt.Sprintf(`{"version":2,"now":%q,"decision":"leaves","steps":[]}`, planned.UTC().Format(time.RFC3339))
+	if err := os.WriteFile(filepath.Join(dir, "plan.json"), []byte(plan), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "done"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestPruneNeverRemovesThisRunsBackup (issue 18): a backup written while the node's clock was
+// ahead has a name from the future. With --keep-backups 1, prune ordered by name removed the
+// backup the run had just written: the only copy of the leaves and Secret values it removed.
+func TestPruneNeverRemovesThisRunsBackup(t *testing.T) {
+	f := newFixture(t, expiredLeaves)
+	future := writeDoneBackup(t, f.backup, "20300101T000000Z", time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	r := f.repair(pki.StrategyAuto, nil)
+	r.Exec.Keep = 1
+	out, err := r.Run(context.Background())
+	if err != nil || !out.Applied {
+		t.Fatalf("Run = applied %v, %v", out.Applied, err)
+	}
+	if _, err := os.Stat(filepath.Join(out.Backup, "plan.json")); err != nil {
+		t.Fatalf("this run's backup is gone: %v", err)
+	}
+	if _, err := os.Stat(future); !os.IsNotExist(err) {
+		t.Errorf("the older backup (named in the future) was kept over --keep-backups 1: %v", err)
+	}
+	f.assertNothingLost(t)
+}
+
+// TestPruneOrdersByJournal: two backups of one second are named <ts>-2 and <ts>-10; by name,
+// -10 (the newer) sorts first and was pruned. The journal's time, then the suffix as a number,
+// order them.
+func TestPruneOrdersByJournal(t *testing.T) {
+	f := newFixture(t, expiredLeaves)
+	at := now.Add(-day)
+	older := writeDoneBackup(t, f.backup, at.Format("20060102T150405Z")+"-2", at)
+	newer := writeDoneBackup(t, f.backup, at.Format("20060102T150405Z")+"-10", at)
+	r := f.repair(pki.StrategyAuto, nil)
+	r.Exec.Keep = 2
+	out, err := r.Run(context.Background())
+	if err != nil || !out.Applied {
+		t.Fatalf("Run = applied %v, %v", out.Applied, err)
+	}
+	for dir, want := range map[string]bool{out.Backup: true, newer: true, older: false} {
+		if _, err := os.Stat(dir); (err == nil) != want {
+			t.Errorf("%s kept %v, want %v", filepath.Base(dir), err == nil, want)
+		}
+	}
+}
+
+// bigSecretFixture is an expired-leaves fixture whose Secret also holds another key of n bytes.
+func bigSecretFixture(t *testing.T, n int) *fixture {
+	t.Helper()
+	f := newFixture(t, expiredLeaves)
+	big := make([]byte, n)
+	for i := range big {
+		big[i] = byte(i*7919 + i/251) // not compressible, not all one byte
+	}
+	f.data["extra.bin"] = big
+	f.secret = pkigen.NewMemorySecret("ns", "vc-certs", f.data)
+	f.secret.Clock = func() time.Time { return now }
+	return f
+}
+
+// TestRepairOfASecretNearTheLimit (issue 18): a Secret of 0.9 MiB (Kubernetes stores up to 1 MiB
+// of data) is 1.2 MB as secret.json. The backup was written, then read back under the 1 MiB bound
+// of a PKI file: exit 1 at every start, each leaving another backup with every private key.
+func TestRepairOfASecretNearTheLimit(t *testing.T) {
+	f := bigSecretFixture(t, 900<<10)
+	out, err := f.repair(pki.StrategyAuto, nil).Run(context.Background())
+	if err != nil || !out.Applied {
+		t.Fatalf("Run = applied %v, %v", out.Applied, err)
+	}
+	fi, err := os.Stat(filepath.Join(out.Backup, "secret.json"))
+	if err != nil || fi.Size() <= 1<<20 {
+		t.Fatalf("secret.json: %v, %v; want it larger than 1 MiB for this test to mean anything", fi, err)
+	}
+	size := 0
+	for _, v := range f.data {
+		size += len(v)
+	}
+	t.Logf("Secret data %d bytes: secret.json %d bytes", size, fi.Size())
+	if got := f.secretData(t); got["server.crt"] != nil || !bytes.Equal(got["extra.bin"], f.data["extra.bin"]) {
+		t.Error("want the leaves gone from the Secret and its other key kept")
+	}
+	f.assertNothingLost(t)
+}
+
+// TestUnfinishableRepairLeavesNoKeys: a repair that cannot read its own backup back (here a Secret
+// larger than any Kubernetes stores, 5 MiB) fails before changing anything, and must not leave
+// that backup, a copy of every private key, behind at every start.
+func TestUnfinishableRepairLeavesNoKeys(t *testing.T) {
+	f := bigSecretFixture(t, 5<<20)
+	for range 2 {
+		if _, err := f.repair(pki.StrategyAuto, nil).Run(context.Background()); err == nil {
+			t.Fatal("Run succeeded, want the error")
+		}
+	}
+	entries, _ := os.ReadDir(f.backup)
+	if len(entries) != 0 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("backup dir after two failed starts holds %v, want nothing", names)
+	}
+	if !maps.Equal(manifest(t, f.dir), f.before) || !maps.EqualFunc(f.secretData(t), f.data, bytes.Equal) {
+		t.Error("a repair that could not read its backup changed something")
+	}
+}

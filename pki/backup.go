@@ -47,7 +47,11 @@ var stepDataDir = map[Action]string{ActionRemoveFile: filesDir, ActionRestoreFil
 // a handful there, and a dir with millions must not stall a start.
 const maxBackupEntries = 10000
 
-// maxSecretJSON bounds secret.json: a Secret holds at most 1 MiB of data, base64 in JSON.
+// maxSecretJSON bounds secret.json: a Secret holds at most 1 MiB of data (and 256 KiB of
+// annotations), which base64 in JSON makes about 1.75 MB; 949,282 bytes of data (0.9 MiB) made
+// a secret.json of 1,266,755 bytes (TestRepairOfASecretNearTheLimit).
+// It must stay above what backup() can write for any Secret the API server stores, or a repair
+// writes a backup it cannot read back.
 const maxSecretJSON = 4 << 20
 
 var backupName = regexp.MustCompile(`^\d{8}T\d{6}Z(-\d+)?$`)

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +46,7 @@ type EntryError struct {
 	Link   string // the symlink's target text, never followed
 	Reason Reason // ReasonNotRegular, ReasonTooLarge or ReasonUnreadable
 	Err    error  // the I/O error for ReasonUnreadable
+	Limit  int    // the bound a ReasonTooLarge entry exceeded
 }
 
 func (e *EntryError) Error() string {
@@ -55,7 +57,7 @@ func (e *EntryError) Error() string {
 		}
 		return fmt.Sprintf("a %s, not a regular file: not opened", e.Kind)
 	case ReasonTooLarge:
-		return fmt.Sprintf("larger than %d bytes (or the %d bytes read per run are spent): not read", maxFileSize, maxTotal)
+		return fmt.Sprintf("larger than %d bytes (or the %d bytes read per run are spent): not read", cmp.Or(e.Limit, maxFileSize), maxTotal)
 	}
 	return "unreadable: " + e.Err.Error()
 }
@@ -133,7 +135,7 @@ func readLevel(root *os.Root, dir string, st *Store, budget *int) error {
 		p := path.Join(dir, e.Name())
 		switch {
 		case e.Type().IsRegular():
-			data, err := readRegular(root, p, *budget)
+			data, err := readRegular(root, p, min(*budget, maxFileSize))
 			if err != nil {
 				st.Errors[p] = err
 				continue
@@ -158,10 +160,10 @@ func readLevel(root *os.Root, dir string, st *Store, budget *int) error {
 
 // readRegular opens p through the root without blocking (O_NONBLOCK: an entry swapped for a FIFO
 // after the directory was listed opens at once instead of waiting for a writer), checks on the
-// open file that it is still a regular file, and reads at most maxFileSize bytes.
-// limit is what is left of the run's byte budget.
+// open file that it is still a regular file, and reads at most limit bytes. The bound is the
+// caller's, chosen per kind of file: a PKI file is a few KiB (maxFileSize, and what is left of the
+// run's budget), a backup's secret.json as large as a Secret can be (maxSecretJSON).
 func readRegular(root *os.Root, p string, limit int) ([]byte, error) {
-	limit = min(limit, maxFileSize)
 	f, err := root.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
@@ -182,14 +184,14 @@ func readRegular(root *os.Root, p string, limit int) ([]byte, error) {
 		return nil, &EntryError{Kind: k, Reason: ReasonNotRegular}
 	}
 	if fi.Size() > int64(limit) {
-		return nil, &EntryError{Kind: KindRegular, Reason: ReasonTooLarge}
+		return nil, &EntryError{Kind: KindRegular, Reason: ReasonTooLarge, Limit: limit}
 	}
 	data, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
 	if err != nil {
 		return nil, &EntryError{Kind: KindRegular, Reason: ReasonUnreadable, Err: err}
 	}
 	if len(data) > limit {
-		return nil, &EntryError{Kind: KindRegular, Reason: ReasonTooLarge}
+		return nil, &EntryError{Kind: KindRegular, Reason: ReasonTooLarge, Limit: limit}
 	}
 	return data, nil
 }

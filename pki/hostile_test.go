@@ -348,25 +348,35 @@ func TestEditedJournalIsSetAsideNotRun(t *testing.T) {
 	}
 }
 
-// TestRepairPromises is the property: for random PKIs (healthy, leaves due or expired, CA
-// expired; keys in the forms Kubernetes reads; on a persistent or an empty volume; with or
-// without the Secret) and random clutter in the backup dir, a repair never fails on a healthy
-// PKI, never resets a PKI whose CA is good, and every original byte is in place or in a backup.
+// TestRepairPromises is the property: for random PKIs (healthy, leaves due, expired or from the
+// future, CA expired; keys in the forms Kubernetes reads; on a persistent or an empty volume;
+// with or without the Secret), random clutter in the backup dir, a node clock off the API
+// server's or not, and a finished backup named in the future (written while the clock ran
+// ahead) under a --keep-backups of 1 or 2, a repair keeps three promises:
+//   - it never blocks a start for what it finds: no error, and a refusal only where the start
+//     fails anyway (something expired by both clocks, the clock too far off to act);
+//   - it never resets a PKI whose CA is good;
+//   - it never misses a needed repair when the clock allows it, and never loses a byte: every
+//     original byte is in place or in a backup, this run's backup included.
 func TestRepairPromises(t *testing.T) {
 	iterations := 40
 	if testing.Short() {
 		iterations = 8
 	}
 	states := []struct {
-		name   string
-		opts   func(*pkigen.Options)
-		caGood bool
+		name    string
+		opts    func(*pkigen.Options)
+		caGood  bool
+		expired bool // the start fails without a repair
 	}{
-		{"healthy", nil, true},
-		{"leaves due", func(o *pkigen.Options) { o.K0sIssued = now.Add(-300 * day) }, true},
-		{"leaves expired", expiredLeaves, true},
-		{"CA expired", expiredCA, false},
+		{"healthy", nil, true, false},
+		{"leaves due", func(o *pkigen.Options) { o.K0sIssued = now.Add(-300 * day) }, true, false},
+		{"leaves expired", expiredLeaves, true, true},
+		{"leaves from the future", func(o *pkigen.Options) { o.K0sIssued = now.Add(2 * time.Hour) }, true, false},
+		{"CA expired", expiredCA, false, true},
 	}
+	// The API server's clock minus this node's; --max-clock-skew is 5m.
+	skews := []time.Duration{0, 0, 2 * time.Minute, time.Hour, -time.Hour}
 	clutterNames := slices.Sorted(keysOf(clutter))
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -376,13 +386,17 @@ func TestRepairPromises(t *testing.T) {
 		rsa := rng.IntN(4) == 0
 		emptyVolume := rng.IntN(4) == 0
 		withSecret := emptyVolume || rng.IntN(3) > 0
+		serverOffset := skews[rng.IntN(len(skews))]
+		futureBackup := rng.IntN(3) == 0
+		keep := 1 + rng.IntN(2)
 		var cl []string
 		for _, c := range clutterNames {
 			if rng.IntN(3) == 0 {
 				cl = append(cl, c)
 			}
 		}
-		name := fmt.Sprintf("%d %s rsa=%v empty=%v secret=%v clutter=%d", i, st.name, rsa, emptyVolume, withSecret, len(cl))
+		name := fmt.Sprintf("%d %s rsa=%v empty=%v secret=%v clutter=%d server=%s future-backup=%v keep=%d",
+			i, st.name, rsa, emptyVolume, withSecret, len(cl), serverOffset, futureBackup, keep)
 		t.Run(name, func(t *testing.T) {
 			p := genPKI(t, func(o *pkigen.Options) {
 				o.RSA = rsa
@@ -406,22 +420,42 @@ func TestRepairPromises(t *testing.T) {
 			dir := writePKI(t, files)
 			f := &fixture{dir: dir, backup: dir + ".old", data: data, before: manifest(t, dir)}
 			f.secret = pkigen.NewMemorySecret("ns", "vc-certs", data)
-			f.secret.Clock = func() time.Time { return now }
+			f.secret.Clock = func() time.Time { return now.Add(serverOffset) }
+			if futureBackup {
+				writeDoneBackup(t, f.backup, "20300101T000000Z", time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+			}
 			for _, c := range cl {
 				clutter[c](t, f.backup)
 			}
-			out, err := runWithin(t, 30*time.Second, f.repair(pki.StrategyAuto, nil))
-			if st.name == "healthy" && (err != nil || out.Plan.Decision != pki.DecideNothing) {
-				t.Fatalf("healthy PKI: decision %s, err %v", out.Plan.Decision, err)
-			}
+			r := f.repair(pki.StrategyAuto, nil)
+			r.Exec.Keep = keep
+			out, err := runWithin(t, 30*time.Second, r)
 			if err != nil {
 				t.Fatalf("repair failed: %v", err)
 			}
-			if st.caGood && out.Plan.Decision == pki.DecideFull {
+			d := out.Plan.Decision
+			clockOK := serverOffset.Abs() <= 5*time.Minute
+			switch {
+			case d == pki.DecideRefuse && (!st.expired || clockOK):
+				t.Fatalf("a start that would not fail was refused: %v", out.Plan.Refusal)
+			case st.name == "healthy" && d != pki.DecideNothing:
+				t.Fatalf("healthy PKI: decision %s", d)
+			case st.caGood && d == pki.DecideFull:
 				t.Fatalf("a PKI whose CA is good was reset: %v", out.Plan.Why)
+			case !st.caGood && clockOK && d != pki.DecideFull:
+				t.Fatalf("an expired CA was not reset: %s %v", d, out.Plan.Why)
+			case (st.name == "leaves due" || st.name == "leaves expired") && clockOK && d != pki.DecideLeaves:
+				t.Fatalf("a needed leaf repair was missed: %s %v", d, out.Plan.Why)
+			case st.expired && !clockOK && d != pki.DecideRefuse:
+				t.Fatalf("a repair on a clock %s off, with the start failing anyway: %s, want refused", serverOffset, d)
 			}
-			if !st.caGood && out.Plan.Decision != pki.DecideFull {
-				t.Fatalf("an expired CA was not reset: %s %v", out.Plan.Decision, out.Plan.Why)
+			if _, held := out.Plan.Has(pki.CodeRepairHeld); held != (d == pki.DecideNothing && st.name != "healthy") {
+				t.Errorf("repair-held %v with decision %s in state %s", held, d, st.name)
+			}
+			if out.Applied {
+				if _, err := os.Stat(filepath.Join(out.Backup, "plan.json")); err != nil {
+					t.Errorf("this run's backup is gone: %v", err)
+				}
 			}
 			f.assertNothingLost(t)
 		})

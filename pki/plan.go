@@ -104,6 +104,7 @@ const (
 	CodeNotYetValid    Code = "not-yet-valid"   // a certificate from the future: clock skew
 	CodeClockSkew      Code = "clock-skew"      // this node's clock is off the API server's
 	CodeNoClock        Code = "no-clock"        // no clock reference: no full reset
+	CodeRepairHeld     Code = "repair-held"     // a repair is called for but held back for the clock; the start goes on
 	CodeStrategy       Code = "strategy"        // the strategy asked for it
 	CodeSAKept         Code = "sa-kept"         // a full reset keeps sa.key/sa.pub
 	CodeSANotKept      Code = "sa-not-kept"     // a full reset cannot keep them
@@ -115,7 +116,10 @@ const (
 type Finding struct {
 	Code Code   `json:"code"`
 	Path string `json:"path,omitempty"`
-	Text string `json:"text"`
+	// Secret names the Secret a finding is about (no-secret: the one looked for), so that a
+	// typo in --vcluster-name or --secret-name shows in the JSON, not only in the text.
+	Secret *SecretRef `json:"secret,omitempty"`
+	Text   string     `json:"text"`
 }
 
 func (f Finding) String() string { return f.Text }
@@ -244,6 +248,8 @@ func buildPlan(r *Report, pol Policy) Plan {
 	}
 	p.Warnings = append(p.Warnings, caDue...)
 
+	// basis is what the repair rests on: the files whose state calls for it.
+	var basis []Finding
 	switch {
 	case len(caDead) > 0 && pol.Strategy == StrategyLeaves:
 		p.Decision = DecideRefuse
@@ -253,13 +259,16 @@ func buildPlan(r *Report, pol Policy) Plan {
 		return p
 	case len(caDead) > 0:
 		p.Decision = DecideFull
-		p.Why = append(caDead, Finding{Code: CodeFullReset, Text: "a CA is expired or unusable, so the cluster cannot boot on this PKI: reset it"})
+		basis = caDead
+		p.Why = append(slices.Clone(caDead), Finding{Code: CodeFullReset, Text: "a CA is expired or unusable, so the cluster cannot boot on this PKI: reset it"})
 	case pol.Strategy == StrategyFull && (len(leaf) > 0 || len(caDue) > 0 || len(kept) > 0):
 		p.Decision = DecideFull
-		p.Why = append(append(append(slices.Clone(caDue), kept...), leaf...), Finding{Code: CodeStrategy, Text: "--strategy full: reset the whole PKI"})
+		basis = append(append(slices.Clone(caDue), kept...), leaf...)
+		p.Why = append(slices.Clone(basis), Finding{Code: CodeStrategy, Text: "--strategy full: reset the whole PKI"})
 	case len(leaf) > 0:
 		p.Decision = DecideLeaves
-		p.Why = append(leaf, Finding{Code: CodeLeavesRepair, Text: "the CAs are good: remove the 14 k0s leaf files so that k0s re-signs them with the same CA on boot"})
+		basis = leaf
+		p.Why = append(slices.Clone(leaf), Finding{Code: CodeLeavesRepair, Text: "the CAs are good: remove the 14 k0s leaf files so that k0s re-signs them with the same CA on boot"})
 		// A broken kept file is not fixed by a leaf repair, but not made worse either: the
 		// repair goes ahead and the file is reported, so that the start is never blocked by it.
 		for _, k := range kept {
@@ -271,26 +280,33 @@ func buildPlan(r *Report, pol Policy) Plan {
 		p.Warnings = append(p.Warnings, kept...)
 		return p
 	}
-	if len(skew) > 0 {
-		p.Decision = DecideRefuse
-		p.Refusal = &Finding{Code: CodeClockSkew, Path: skew[0].Path, Text: "clock skew: " + skew[0].Text + ", but the clock says " + r.Now.UTC().Format(time.RFC3339) +
-			"; a certificate from the future is not an expired one: fix the node's clock (NTP) and restart the pod"}
-		return p
-	}
-	if pol.ClockKnown && pol.MaxClockSkew > 0 && abs(pol.ClockSkew) > pol.MaxClockSkew {
-		p.Decision = DecideRefuse
-		p.Refusal = &Finding{Code: CodeClockSkew, Text: fmt.Sprintf("clock skew: this node's clock is %s off the API server's (--max-clock-skew %s): "+
-			"fix the node's clock (NTP) and restart the pod", abs(pol.ClockSkew).Round(time.Second), FormatDuration(pol.MaxClockSkew))}
-		return p
-	}
-	if p.Decision == DecideFull && (!pol.ClockKnown || pol.MaxClockSkew <= 0) {
-		p.Decision = DecideRefuse
-		p.Refusal = &Finding{Code: CodeNoClock, Text: "a full reset needs a clock reference, and the API server's time is unknown " +
-			"(no Date header) or --max-clock-skew is 0: set --max-clock-skew above 0 and make sure the API answers with its Date"}
+	if hold := clockHold(r, pol, p.Decision, skew); hold != nil {
+		// Acting is unsafe while the clock is in doubt. Refusing (exit 3) blocks the start, which
+		// helps only where the start fails anyway: something the repair rests on is expired by
+		// this node's clock and by the API server's, or broken whatever the clock. A leaf that is
+		// only due, or a certificate from the future, does not stop k0s: the start goes on
+		// unchanged, and the plan says loudly what was held back and why.
+		// The k0s leaves count whatever the repair rests on: expired, they stop the start too.
+		if fatal, ok := failsAnyway(r, pol, append(slices.Clone(basis), leaf...)); ok {
+			p.Decision = DecideRefuse
+			hold.Text += "; " + fatal.Text + ", so this start fails anyway"
+			if hold.Code == CodeNotYetValid {
+				hold.Code = CodeClockSkew // a refusal's code, as it always was
+			}
+			p.Refusal = hold
+			return p
+		}
+		held := p.Decision
+		p.Decision = DecideNothing
+		p.Why = append(slices.Clone(basis), Finding{Code: CodeRepairHeld, Path: hold.Path, Text: fmt.Sprintf("a %s repair is called for but held back: %s; "+
+			"nothing it rests on is expired by both this node's and the API server's clock, so nothing was changed and the start goes on", held, hold.Text)})
+		p.Warnings = append(p.Warnings, *hold)
 		return p
 	}
 	if !r.SecretPresent {
-		say(&p.Warnings, CodeNoSecret, "", "the Secret does not exist: vcluster rebuilds it from the disk at this start, from every file left in the pki dir")
+		ref := pol.Secret
+		p.Warnings = append(p.Warnings, Finding{Code: CodeNoSecret, Secret: &ref, Text: fmt.Sprintf("Secret %s does not exist: vcluster rebuilds it from the disk "+
+			"at this start, from every file left in the pki dir (if the vcluster keeps its certificates under another name, set --vcluster-name or --secret-name)", ref.Ref())})
 	}
 	if p.Decision == DecideFull {
 		p.Breaks = fullResetBreaks
@@ -299,6 +315,51 @@ func buildPlan(r *Report, pol Policy) Plan {
 		p.Steps = leafSteps(r)
 	}
 	return p
+}
+
+// clockHold says why the clock makes a decided repair unsafe, or nil: a certificate from the
+// future (a clock behind), this node's clock off the API server's by more than MaxClockSkew, or
+// a full reset with no clock reference at all.
+func clockHold(r *Report, pol Policy, d Decision, skew []Finding) *Finding {
+	switch {
+	case len(skew) > 0:
+		return &Finding{Code: CodeNotYetValid, Path: skew[0].Path, Text: "clock skew: " + skew[0].Text + ", but the clock says " + r.Now.UTC().Format(time.RFC3339) +
+			"; a certificate from the future is not an expired one: fix the node's clock (NTP) and restart the pod"}
+	case pol.ClockKnown && pol.MaxClockSkew > 0 && abs(pol.ClockSkew) > pol.MaxClockSkew:
+		return &Finding{Code: CodeClockSkew, Text: fmt.Sprintf("clock skew: this node's clock is %s off the API server's (--max-clock-skew %s): "+
+			"fix the node's clock (NTP) and restart the pod", abs(pol.ClockSkew).Round(time.Second), FormatDuration(pol.MaxClockSkew))}
+	case d == DecideFull && (!pol.ClockKnown || pol.MaxClockSkew <= 0):
+		return &Finding{Code: CodeNoClock, Text: "a full reset needs a clock reference, and the API server's time is unknown " +
+			"(no Date header) or --max-clock-skew is 0: set --max-clock-skew above 0 and make sure the API answers with its Date"}
+	}
+	return nil
+}
+
+// failsAnyway returns the first finding of basis whose file keeps the cluster from starting
+// whatever certguard does: expired by this node's clock and by the API server's (when its time
+// is known), or broken in a way no clock changes (corrupt, missing, a key that does not match).
+// A file that is due or not yet valid never does.
+func failsAnyway(r *Report, pol Policy, basis []Finding) (Finding, bool) {
+	server := r.Now
+	if pol.ClockKnown {
+		server = r.Now.Add(-pol.ClockSkew)
+	}
+	for _, b := range basis {
+		i := slices.IndexFunc(r.Files, func(f File) bool { return f.Path == b.Path })
+		if i < 0 {
+			continue
+		}
+		switch f := r.Files[i]; f.Status {
+		case StatusOK, StatusDue, StatusNotYetValid:
+		case StatusExpired:
+			if f.Cert == nil || f.Cert.NotAfter.Before(server) {
+				return b, true
+			}
+		default:
+			return b, true
+		}
+	}
+	return Finding{}, false
 }
 
 // leafSteps removes the 14 k0s leaves from the Secret (one update) and then from the disk.

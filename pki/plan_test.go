@@ -22,8 +22,9 @@ func TestBuildPlan(t *testing.T) {
 		noClock  bool // the API server's time is unknown
 		maxSkew  time.Duration
 		want     pki.Decision
-		refusal  string // substring of the refusal
-		warning  string // substring of a warning
+		refusal  string     // substring of the refusal
+		warning  string     // substring of a warning
+		codes    []pki.Code // each in Why or Warnings
 	}{
 		{name: "healthy", want: pki.DecideNothing},
 		{name: "leaves expired", gen: expiredLeaves, want: pki.DecideLeaves},
@@ -49,8 +50,27 @@ func TestBuildPlan(t *testing.T) {
 			delete(s, "ca.key")
 			return f, s
 		}, want: pki.DecideRefuse, refusal: "ca.key is missing"},
-		{name: "clock skew: leaves not yet valid", gen: func(o *pkigen.Options) { o.K0sIssued = now.Add(2 * time.Hour) }, want: pki.DecideRefuse, refusal: "clock skew"},
-		{name: "clock skew against the API server", gen: expiredLeaves, skew: time.Hour, want: pki.DecideRefuse, refusal: "off the API server's"},
+		// Issue 18: a repair held back for the clock blocks the start (refused, exit 3) only when
+		// the start fails anyway, something expired by both clocks; else nothing, and a warning.
+		{name: "clock skew: leaves not yet valid, nothing expired: held", gen: func(o *pkigen.Options) { o.K0sIssued = now.Add(2 * time.Hour) },
+			want: pki.DecideNothing, codes: []pki.Code{pki.CodeRepairHeld, pki.CodeNotYetValid}},
+		// cfssl back-dates NotBefore by 5 minutes: issued 7 minutes ahead is 2 minutes from the future.
+		{name: "leaves not yet valid by less than --max-clock-skew: held", gen: func(o *pkigen.Options) { o.K0sIssued = now.Add(7 * time.Minute) },
+			want: pki.DecideNothing, codes: []pki.Code{pki.CodeRepairHeld, pki.CodeNotYetValid}},
+		{name: "everything from the future: held, never a reset", gen: func(o *pkigen.Options) { o.CAIssued = now.Add(2 * time.Hour); o.K0sIssued = now.Add(2 * time.Hour) },
+			want: pki.DecideNothing, codes: []pki.Code{pki.CodeRepairHeld, pki.CodeNotYetValid}},
+		{name: "leaves only due, clock skew against the API server: held", gen: func(o *pkigen.Options) { o.K0sIssued = now.Add(-300 * day) },
+			skew: time.Hour, want: pki.DecideNothing, codes: []pki.Code{pki.CodeRepairHeld, pki.CodeClockSkew}},
+		{name: "leaves expired by this node's clock only: held", gen: expiredLeaves, skew: 40 * day,
+			want: pki.DecideNothing, codes: []pki.Code{pki.CodeRepairHeld, pki.CodeClockSkew}},
+		{name: "clock skew against the API server, leaves expired by both clocks: refused", gen: expiredLeaves, skew: time.Hour, want: pki.DecideRefuse, refusal: "off the API server's"},
+		{name: "clock skew, node behind, leaves expired by both clocks: refused", gen: expiredLeaves, skew: -time.Hour, want: pki.DecideRefuse, refusal: "off the API server's"},
+		{name: "CA from the future, leaves expired by both clocks: refused", gen: func(o *pkigen.Options) {
+			o.CAIssued = now.Add(2 * time.Hour)
+			o.K0sIssued = now.Add(-400 * day)
+		}, want: pki.DecideRefuse, refusal: "so this start fails anyway"},
+		{name: "full strategy, leaves only due, API server time unknown: held", gen: func(o *pkigen.Options) { o.K0sIssued = now.Add(-300 * day) },
+			strategy: pki.StrategyFull, noClock: true, want: pki.DecideNothing, codes: []pki.Code{pki.CodeRepairHeld, pki.CodeNoClock}},
 		{name: "small clock skew is fine", gen: expiredLeaves, skew: time.Minute, want: pki.DecideLeaves},
 		{name: "corrupt k0s leaf in the Secret: leaves", mutate: func(f, s map[string][]byte) (map[string][]byte, map[string][]byte) {
 			s["server.crt"] = corruptPEM
@@ -160,6 +180,14 @@ func TestBuildPlan(t *testing.T) {
 			if c.warning != "" && !slices.ContainsFunc(plan.Warnings, func(w pki.Finding) bool { return strings.Contains(w.Text, c.warning) }) {
 				t.Errorf("warnings %q do not say %q", plan.Warnings, c.warning)
 			}
+			for _, code := range c.codes {
+				if _, ok := plan.Has(code); !ok {
+					t.Errorf("no finding %s in why %q, warnings %q", code, plan.Why, plan.Warnings)
+				}
+			}
+			if plan.Decision != pki.DecideRefuse && plan.Refusal != nil {
+				t.Errorf("a %s plan carries a refusal: %v", plan.Decision, plan.Refusal)
+			}
 			// A plan that repairs nothing may still set the Secret's kubeconfig servers for
 			// vcluster's syncer (pkigen writes k0s's https://localhost:6443 into all of them).
 			for _, st := range plan.Steps {
@@ -229,13 +257,16 @@ func TestParseStrategy(t *testing.T) {
 }
 
 func TestParseDuration(t *testing.T) {
-	for in, want := range map[string]time.Duration{"120d": 120 * day, "90d12h": 90*day + 12*time.Hour, "720h": 720 * time.Hour, "0d": 0, "30s": 30 * time.Second} {
+	for in, want := range map[string]time.Duration{"120d": 120 * day, "90d12h": 90*day + 12*time.Hour, "720h": 720 * time.Hour, "0d": 0, "30s": 30 * time.Second,
+		"106751d": 106751 * day} {
 		got, err := pki.ParseDuration(in)
 		if err != nil || got != want {
 			t.Errorf("ParseDuration(%s) = %s, %v; want %s", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "d", "-1d", "12x", "1d-3h", "abc"} {
+	// Issue 18: beyond what a time.Duration holds (about 106751.99 days), 106752d wrapped to a
+	// negative duration: nothing was ever due.
+	for _, bad := range []string{"", "d", "-1d", "12x", "1d-3h", "abc", "106752d", "9999999999d", "106751d24h", "106751d23h59m59s999ms"} {
 		if _, err := pki.ParseDuration(bad); err == nil {
 			t.Errorf("ParseDuration(%q) accepted", bad)
 		}

@@ -100,7 +100,9 @@ func Expiration(r *Report) ExpirationInfo {
 	out := ExpirationInfo{Kind: "CertificateExpirationInfo", APIVersion: "output.kubeadm.k8s.io/v1alpha3", Now: r.Now,
 		Certificates: []ExpirationEntry{}, CertificateAuthorities: []ExpirationEntry{}}
 	for _, f := range r.Files {
-		if f.Cert == nil && f.Status != StatusMissing && f.Status != StatusCorrupt {
+		// A file without a certificate (a key, sa.pub) is listed when it is not ok, whatever the
+		// reason: check exits 4 for it, so the JSON must say which file and why.
+		if f.Cert == nil && f.Status == StatusOK {
 			continue
 		}
 		e := ExpirationEntry{Name: f.Path, Missing: f.Status == StatusMissing, Status: f.Status, Reason: f.Reason, Detail: f.Detail,

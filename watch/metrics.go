@@ -55,7 +55,9 @@ var (
 	descDrift     = prometheus.NewDesc("certguard_disk_secret_drift", "Files whose bytes differ between the pki dir and the Secret, other than those k0s rewrites at every start.", nil, nil)
 	descRepair    = prometheus.NewDesc("certguard_last_repair_timestamp_seconds", "When the last completed repair finished (0: none recorded).", nil, nil)
 	descRestart   = prometheus.NewDesc("certguard_next_restart_timestamp_seconds", "When the sidecar plans to restart the pod so that the init container renews the leaves (0: none planned).", nil, nil)
-	descBlocked   = prometheus.NewDesc("certguard_restart_blocked", "1 when a restart is due but the init container's plan would not renew the leaves (it would do nothing, refuse or reset the PKI), so the sidecar does not restart.", nil, nil)
+	descHeld      = prometheus.NewDesc("certguard_repair_held", "1 when the init container's plan holds back a repair the certificates call for, because of the clock "+
+		"(node clock off the API server's, a certificate from the future, no clock reference): the pod starts unchanged, and the plan's repair-held finding says why.", nil, nil)
+	descBlocked = prometheus.NewDesc("certguard_restart_blocked", "1 when a restart is due but the init container's plan would not renew the leaves (it would do nothing, refuse or reset the PKI), so the sidecar does not restart.", nil, nil)
 )
 
 // snapshot is what one scrape renders. It is replaced whole after every change.
@@ -73,6 +75,8 @@ type snapshot struct {
 	nextRestart time.Time
 	// restartBlocked: a restart is due, but the init container would not renew the leaves.
 	restartBlocked bool
+	// repairHeld: the init container's plan holds a repair back for the clock (pki.CodeRepairHeld).
+	repairHeld bool
 }
 
 // Metrics is a prometheus.Collector over the latest snapshot; the scrape time comes from an
@@ -112,7 +116,7 @@ func (m *Metrics) set(s snapshot) {
 
 // Describe sends the descriptors.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNotAfter, descNotBefore, descExpired, descExpiresIn, descSourceUp, descDrift, descRepair, descRestart, descBlocked} {
+	for _, d := range []*prometheus.Desc{descNotAfter, descNotBefore, descExpired, descExpiresIn, descSourceUp, descDrift, descRepair, descRestart, descBlocked, descHeld} {
 		ch <- d
 	}
 	m.Errors.Describe(ch)
@@ -159,6 +163,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	send(descRepair, unix(s.lastRepair), nil)
 	send(descRestart, unix(s.nextRestart), nil)
 	send(descBlocked, b2f(s.restartBlocked), nil)
+	send(descHeld, b2f(s.repairHeld), nil)
 	m.Errors.Collect(ch)
 }
 

@@ -228,6 +228,7 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 	dec := s.Restart.Decide(in)
 	snap := snapshot{pkiDir: s.PKIDir, disk: diskOnly, kubeconfigs: diskKubeconfigs(disk, diskOnly), diskUp: diskUp, drift: drift,
 		lastRepair: backups.LastDone, nextRestart: dec.At, restartBlocked: dec.Blocked}
+	_, snap.repairHeld = in.Plan.Has(pki.CodeRepairHeld)
 	if s.Secrets != nil {
 		snap.secret, snap.secretUp, snap.secretNS, snap.secretName = secretOnly, secretOK && secret != nil, s.Secrets.Namespace, s.Secrets.Name
 	}

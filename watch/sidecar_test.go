@@ -380,3 +380,21 @@ func TestSidecarNeverRestartsIntoARepairThatWouldNotRenew(t *testing.T) {
 		t.Fatal("the sidecar deleted the pod although the init container would not renew the leaves")
 	}
 }
+
+// TestSidecarSaysARepairIsHeld (issue 18): k0s leaves from the future (a node clock behind) are
+// no reason to block a start, so the init container holds its repair back and the pod starts;
+// the sidecar exports that as certguard_repair_held, so that it does not pass unseen.
+func TestSidecarSaysARepairIsHeld(t *testing.T) {
+	v := newVcluster(t, -3*time.Hour)
+	s, _ := v.sidecar(t, nil, false)
+	eventually(t, "certguard_repair_held = 1", func() bool {
+		got, ok := value(scrape(t, s.Addr), "certguard_repair_held", nil)
+		return ok && got == 1
+	})
+	h := newVcluster(t, 30*day)
+	hs, _ := h.sidecar(t, nil, false)
+	eventually(t, "certguard_repair_held = 0 on a healthy vcluster", func() bool {
+		got, ok := value(scrape(t, hs.Addr), "certguard_repair_held", nil)
+		return ok && got == 0
+	})
+}
