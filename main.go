@@ -879,6 +879,9 @@ func parseInitContainer(args []string, environ map[string]string) (fleetsvc.Init
 	if cfg.KeepBackups < 1 {
 		return fleetsvc.InitSettings{}, errors.New("--keep-backups: must be at least 1")
 	}
+	if err := pki.CheckRenewBefore(time.Duration(cfg.RenewBefore)); err != nil {
+		return fleetsvc.InitSettings{}, fmt.Errorf("--renew-before: %w", err)
+	}
 	return fleetsvc.InitSettings{RenewBefore: time.Duration(cfg.RenewBefore), Strategy: strategy, DryRun: cfg.DryRun, PKIDir: cfg.PKIDir,
 		SecretName: cfg.SecretName, VclusterName: cfg.VclusterName, Namespace: cfg.Namespace}, nil
 }

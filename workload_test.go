@@ -56,6 +56,7 @@ func TestReadWorkload(t *testing.T) {
 		// What the init container would refuse to start with is what the fleet cannot know.
 		{"unparseable --renew-before", sts(plugin("repair", "--renew-before=soon")), true, 0, false, restart.SettingsUnknown},
 		{"an unknown flag", sts(plugin("repair", "--renew-befor=30d")), true, 0, false, restart.SettingsUnknown},
+		{"--renew-before beyond the leaves' lifetime", sts(plugin("repair", "--renew-before=400d")), true, 0, false, restart.SettingsUnknown},
 		{"--strategy full", sts(plugin("repair", "--strategy", "full")), true, 0, false, restart.StrategyFull},
 		{"CERTGUARD_STRATEGY=full", sts(withEnv(plugin("repair"), "CERTGUARD_STRATEGY", "full")), true, 0, false, restart.StrategyFull},
 		{"--strategy leaves renews", sts(plugin("repair", "--strategy=leaves")), true, binDefault, false, ""},
