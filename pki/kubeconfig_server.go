@@ -80,7 +80,8 @@ func planConfServers(r *Report, p *Plan) {
 	if !r.secret.Present || (p.Decision != DecideNothing && p.Decision != DecideLeaves) {
 		return
 	}
-	for _, c := range []Code{CodeFirstStart, CodeNoClusterCA, CodeK0sOwnPKI} {
+	// A repair held back for the clock changes nothing at all: on any doubt, nothing.
+	for _, c := range []Code{CodeFirstStart, CodeNoClusterCA, CodeK0sOwnPKI, CodeRepairHeld} {
 		if _, ok := p.Has(c); ok {
 			return
 		}
