@@ -105,7 +105,9 @@ func (r *Report) SetK0s(k K0s) {
 	var swapped []int
 	for i, f := range r.Files {
 		p := f.Path
-		if !slices.Contains(k0sResignsFiles, p) || f.Status == StatusMissing || !f.OnDisk || !f.InSecret {
+		// Only a copy k0s re-signs at the start it is written at is stale: one it would keep
+		// (another issuer) is still the next start's input.
+		if !f.OnDisk || !f.InSecret || !r.RenewedByK0s(f) {
 			continue
 		}
 		d, ok := r.disk.Files[p]

@@ -173,6 +173,18 @@ func TestK0sRenews_Limits(t *testing.T) {
 		{name: "corrupt server.crt in the Secret and on disk: nothing", mutate: func(f, s map[string][]byte) {
 			f["server.crt"], s["server.crt"] = []byte("garbage"), []byte("garbage")
 		}, want: pki.DecideNothing, code: pki.CodeK0sRenews},
+		// A Secret copy under another issuer CN is kept by k0s: still the next start's input.
+		{name: "Secret's server.crt from a foreign CA: leaves", mutate: func(f, s map[string][]byte) {
+			g := pkigen.New(pkigen.Options{Now: now})
+			ca, err := g.NewCA("other-ca", now.Add(-day), pkigen.Year)
+			if err != nil {
+				panic(err)
+			}
+			s["server.crt"], s["server.key"], err = g.Issue(ca, pkigen.Leaf{CN: []string{"kubernetes"}, Server: true, Issued: now.Add(-day), Lifetime: pkigen.Year})
+			if err != nil {
+				panic(err)
+			}
+		}, want: pki.DecideLeaves, code: pki.CodeLeaf},
 		// k0s ≥ v1.35.1 re-signs apiserver-kubelet-client too; vcluster keeps its first copy.
 		{name: "apiserver-kubelet-client due in the Secret: nothing", gen: func(o *pkigen.Options) { o.K0sIssued = now.Add(-400 * day); o.VclusterLifetime = 90 * day },
 			want: pki.DecideNothing, code: pki.CodeK0sRenews},
