@@ -278,6 +278,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.Output != "text" && cfg.Output != "json" {
 		return fail(stderr, usageError{fmt.Sprintf("-o: must be text or json (got %q)", cfg.Output)})
 	}
+	if _, err := k0sSource(cfg, nil, nil); err != nil {
+		return fail(stderr, err) // a wrong --k0s-version is a usage error before anything is read
+	}
 	log, err := newLogger(cfg.LogFormat, stderr)
 	if err != nil {
 		return fail(stderr, err)
