@@ -20,7 +20,7 @@ import (
 // ≤ v0.25 (the Secret keeps the k0s leaves of an earlier start, expired; the pki dir holds the
 // ones k0s signed at this start). Told nothing about k0s, the sidecar alarms as it always did
 // (on main it has no other way): the Secret's server.crt series reads expired, drift counts the
-// 14 k0s files, a Warning Event. Told k0s v1.35.1, it alarms on nothing: no Secret series for the
+// 12 k0s files that are no kubeconfig, a Warning Event. Told k0s v1.35.1, it alarms on nothing: no Secret series for the
 // stale copies, the disk's series (what k0s serves) all unexpired, drift 0, no restart blocked,
 // CertificateExpirationOK.
 func TestSidecarK0sRenews_StaleSecretRaisesNoAlarm(t *testing.T) {
@@ -38,21 +38,23 @@ func TestSidecarK0sRenews_StaleSecretRaisesNoAlarm(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := pkigen.Generate(pkigen.Options{K0sIssued: time.Now().Add(-400 * day)})
+			// The disk: what k0s signed at this start. The Secret: the same, but its 14 k0s files
+			// are those of the first start, a year and a month ago.
+			p, err := pkigen.Generate(pkigen.Options{K0sIssued: time.Now().Add(-time.Hour)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			fresh, err := pkigen.New(pkigen.Options{K0sIssued: time.Now().Add(-time.Hour)}).IssueK0sLeaves(p.CAs["ca"], p.Files["ca.crt"])
+			old, err := pkigen.New(pkigen.Options{K0sIssued: time.Now().Add(-400 * day)}).IssueK0sLeaves(p.CAs["ca"], p.Files["ca.crt"])
 			if err != nil {
 				t.Fatal(err)
 			}
-			files := maps.Clone(p.Files)
-			maps.Copy(files, fresh)
+			data := p.SecretData()
+			maps.Copy(data, old)
 			dir := filepath.Join(t.TempDir(), "pki")
-			if err := pkigen.WriteDir(dir, files); err != nil {
+			if err := pkigen.WriteDir(dir, p.Files); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := env.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vc-certs"}, Data: p.SecretData()}, metav1.CreateOptions{}); err != nil {
+			if _, err := env.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vc-certs"}, Data: data}, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			client, err := kube.NewClient(env.Config)
@@ -89,8 +91,8 @@ func TestSidecarK0sRenews_StaleSecretRaisesNoAlarm(t *testing.T) {
 				reasons = append(reasons, e.Reason)
 			}
 			if c.alarm {
-				if !secretSeries || secretExpired != 1 || drift != 14 || !slices.Contains(reasons, watch.ReasonWarning) {
-					t.Fatalf("baseline: Secret server.crt expired %v (series %v), drift %v, events %v; want 1, 14 and a warning", secretExpired, secretSeries, drift, reasons)
+				if !secretSeries || secretExpired != 1 || drift != 12 || !slices.Contains(reasons, watch.ReasonWarning) {
+					t.Fatalf("baseline: Secret server.crt expired %v (series %v), drift %v, events %v; want 1, 12 (the k0s files but the two kubeconfigs) and a warning", secretExpired, secretSeries, drift, reasons)
 				}
 				return
 			}
