@@ -111,17 +111,24 @@ func TestK0s1351_LeavesExpired_BootsWithoutRepair_SecretStale(t *testing.T) {
 	if r.K0s.Version != "v1.35.1-k0s.0" || r.K0s.From != "pod" || !r.K0s.RenewsLeaves {
 		t.Errorf("check judged for k0s %+v, want v1.35.1-k0s.0 read from the pod", r.K0s)
 	}
-	stale := 0
+	// What k0s v1.35.1 re-signs under vcluster's CA: the 8 certificates among the 14 k0s files
+	// (whose Secret copies main reported "EXPIRED … differs (disk newer)") and
+	// apiserver-kubelet-client.crt (its Secret copy is vcluster's first one). The fixture aged
+	// the etcd leaves and admin.conf/scheduler.conf too: k0s rewrites those at every start on
+	// any version, and certguard reports them as they are and never acted on them.
+	resigned := []string{"admin.crt", "apiserver-kubelet-client.crt", "ccm.conf", "ccm.crt", "k0s-api.crt",
+		"konnectivity.conf", "konnectivity.crt", "scheduler.crt", "server.crt"}
+	var stale []string
 	for _, c := range r.Certificates {
-		if c.Status != "ok" && c.Status != "" {
-			t.Errorf("%s: %s (source %s, drift %s)", c.Name, c.Status, c.Source, c.Drift)
-		}
 		if c.Drift == "stale" {
-			stale++
+			stale = append(stale, c.Name)
+			if c.Status != "ok" || c.Source != "disk" {
+				t.Errorf("%s: %s from %s, want ok from the disk", c.Name, c.Status, c.Source)
+			}
 		}
 	}
-	if stale != 8 { // server, k0s-api, admin, scheduler, ccm, konnectivity .crt, ccm.conf, konnectivity.conf
-		t.Errorf("%d certificates reported stale, want the 8 k0s certificates", stale)
+	if strings.Join(stale, " ") != strings.Join(resigned, " ") {
+		t.Errorf("stale: %v, want %v", stale, resigned)
 	}
 	// The same state judged for the k0s certguard assumed before (told by the flag): today's
 	// findings, exit 4.
