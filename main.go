@@ -118,6 +118,7 @@ type config struct {
 	Kubeconfig          string   `env:"KUBECONFIG"`
 	PodName             string   `env:"POD_NAME"`
 	RenewBefore         duration `env:"RENEW_BEFORE" envDefault:"120d"`
+	K0sVersion          string   `env:"K0S_VERSION"`
 	Strategy            string   `env:"STRATEGY" envDefault:"auto"`
 	DryRun              bool     `env:"DRY_RUN"`
 	NoSecret            bool     `env:"NO_SECRET"`
@@ -159,6 +160,7 @@ func (c *config) flags(cmd string) *flag.FlagSet {
 		str(&c.Namespace, "namespace", "namespace of the Secret and pod (default: the service account's namespace)")
 		str(&c.PodName, "pod-name", "this pod's name, for Events (default: the hostname)")
 		fs.Var(&c.APITimeout, "api-timeout", "how long to retry while the API server is unreachable")
+		str(&c.K0sVersion, "k0s-version", "the k0s version of this vcluster, e.g. v1.35.1+k0s.0 (default: read from the k0s image of this pod's spec)")
 	}
 	if in("repair", "check", "watch", "fleet", "fleet serve", "fleet plan") {
 		str(&c.Kubeconfig, "kubeconfig", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
@@ -286,6 +288,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.Output != "text" && cfg.Output != "json" {
 		return fail(stderr, usageError{fmt.Sprintf("-o: must be text or json (got %q)", cfg.Output)})
+	}
+	if _, err := k0sSource(cfg, nil, nil); err != nil {
+		return fail(stderr, err) // a wrong --k0s-version is a usage error before anything is read
 	}
 	log, err := newLogger(cfg.LogFormat, stderr)
 	if err != nil {
@@ -420,11 +425,15 @@ func repair(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog
 	if err != nil {
 		return fail(stderr, err)
 	}
+	k0s, err := k0sSource(cfg, t, log)
+	if err != nil {
+		return fail(stderr, err)
+	}
 	secret := pki.SecretRef{Namespace: t.namespace, Name: t.secret}
 	secrets := &kube.SecretStore{Client: t.client, Namespace: t.namespace, Name: t.secret, Retry: time.Duration(cfg.APITimeout)}
 	events := &kube.Events{Client: t.client, Namespace: t.namespace, Pod: t.pod, Log: log}
 	r := &pki.Repair{
-		RenewBefore: time.Duration(cfg.RenewBefore), DryRun: cfg.DryRun, Log: log, Now: time.Now,
+		RenewBefore: time.Duration(cfg.RenewBefore), DryRun: cfg.DryRun, Log: log, Now: time.Now, K0s: k0s,
 		Policy: pki.Policy{Strategy: strategy, MaxClockSkew: time.Duration(cfg.MaxClockSkew)},
 		Exec: &pki.Executor{Paths: paths, Secret: secret, Keep: cfg.KeepBackups, Secrets: secrets, Log: log,
 			Failpoint: pki.EnvFailpoint()},
@@ -512,9 +521,9 @@ func check(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog.
 	sec := pki.FromSecret(nil)
 	// The clock is judged as repair judges it: against the API server's, when there is one.
 	pol := pki.Policy{Strategy: pki.StrategyAuto, MaxClockSkew: time.Duration(cfg.MaxClockSkew)}
+	var t *target
 	if !cfg.NoSecret {
-		t, err := resolve(ctx, cfg)
-		if err != nil {
+		if t, err = resolve(ctx, cfg); err != nil {
 			return fail(stderr, err)
 		}
 		store := &kube.SecretStore{Client: t.client, Namespace: t.namespace, Name: t.secret, Retry: time.Duration(cfg.APITimeout)}
@@ -531,7 +540,14 @@ func check(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog.
 			pol.ClockSkew, pol.ClockKnown = time.Since(st), true
 		}
 	}
+	k0s, err := k0sSource(cfg, t, log)
+	if err != nil {
+		return fail(stderr, err)
+	}
 	r := pki.Inspect(disk, sec, time.Now(), time.Duration(cfg.RenewBefore))
+	if r.K0sMatters() {
+		r.SetK0s(k0s(ctx))
+	}
 	if cfg.Output == "json" {
 		_ = pki.WriteJSON(stdout, pki.Expiration(r))
 	} else {
@@ -693,7 +709,12 @@ func watchCmd(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logge
 	if err != nil {
 		return fail(stderr, err)
 	}
+	k0s, err := k0sSource(cfg, t, log)
+	if err != nil {
+		return fail(stderr, err)
+	}
 	s := &watch.Sidecar{
+		K0s:    k0s,
 		PKIDir: pkiDir, BackupDir: backupDir, RenewBefore: time.Duration(cfg.RenewBefore),
 		Reminder: time.Duration(cfg.EventReminder), Debounce: 500 * time.Millisecond,
 		Restart: restart.Policy{Before: time.Duration(cfg.RestartBefore), Window: window,

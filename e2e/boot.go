@@ -101,6 +101,17 @@ const (
 	vclusterLocalServer = "https://127.0.0.1:6443"
 )
 
+// K0sRelease names a k0s release the model can run: the rules differ in isManagedByK0s only.
+type K0sRelease string
+
+const (
+	// K0sV1302 is k0s v1.30.2+k0s.0, the k0s of vcluster v0.20–v0.25 (the zero value).
+	K0sV1302 K0sRelease = ""
+	// K0sV1351 is k0s v1.35.1+k0s.0, the first that renews leaves under a CA it did not make
+	// (k0sproject/k0s e9260d20, #6378); image tag v1.35.1-k0s.0.
+	K0sV1351 K0sRelease = "v1.35.1+k0s.0"
+)
+
 // Node is one vcluster pod's persistent state: its data volume (/data/k0s) and the Secret in the
 // host namespace, plus what it needs to run the real binaries.
 type Node struct {
@@ -116,6 +127,10 @@ type Node struct {
 
 	// CAOrder, when set, orders vcluster's CreateTree walk instead of Go's map order (syncer.go).
 	CAOrder CAOrder
+
+	// K0s is the k0s release whose certificate manager the boot runs: K0sV1302 (the default,
+	// vcluster v0.20–v0.25's k0s) or K0sV1351.
+	K0s K0sRelease
 
 	mu    sync.Mutex
 	boots int
@@ -724,7 +739,11 @@ func (n *Node) EnsureCA(name, cn string) error {
 // written; otherwise the files on disk are read and returned as they are.
 func (n *Node) EnsureCertificate(r certReq) (crt, key []byte, err error) {
 	keyFile, certFile := filepath.Join(n.PKIDir(), r.Name+".key"), filepath.Join(n.PKIDir(), r.Name+".crt")
-	if n.regenerateCert(keyFile, certFile) {
+	regen, err := n.regenerateCert(keyFile, certFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	if regen {
 		ca, err := loadCA(r.CACert, r.CAKey)
 		if err != nil {
 			return nil, nil, err
@@ -764,38 +783,65 @@ func (n *Node) EnsureCertificate(r certReq) (crt, key []byte, err error) {
 
 // regenerateCert mirrors k0s pkg/certificate/manager.go Manager.regenerateCert: true when both
 // files are missing, when the certificate cannot be parsed, or when isManagedByK0s. There is no
-// expiry check (before k0s v1.35.1).
-func (n *Node) regenerateCert(keyFile, certFile string) bool {
+// expiry check, in any version. From v1.35.1 isManagedByK0s can fail (ca.crt does not parse),
+// and then so does the start.
+func (n *Node) regenerateCert(keyFile, certFile string) (bool, error) {
 	if !exists(keyFile) && !exists(certFile) {
 		n.tracef("k0s: %s missing: issuing", rel(n.PKIDir(), certFile))
-		return true
+		return true, nil
 	}
 	b, err := os.ReadFile(certFile)
 	if err != nil {
 		n.tracef("k0s: unable to parse certificate file at %s: %v", rel(n.PKIDir(), certFile), err)
-		return true
+		return true, nil
 	}
 	c, err := parseCert(b)
 	if err != nil {
 		n.tracef("k0s: unable to parse certificate file at %s: %v", rel(n.PKIDir(), certFile), err)
-		return true
+		return true, nil
 	}
-	if isManagedByK0s(c) {
+	managed, err := n.isManagedByK0s(c)
+	if err != nil {
+		return false, err
+	}
+	if managed {
 		n.tracef("k0s: %s issued by %q (managed by k0s): re-issuing", rel(n.PKIDir(), certFile), c.Issuer.CommonName)
-		return true
+		return true, nil
 	}
 	n.tracef("k0s: cert regeneration not needed for %s, not managed by k0s: %s (NotAfter %s)",
 		rel(n.PKIDir(), certFile), c.Issuer.CommonName, c.NotAfter.UTC().Format(time.RFC3339))
-	return false
+	return false, nil
 }
 
-// isManagedByK0s mirrors k0s pkg/certificate/manager.go isManagedByK0s.
-func isManagedByK0s(c *x509.Certificate) bool {
+// isManagedByK0s mirrors k0s pkg/certificate/manager.go isManagedByK0s. Up to v1.35.0 it switches
+// on the issuer CN alone: kubernetes-ca, kubernetes-front-proxy-ca and etcd-ca are k0s's own.
+// From v1.35.1 (commit e9260d20, Node.K0s = K0sV1351) it first parses pki/ca.crt (an error
+// fails the start) and also counts a leaf whose issuer CN is ca.crt's subject CN, when
+// pki/ca.key exists ("no ca.key found, not renewing" otherwise): vcluster's CA is CN kubernetes,
+// so server, k0s-api, admin, scheduler, ccm, konnectivity and apiserver-kubelet-client are
+// re-issued at every start.
+func (n *Node) isManagedByK0s(c *x509.Certificate) (bool, error) {
+	var ca *x509.Certificate
+	if n.K0s == K0sV1351 {
+		b, err := os.ReadFile(filepath.Join(n.PKIDir(), "ca.crt"))
+		if err == nil {
+			ca, err = parseCert(b)
+		}
+		if err != nil {
+			return false, fmt.Errorf("unable to parse ca certificate: %w", err)
+		}
+	}
 	switch c.Issuer.CommonName {
 	case "kubernetes-ca", "kubernetes-front-proxy-ca", "etcd-ca":
-		return true
+		return true, nil
 	}
-	return false
+	if ca != nil && c.Issuer.CommonName == ca.Subject.CommonName {
+		if exists(filepath.Join(n.PKIDir(), "ca.key")) {
+			return true, nil
+		}
+		n.tracef("k0s: certificate issued by %q, but no ca.key found, not renewing the certificate %q", ca.Subject.CommonName, c.Subject.CommonName)
+	}
+	return false, nil
 }
 
 // CreateKeyPair mirrors k0s pkg/certificate/manager.go Manager.CreateKeyPair: kept when both

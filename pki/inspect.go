@@ -100,6 +100,8 @@ type Report struct {
 	// PKIDir is the directory the disk was read from.
 	PKIDir string `json:"pkiDir,omitempty"`
 	Files  []File `json:"files"`
+	// K0s is what is known of the k0s that starts on this PKI (SetK0s); zero: unknown.
+	K0s K0s `json:"k0s,omitzero"`
 
 	// The stores and the bytes the next start uses, for BuildPlan: its steps carry them.
 	disk, secret Store

@@ -206,6 +206,10 @@ func buildPlan(r *Report, pol Policy) Plan {
 		if f.Role == RoleUnknown {
 			continue
 		}
+		if r.RenewedByK0s(f) {
+			// k0s ≥ v1.35.1 writes it anew at this start, whatever it holds (pki/k0s.go).
+			continue
+		}
 		if f.Status == StatusNotYetValid {
 			say(&skew, CodeNotYetValid, f.Path, "%s is not valid before %s", f.Path, f.Cert.NotBefore.UTC().Format(time.RFC3339))
 		}
@@ -277,6 +281,7 @@ func buildPlan(r *Report, pol Policy) Plan {
 		}
 	default:
 		say(&p.Why, CodeNothingDue, "", "nothing is due")
+		p.Why = append(p.Why, r.k0sFindings(pol.Secret)...)
 		p.Warnings = append(p.Warnings, kept...)
 		return p
 	}

@@ -18,6 +18,11 @@ type Repair struct {
 	Log         *slog.Logger
 	// Now is the clock; every decision of one run uses the instant read at its start.
 	Now func() time.Time
+	// K0s tells which k0s starts on this PKI (nil: unknown). It is asked at most once a run, and
+	// only when the answer could change the plan (Report.K0sMatters).
+	K0s func(context.Context) K0s
+
+	k0s *K0s // the answer of K0s, once asked
 }
 
 // Outcome is what a run found and did.
@@ -72,6 +77,7 @@ func (r *Repair) Run(ctx context.Context) (*Outcome, error) {
 			renewBefore = max(renewBefore, RenewNowBefore)
 		}
 		out.Report = Inspect(disk, FromSecret(sec), now, renewBefore)
+		r.setK0s(ctx, out.Report)
 		if diskErr != nil {
 			// The pki path is there but is no readable directory: nothing on it can be judged,
 			// and nothing certguard could do would make it one. The start goes on (k0s says what

@@ -52,6 +52,8 @@ func driftText(f File) string {
 	switch f.Drift {
 	case DriftNone:
 		return "-"
+	case DriftStale:
+		return "stale in Secret (k0s re-signs)"
 	case DriftDiffers:
 		if f.Newer != "" {
 			return "differs (" + string(f.Newer) + " newer)"
@@ -76,6 +78,8 @@ type ExpirationInfo struct {
 	Now                    time.Time         `json:"now"`
 	Certificates           []ExpirationEntry `json:"certificates"`
 	CertificateAuthorities []ExpirationEntry `json:"certificateAuthorities"`
+	// K0s is the k0s the report was judged for (omitted: unknown).
+	K0s K0s `json:"k0s,omitzero"`
 }
 
 // ExpirationEntry is one certificate; residualTime is in seconds.
@@ -98,7 +102,7 @@ type ExpirationEntry struct {
 // Expiration converts a report to the kubeadm-shaped JSON document.
 func Expiration(r *Report) ExpirationInfo {
 	out := ExpirationInfo{Kind: "CertificateExpirationInfo", APIVersion: "output.kubeadm.k8s.io/v1alpha3", Now: r.Now,
-		Certificates: []ExpirationEntry{}, CertificateAuthorities: []ExpirationEntry{}}
+		Certificates: []ExpirationEntry{}, CertificateAuthorities: []ExpirationEntry{}, K0s: r.K0s}
 	for _, f := range r.Files {
 		// A file without a certificate (a key, sa.pub) is listed when it is not ok, whatever the
 		// reason: check exits 4 for it, so the JSON must say which file and why.

@@ -48,6 +48,10 @@ type Sidecar struct {
 	Pod         string
 	Log         *slog.Logger
 	Now         func() time.Time
+	// K0s tells which k0s runs in this pod (nil: unknown); asked only while the answer matters
+	// (pki.Report.K0sMatters). On k0s ≥ v1.35.1 the Secret's copies of the leaves k0s re-signs
+	// at every start are stale, not a reason to alarm (k0s.go).
+	K0s func(context.Context) pki.K0s
 	// HTTP bounds the metrics server; zero fields take DefaultHTTPLimits'.
 	HTTP HTTPLimits
 	// Ready is closed after the first refresh, with the listener's address set.
@@ -176,8 +180,11 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 	s.mu.Unlock()
 	secStore := pki.FromSecret(secret)
 	eff := pki.Inspect(disk, secStore, now, s.RenewBefore)
+	if s.K0s != nil && eff.K0sMatters() {
+		eff.SetK0s(s.K0s(ctx))
+	}
 	diskOnly := pki.Inspect(disk, pki.Store{}, now, s.RenewBefore)
-	secretOnly := pki.Inspect(pki.Store{}, secStore, now, s.RenewBefore)
+	secretOnly := withoutStale(pki.Inspect(pki.Store{}, secStore, now, s.RenewBefore), eff)
 
 	var sourceErrs []string
 	diskUp := disk.Present && disk.Errors["."] == nil
