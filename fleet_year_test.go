@@ -826,3 +826,89 @@ func waitFor(t testing.TB, cond func() bool) {
 		}
 	}
 }
+
+// lostDeleteAPI is the real RestartAPI, but the answer to its first pod delete is lost: the
+// server deleted the pod, the client saw a timeout (as on a slow or restarting API server).
+type lostDeleteAPI struct {
+	fleetsvc.RestartAPI
+	lost    bool
+	deleted []string
+}
+
+func (a *lostDeleteAPI) DeletePod(ctx context.Context, namespace, name, uid string) error {
+	if err := a.RestartAPI.DeletePod(ctx, namespace, name, uid); err != nil {
+		return err
+	}
+	a.deleted = append(a.deleted, strings.TrimSuffix(name, "-0"))
+	if !a.lost {
+		a.lost = true
+		return apierrors.NewTimeoutError("the answer was lost", 1)
+	}
+	return nil
+}
+
+// TestFleetRestartLostDeleteAnswer: four guarded vclusters due, --max-concurrent 3, and the
+// answer to the first delete is a timeout although the server deleted the pod. A timeout says
+// nothing of whether the delete happened, so the opening has had 3 restarts: the next tick in it
+// must not restart the fourth. (Found by TestFleetYear: 4 restarts in one opening.)
+func TestFleetRestartLostDeleteAnswer(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns, _ := kenv.Namespace(ctx, "lostdelete")
+	home, _ := kenv.Namespace(ctx, "certguard")
+	t0 := time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC) // the window "02:00-04:00" opens
+	vcs := map[string]*fleetVC{}
+	for i, rel := range []string{"a", "b", "c", "d"} {
+		vcs[rel] = newFleetVC(t, ns, rel, guarded, t0.Add(-pkigen.Year+10*day+time.Duration(i)*time.Hour), false)
+	}
+	c, err := kube.NewClient(kenv.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, workloads := fleetsvc.NewState(), fleetsvc.NewWorkloads()
+	sinf, ss, err := kube.CertSecretInformer(c, ns, fleetsvc.Parse, state.Set, func(err error) { t.Error(err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	winf, ws, err := kube.StatefulSetInformer(c, ns, workloads.Set, func(err error) { t.Error(err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	go kube.RunInformer(ctx, sinf)
+	go kube.RunInformer(ctx, winf)
+	waitFor(t, func() bool { return ss() && ws() })
+	w, err := restart.ParseWindow("02:00-04:00", time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	api := &lostDeleteAPI{RestartAPI: &fleetsvc.KubeRestartAPI{Client: c, Log: quiet, Instance: "r",
+		Lease: &kube.Lease{Client: c, Namespace: home, Name: "certguard-fleet", Identity: "r", Duration: time.Hour, Clock: func() time.Time { return now }}}}
+	r := &fleetsvc.Restarter{State: state, Workloads: workloads, Parse: parseInitContainer, API: api, Log: quiet,
+		Settings: fleetsvc.PlanSettings{Window: w, MaxConcurrent: 3, MinInterval: 24 * time.Hour, ReadyTimeout: 45 * time.Minute, RenewBefore: 120 * day}}
+
+	r.Tick(ctx, now)
+	if len(api.deleted) != 3 {
+		t.Fatalf("first tick deleted %v, want 3 pods", api.deleted)
+	}
+	// The StatefulSet controller, the kubelet and the init container: back, renewed, Ready.
+	now = t0.Add(30 * time.Minute)
+	for _, rel := range api.deleted {
+		vcs[rel].renew(t, now)
+		vcs[rel].createPod(t)
+	}
+	waitFor(t, func() bool {
+		n := 0
+		for _, v := range state.Vclusters(now, 0, nil, nil) {
+			if v.Row.LeafExpiry.After(now.Add(300 * day)) {
+				n++
+			}
+		}
+		return n == 3
+	})
+	r.Tick(ctx, now)
+	if len(api.deleted) != 3 {
+		t.Errorf("restarted %v in one opening, --max-concurrent 3: the delete whose answer was lost was not counted", api.deleted)
+	}
+}
