@@ -876,7 +876,7 @@ func TestFleetRestartLostDeleteAnswer(t *testing.T) {
 	}
 	go kube.RunInformer(ctx, sinf)
 	go kube.RunInformer(ctx, winf)
-	waitFor(t, func() bool { return ss() && ws() })
+	waitUntil(t, time.Minute, "the informers to sync", func() bool { return ss() && ws() })
 	w, err := restart.ParseWindow("02:00-04:00", time.UTC)
 	if err != nil {
 		t.Fatal(err)
@@ -898,7 +898,7 @@ func TestFleetRestartLostDeleteAnswer(t *testing.T) {
 		vcs[rel].renew(t, now)
 		vcs[rel].createPod(t)
 	}
-	waitFor(t, func() bool {
+	waitUntil(t, 30*time.Second, "the informer to deliver the renewed leaves", func() bool {
 		n := 0
 		for _, v := range state.Vclusters(now, 0, nil, nil) {
 			if v.Row.LeafExpiry.After(now.Add(300 * day)) {
