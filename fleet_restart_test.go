@@ -47,8 +47,9 @@ type fleetVC struct {
 func (v *fleetVC) key() string { return v.ns + "/" + v.release }
 
 // newFleetVC creates the three objects. leavesIssued places the k0s leaves in time; brokenCAKey
-// writes garbage in ca.key, which certguard's repair refuses to work around with a leaf repair.
-func newFleetVC(t testing.TB, ns, release, kind string, leavesIssued time.Time, brokenCAKey bool) *fleetVC {
+// writes garbage in ca.key, which certguard's repair refuses to work around with a leaf repair;
+// initOpts edit certguard's init container (its args, env, valueFrom) when there is one.
+func newFleetVC(t testing.TB, ns, release, kind string, leavesIssued time.Time, brokenCAKey bool, initOpts ...func(*corev1.Container)) *fleetVC {
 	t.Helper()
 	ctx := context.Background()
 	p, err := pkigen.Generate(pkigen.Options{Now: leavesIssued, CAIssued: leavesIssued.Add(-2 * pkigen.Year), K0sIssued: leavesIssued})
@@ -72,6 +73,9 @@ func newFleetVC(t testing.TB, ns, release, kind string, leavesIssued time.Time, 
 		// As charts/vcluster-values renders it: a v2 plugin init container before the k0s copy.
 		inits = append([]corev1.Container{{Name: "certguard", Image: "ghcr.io/certguard/certguard:v0.2.0", Command: []string{"/certguard"},
 			Args: []string{"repair", "--vcluster-name=" + release, "--pki-dir=/data/k0s/pki", "--renew-before=30d"}}}, inits...)
+		for _, o := range initOpts {
+			o(&inits[0])
+		}
 	}
 	labels := map[string]string{"app": "vcluster", "release": release}
 	one := int32(1)
