@@ -644,14 +644,6 @@ func (s *yearSim) tick(rep *yearReplica, dieAfter int) {
 	}
 }
 
-func rowsByKey(p fleetsvc.Plan) map[string]fleetsvc.PlanRow {
-	out := make(map[string]fleetsvc.PlanRow, len(p.Rows))
-	for _, r := range p.Rows {
-		out[r.Namespace+"/"+r.Release] = r
-	}
-	return out
-}
-
 // chaosAPI is a replica's RestartAPI on the real one: it injects faults, kills the process at a
 // chosen call, records what reached the server, and captures the plan a tick executes.
 type chaosAPI struct {
