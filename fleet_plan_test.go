@@ -458,25 +458,29 @@ func (f *flakyAPI) DeletePod(ctx context.Context, ns, name, uid string) error {
 	return f.RestartAPI.DeletePod(ctx, ns, name, uid)
 }
 
-// TestFleetFailedDeleteIsNotARestart (finding 6): the delete after the record fails; the record
-// says so, and the vcluster is restarted at the next tick of the same opening instead of being
-// held off for --restart-min-interval.
+// TestFleetFailedDeleteIsNotARestart (finding 6): the delete after the record fails and the pod
+// is still there; the next tick finds it, marks the record not-restarted and restarts the
+// vcluster in the same opening instead of holding it off for --restart-min-interval.
 func TestFleetFailedDeleteIsNotARestart(t *testing.T) {
 	ctx := context.Background()
 	ns, _ := kenv.Namespace(ctx, "plandelete")
 	home, _ := kenv.Namespace(ctx, "certguard")
 	v := newPlanVC(t, ns, vcSpec{release: "a"})
+	deleted := podDeletions(t, ns)
 	flaky := &flakyAPI{failNext: true}
 	f := newFleetUnderTest(t, ctx, ns, home, "r1", func(a fleetsvc.RestartAPI) fleetsvc.RestartAPI { flaky.RestartAPI = a; return flaky }, fleetsvc.PlanSettings{})
 	if started := f.Tick(ctx, planNow); len(started) != 0 {
 		t.Fatalf("restarted %v although the delete failed", started)
 	}
-	if got := restart.ReadRecord(v.annotations(t)); got.Verdict.Code != restart.NotRestarted {
-		t.Fatalf("record %+v, want verdict not-restarted", got)
+	if rec := restart.ReadRecord(v.annotations(t)); !rec.InFlight() {
+		t.Fatalf("record %+v: a restart whose delete failed must count until the pod is read", rec)
 	}
 	f.settle(t, v)
 	if started := f.Tick(ctx, planNow.Add(time.Minute)); len(started) != 1 {
 		t.Fatalf("restarted %v a minute later, want a (the failed delete was no restart)", started)
+	}
+	if got := <-deleted; got != "a" {
+		t.Errorf("deleted %s, want a", got)
 	}
 }
 

@@ -209,7 +209,7 @@ func podName(v *Vcluster) string {
 
 // start checks a booked vcluster once more on the Secret and the pod read fresh, records the
 // restart on the Secret, then deletes the pod on condition that it is still the one read. Without
-// the record nothing is deleted; a delete that fails marks the record NotRestarted.
+// the record nothing is deleted; after a delete that failed, settle finds out what happened.
 func (r *Restarter) start(ctx context.Context, now time.Time, v *Vcluster) bool {
 	key, ns, secret, pod := v.Key(), v.Row.Namespace, v.Row.Release+"-certs", podName(v)
 	sec, err := r.API.Secret(ctx, ns, secret)
@@ -289,14 +289,13 @@ func (r *Restarter) start(ctx context.Context, now time.Time, v *Vcluster) bool 
 	r.wrote(key, rec)
 	r.API.Event(ctx, ns, v.Workload.Name, "Normal", ReasonRestart, "certguard fleet: deleting pod "+pod+" so that its init container renews the k0s leaves")
 	if err := r.API.DeletePod(ctx, ns, pod, p.UID); err != nil {
-		// The pod was not restarted: say so on the record, or the plan would hold the vcluster
-		// off for --restart-min-interval. If this write fails too, settle finds the pod alive.
-		rec.Verdict = restart.Verdict{Code: restart.NotRestarted, At: rec.LastRestart, Data: data}
-		if r.API.Record(context.WithoutCancel(ctx), ns, secret, restart.VerdictAnnotations(rec.Verdict, false)) == nil {
-			r.wrote(key, rec)
-		}
+		// An error does not say the pod is still there: a timeout or a 5xx may come after the
+		// server deleted it. The record stays in flight, so the restart counts against the
+		// opening; settle reads the pod at the next tick and, if the deleted UID still runs,
+		// marks the record not-restarted, which frees the vcluster at once (no
+		// --restart-min-interval for a restart that did not happen).
 		r.API.Event(ctx, ns, v.Workload.Name, "Warning", ReasonRestartFailed, "certguard fleet: "+err.Error())
-		r.Log.Error("restart failed", "vcluster", key, "err", err)
+		r.Log.Error("deleting the pod failed; the next tick checks whether it is gone", "vcluster", key, "err", err)
 		return false
 	}
 	r.Log.Info("pod deleted: the StatefulSet recreates it and certguard's init container renews the leaves", "vcluster", key)
