@@ -85,7 +85,7 @@ func (p Policy) Decide(in Input) Decision {
 		r.Why = fmt.Sprintf("not restarting: this node's clock is %s off the API server's", in.ClockSkew.Round(time.Second))
 	case skewed(in.Report):
 		r.Why = "not restarting: a certificate is not valid yet (clock skew)"
-	case in.Plan.Decision != pki.DecideLeaves:
+	case in.Plan.Decision != pki.DecideLeaves && !k0sRenews(in):
 		r.Blocked = true
 		r.Why = fmt.Sprintf("not restarting: %s is due, but the init container would not renew the leaves (its plan: %s", r.File, in.Plan.Decision)
 		if in.Plan.Refusal != nil {
@@ -115,4 +115,11 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// k0sRenews: the plan renews nothing because k0s ≥ v1.35.1 re-signs the due leaves itself at
+// every start, so a restart renews them all the same.
+func k0sRenews(in Input) bool {
+	_, ok := in.Plan.Has(pki.CodeK0sRenews)
+	return in.Plan.Decision == pki.DecideNothing && in.Report.K0s.RenewsLeaves && ok
 }

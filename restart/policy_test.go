@@ -80,6 +80,14 @@ func TestRestartDecision(t *testing.T) {
 		return pki.BuildPlan(r, pki.Policy{Strategy: pki.StrategyAuto, ClockKnown: true, MaxClockSkew: 5 * time.Minute})
 	}
 	deadCA := report(t, inWindow.Add(-350*day), inWindow)
+	// On k0s v1.35.1 the same due leaves are re-signed by k0s at every start: the init
+	// container plans nothing, and a restart renews them all the same.
+	k0sNew := report(t, inWindow.Add(-350*day), inWindow)
+	v1351, err := pki.ParseK0sVersion("v1.35.1+k0s.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k0sNew.SetK0s(v1351)
 	deadCAPlan := plan(deadCA)
 	deadCAPlan.Decision, deadCAPlan.Refusal = pki.DecideFull, nil // as the init container decides with ca.key unusable
 	cases := []struct {
@@ -98,6 +106,7 @@ func TestRestartDecision(t *testing.T) {
 		{"last repair unfinished", pol, Input{Now: inWindow, Report: soon, Plan: plan(soon), RepairFailed: "20261101T000000Z"}, false, "did not finish"},
 		{"clock off the API server", pol, Input{Now: inWindow, Report: soon, Plan: plan(soon), ClockSkew: time.Hour, SkewKnown: true}, false, "clock"},
 		{"certificate from the future", pol, Input{Now: inWindow, Report: future, Plan: plan(future)}, false, "not within"},
+		{"due on k0s v1.35.1, which re-signs at the start", pol, Input{Now: inWindow, Report: k0sNew, Plan: plan(k0sNew)}, true, "restarting"},
 		{"due, but the init container would reset the PKI", pol, Input{Now: inWindow, Report: deadCA, Plan: deadCAPlan}, false, "would not renew"},
 		{"sources unreadable", pol, Input{Now: inWindow, Report: soon, Plan: plan(soon), SourceErrors: []string{"Secret unreadable"}}, false, "could not be read"},
 	}
