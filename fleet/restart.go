@@ -393,8 +393,8 @@ func (r *Restarter) say(key, tag, msg string) bool {
 	return true
 }
 
-// Plan returns the last Tick's plan (zero before the first), and whether this replica holds the
-// Lease.
+// Plan returns the last Tick's plan as it stands after what the tick executed (zero before the
+// first), and whether this replica holds the Lease.
 func (r *Restarter) Plan() (Plan, bool) {
 	if r == nil {
 		return Plan{}, false

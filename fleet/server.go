@@ -20,7 +20,8 @@ type Server struct {
 	// RenewBefore judges the Secrets' status in the metrics (the service's --renew-before).
 	RenewBefore time.Duration
 	// Plan is the fleet plan /plan serves and the restart gauges show: with a Restarter, the
-	// plan its last Tick executed.
+	// plan of its last Tick, as it stands after what that tick executed (the rows it restarted
+	// show as restarting).
 	Plan func() Plan
 	// Synced reports that the informer has delivered its first LIST: until then the state is
 	// partial, and /readyz says so rather than letting a scrape read a half-empty fleet as healthy.

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/version"
-
 	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/restart"
@@ -96,10 +94,6 @@ type Workload struct {
 	Detail  string
 }
 
-// k0sRenewsSince is the first k0s release that renews leaves under a custom CA itself
-// (k0sproject/k0s#6378, commit e9260d20d8).
-var k0sRenewsSince = version.MustParseGeneric("1.35.1")
-
 // defaultPKIDir is where vcluster's k0s distro keeps its PKI, and --pki-dir's default.
 const defaultPKIDir = "/data/k0s/pki"
 
@@ -120,11 +114,10 @@ func ReadWorkload(s *kube.StatefulSet, namespace, release string, parse InitPars
 	}
 	w.Found, w.Name, w.Replicas, w.RenewNow = true, s.Name, s.Replicas, s.RenewNow
 	for _, c := range append(slices.Clone(s.InitContainers), s.Containers...) {
-		if repo, tag := splitImage(c.Image); path.Base(repo) == "k0s" {
-			w.K0sImage = c.Image
-			if v, err := version.ParseGeneric(tag); err == nil && v.AtLeast(k0sRenewsSince) {
-				w.K0sRenews = true
-			}
+		if repo, _ := splitImage(c.Image); path.Base(repo) == "k0s" {
+			// The init container's own judgement of the same image (pki.K0sFromImage).
+			k, _ := pki.K0sFromImage(c.Image)
+			w.K0sImage, w.K0sRenews = c.Image, k.RenewsLeaves
 			break
 		}
 	}
