@@ -62,7 +62,7 @@ func (c *RestartCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		row := s.facts
 		ns, rel := row.Namespace, row.Release
-		wl := ReadWorkload(c.Workloads.Get(ns, rel), ns, rel, c.Parse)
+		wl := c.Workloads.Read(ns, rel, c.Parse)
 		gauge(descGuarded, b(wl.Guarded), ns, rel)
 		gauge(descK0sRenews, b(wl.K0sRenews), ns, rel)
 		last := 0.0

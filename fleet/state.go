@@ -79,7 +79,7 @@ func (s *State) Vclusters(now time.Time, renewBefore time.Duration, workloads *W
 		}
 		v := Vcluster{Row: e.facts.Row(now, renewBefore), Record: e.record, Data: e.data, UID: e.uid}
 		if workloads != nil {
-			wl := ReadWorkload(workloads.Get(v.Row.Namespace, v.Row.Release), v.Row.Namespace, v.Row.Release, parse)
+			wl := workloads.Read(v.Row.Namespace, v.Row.Release, parse)
 			v.Workload = &wl
 		}
 		out = append(out, v)
