@@ -183,18 +183,8 @@ func newFleetUnderTest(t testing.TB, ctx context.Context, ns, home, id string, a
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)
-	state, workloads := fleetsvc.NewState(), fleetsvc.NewWorkloads()
-	sinf, ss, err := kube.CertSecretInformer(c, ns, fleetsvc.Parse, state.Set, func(err error) { t.Error(err) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	winf, ws, err := kube.StatefulSetInformer(c, ns, workloads.Set, func(err error) { t.Error(err) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	go kube.RunInformer(ctx, sinf)
-	go kube.RunInformer(ctx, winf)
-	waitFor(t, func() bool { return ss() && ws() })
+	state, workloads, synced := fleetInformers(t, ctx, c, ns, func(err error) { t.Error(err) })
+	waitFor(t, synced)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var a fleetsvc.RestartAPI = &fleetsvc.KubeRestartAPI{Client: c, Log: quiet, Instance: id,
 		Lease: &kube.Lease{Client: c, Namespace: home, Name: "certguard-fleet", Identity: id, Duration: time.Minute}}

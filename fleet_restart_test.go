@@ -506,18 +506,8 @@ func TestTwoReplicasNeverRestartAtOnce(t *testing.T) {
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	replica := func(id string) *fleetsvc.Restarter {
-		state, workloads := fleetsvc.NewState(), fleetsvc.NewWorkloads()
-		sinf, ss, err := kube.CertSecretInformer(c, ns, fleetsvc.Parse, state.Set, func(err error) { t.Error(err) })
-		if err != nil {
-			t.Fatal(err)
-		}
-		winf, ws, err := kube.StatefulSetInformer(c, ns, workloads.Set, func(err error) { t.Error(err) })
-		if err != nil {
-			t.Fatal(err)
-		}
-		go kube.RunInformer(ctx, sinf)
-		go kube.RunInformer(ctx, winf)
-		waitFor(t, func() bool { return ss() && ws() })
+		state, workloads, synced := fleetInformers(t, ctx, c, ns, func(err error) { t.Error(err) })
+		waitFor(t, synced)
 		return &fleetsvc.Restarter{State: state, Workloads: workloads, Parse: parseInitContainer, Log: quiet,
 			Settings: fleetsvc.PlanSettings{Window: w, MaxConcurrent: 1, MinInterval: 24 * time.Hour, ReadyTimeout: 15 * time.Minute, RenewBefore: 120 * day},
 			API: &fleetsvc.KubeRestartAPI{Client: c, Log: quiet, Instance: id,
@@ -546,4 +536,22 @@ func TestTwoReplicasNeverRestartAtOnce(t *testing.T) {
 	if len(got) != 1 || lead1 == lead2 {
 		t.Errorf("restarted %v (want exactly one), leaders r1=%v r2=%v (want exactly one)", got, lead1, lead2)
 	}
+}
+
+// fleetInformers runs fleet serve's two informers over ns until ctx ends, as fleet.Service runs
+// them, and returns what they fill and whether both have synced.
+func fleetInformers(t testing.TB, ctx context.Context, c *kube.Client, ns string, onErr func(error)) (*fleetsvc.State, *fleetsvc.Workloads, func() bool) {
+	t.Helper()
+	state, workloads := fleetsvc.NewState(), fleetsvc.NewWorkloads()
+	sinf, ss, err := kube.CertSecretInformer(c, ns, fleetsvc.Parse, state.Set, onErr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	winf, ws, err := kube.StatefulSetInformer(c, ns, workloads.Set, onErr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go kube.RunInformer(ctx, sinf)
+	go kube.RunInformer(ctx, winf)
+	return state, workloads, func() bool { return ss() && ws() }
 }

@@ -444,23 +444,13 @@ func (s *yearSim) startReplica() *yearReplica {
 	s.replicaID++
 	id := fmt.Sprintf("replica-%d", s.replicaID)
 	ctx, cancel := context.WithCancel(s.ctx)
-	state, workloads := fleetsvc.NewState(), fleetsvc.NewWorkloads()
 	onErr := func(err error) {
 		if ctx.Err() == nil {
 			s.t.Errorf("informer of %s: %v", id, err)
 		}
 	}
-	sinf, ss, err := kube.CertSecretInformer(s.c, s.ns, fleetsvc.Parse, state.Set, onErr)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	winf, ws, err := kube.StatefulSetInformer(s.c, s.ns, workloads.Set, onErr)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	go kube.RunInformer(ctx, sinf)
-	go kube.RunInformer(ctx, winf)
-	waitUntil(s.t, time.Minute, "the informers of "+id+" to sync", func() bool { return ss() && ws() })
+	state, workloads, synced := fleetInformers(s.t, ctx, s.c, s.ns, onErr)
+	waitUntil(s.t, time.Minute, "the informers of "+id+" to sync", synced)
 	rep := &yearReplica{id: id, state: state, stop: cancel}
 	rep.lease = &kube.Lease{Client: s.c, Namespace: s.home, Name: "certguard-fleet", Identity: id, Duration: yearLease,
 		Clock: func() time.Time { return s.now }}
@@ -857,18 +847,8 @@ func TestFleetRestartLostDeleteAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	state, workloads := fleetsvc.NewState(), fleetsvc.NewWorkloads()
-	sinf, ss, err := kube.CertSecretInformer(c, ns, fleetsvc.Parse, state.Set, func(err error) { t.Error(err) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	winf, ws, err := kube.StatefulSetInformer(c, ns, workloads.Set, func(err error) { t.Error(err) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	go kube.RunInformer(ctx, sinf)
-	go kube.RunInformer(ctx, winf)
-	waitUntil(t, time.Minute, "the informers to sync", func() bool { return ss() && ws() })
+	state, workloads, synced := fleetInformers(t, ctx, c, ns, func(err error) { t.Error(err) })
+	waitUntil(t, time.Minute, "the informers to sync", synced)
 	w, err := restart.ParseWindow("02:00-04:00", time.UTC)
 	if err != nil {
 		t.Fatal(err)

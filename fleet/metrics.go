@@ -170,7 +170,7 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 			}
 			vcluster(f.name, i)
 			if f == famRepair {
-				value(unix(lastRepair(rows[i].LastRepair)))
+				value(unix(pki.LastRepairTime(rows[i].LastRepair)))
 				continue
 			}
 			value(float64(t.Unix()))

@@ -69,7 +69,7 @@ func (r *reference) Collect(ch chan<- prometheus.Metric) {
 			gauge(refStatus, v, s.Namespace, row.Release, string(st))
 		}
 		rep := 0.0
-		if t := lastRepair(row.LastRepair); !t.IsZero() {
+		if t := pki.LastRepairTime(row.LastRepair); !t.IsZero() {
 			rep = float64(t.Unix())
 		}
 		gauge(refRepair, rep, s.Namespace, row.Release)

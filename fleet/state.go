@@ -66,9 +66,6 @@ func (s *State) Rows(now time.Time, renewBefore time.Duration) []pki.FleetRow {
 	return rows
 }
 
-// lastRepair reads the certguard.dev/last-repair annotation ("<RFC3339> <decision>").
-func lastRepair(v string) time.Time { return pki.LastRepairTime(v) }
-
 // Vclusters is every vcluster certificate Secret's facts for the plan, judged at now, each with
 // its StatefulSet read by parse (workloads nil: StatefulSets are not followed).
 func (s *State) Vclusters(now time.Time, renewBefore time.Duration, workloads *Workloads, parse InitParser) []Vcluster {

@@ -9,6 +9,7 @@ import (
 	"github.com/certguard/certguard/pki"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -59,13 +60,23 @@ func (s *SecretStore) Get(ctx context.Context) (*pki.Secret, error) {
 // records the repair on the Secret, for `certguard fleet` and the sidecar. With dryRun the server
 // checks the write (RBAC, admission, an immutable Secret, the precondition) and stores nothing.
 func (s *SecretStore) RemoveKeys(ctx context.Context, sec *pki.Secret, keys []string, dryRun bool) error {
+	return s.update(ctx, sec, dryRun, func(obj *secret) (*unstructured.Unstructured, error) {
+		return obj.edited(keys, map[string]string{pki.LastRepairAnnotation: time.Now().UTC().Format(time.RFC3339) + " leaves"})
+	})
+}
+
+// update writes edit's copy of the Secret last read, on condition that it is still the one the
+// plan judged (sec: its UID and resourceVersion), in one Update carrying that resourceVersion: a
+// concurrent writer makes it fail with pki.ErrSecretChanged instead of being overwritten. With
+// dryRun the server checks the write and stores nothing.
+func (s *SecretStore) update(ctx context.Context, sec *pki.Secret, dryRun bool, edit func(*secret) (*unstructured.Unstructured, error)) error {
 	s.mu.Lock()
 	obj := s.last
 	s.mu.Unlock()
 	if obj == nil || obj.Metadata.UID != sec.UID || obj.Metadata.ResourceVersion != sec.ResourceVersion {
 		return fmt.Errorf("secret %s: %w", s.ref(), pki.ErrSecretChanged)
 	}
-	body, err := obj.edited(keys, map[string]string{pki.LastRepairAnnotation: time.Now().UTC().Format(time.RFC3339) + " leaves"})
+	body, err := edit(obj)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/certguard/certguard/pki"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -16,32 +15,16 @@ import (
 // no repair: certguard sets the kubeconfigs' server for vcluster's syncer). With dryRun the server
 // checks the write and stores nothing.
 func (s *SecretStore) SetKeys(ctx context.Context, sec *pki.Secret, set map[string][]byte, dryRun bool) error {
-	s.mu.Lock()
-	obj := s.last
-	s.mu.Unlock()
-	if obj == nil || obj.Metadata.UID != sec.UID || obj.Metadata.ResourceVersion != sec.ResourceVersion {
-		return fmt.Errorf("secret %s: %w", s.ref(), pki.ErrSecretChanged)
-	}
-	body, err := obj.edited(nil, nil)
-	if err != nil {
-		return err
-	}
-	for k, v := range set {
-		if err := unstructured.SetNestedField(body.Object, base64.StdEncoding.EncodeToString(v), "data", k); err != nil {
-			return fmt.Errorf("secret %s: set key %s: %w", s.ref(), k, err)
+	return s.update(ctx, sec, dryRun, func(obj *secret) (*unstructured.Unstructured, error) {
+		body, err := obj.edited(nil, nil)
+		if err != nil {
+			return nil, err
 		}
-	}
-	updated, err := s.Client.updateSecret(ctx, s.Namespace, s.Name, body, dryRun)
-	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-		return fmt.Errorf("secret %s: %w", s.ref(), pki.ErrSecretChanged)
-	}
-	if err != nil {
-		return Explain(err, "update", "Secret "+s.ref())
-	}
-	if !dryRun {
-		s.mu.Lock()
-		s.last = updated
-		s.mu.Unlock()
-	}
-	return nil
+		for k, v := range set {
+			if err := unstructured.SetNestedField(body.Object, base64.StdEncoding.EncodeToString(v), "data", k); err != nil {
+				return nil, fmt.Errorf("secret %s: set key %s: %w", s.ref(), k, err)
+			}
+		}
+		return body, nil
+	})
 }

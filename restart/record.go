@@ -69,7 +69,7 @@ func (r Record) RenewNowPending() bool {
 	return !r.RenewNow.IsZero() && r.RenewNow.After(r.LastRepair)
 }
 
-// Outcome reports whether the verdict closes the restart at LastRestart (a verdict made at or
+// settled reports whether the verdict closes the restart at LastRestart (a verdict made at or
 // after it).
 func (r Record) settled() bool {
 	return !r.Verdict.IsZero() && !r.Verdict.At.Before(r.LastRestart)
