@@ -1,11 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"maps"
 	"runtime"
 	"runtime/debug"
@@ -67,24 +66,16 @@ func buildVersionInfo() versionInfo {
 }
 
 // versionCmd is `certguard version [-o text|json]`. The first line of the text form is
-// `certguard <version>`, as it always was; output is the environment's CERTGUARD_OUTPUT.
-func versionCmd(args []string, output string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&output, "o", output, "output: text or json")
-	fs.StringVar(&output, "output", output, "output: text or json")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stdout, "usage: certguard version [-o text|json]")
-			return exitOK
-		}
-		return fail(stderr, usageError{"version: " + err.Error()})
-	}
-	if fs.NArg() > 0 {
-		return fail(stderr, usageError{fmt.Sprintf("version: unexpected argument %q", fs.Arg(0))})
-	}
+// `certguard <version>`, as it always was.
+type versionCmd struct{ OutputFormat }
+
+func (c *versionCmd) flags(fs *flag.FlagSet) { c.OutputFormat.flags(fs) }
+func (c *versionCmd) validate() error        { return c.OutputFormat.validate() }
+
+func (c *versionCmd) run(_ context.Context, o streams) int {
+	stdout, stderr := o.stdout, o.stderr
 	v := buildVersionInfo()
-	switch output {
+	switch c.Output {
 	case "json":
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -101,8 +92,6 @@ func versionCmd(args []string, output string, stdout, stderr io.Writer) int {
 		for _, p := range slices.Sorted(maps.Keys(v.Deps)) {
 			fmt.Fprintf(stdout, "  %s %s\n", p, v.Deps[p])
 		}
-	default:
-		return fail(stderr, usageError{fmt.Sprintf("-o: must be text or json (got %q)", output)})
 	}
 	return exitOK
 }

@@ -2,42 +2,8 @@ package pki
 
 import (
 	"fmt"
-	"math"
-	"strconv"
-	"strings"
 	"time"
 )
-
-// ParseDuration is time.ParseDuration plus a whole-day unit, as in "90d" or "1d12h". A value
-// beyond what a time.Duration holds (about 106751 days) is an error: it used to wrap to a
-// negative duration, under which nothing is ever due.
-func ParseDuration(s string) (time.Duration, error) {
-	bad := fmt.Errorf("invalid duration %q: want e.g. 120d, 90d12h or 720h", s)
-	var total time.Duration
-	rest := s
-	if i := strings.Index(rest, "d"); i > 0 {
-		days, err := strconv.Atoi(rest[:i])
-		if err != nil || days < 0 {
-			return 0, bad
-		}
-		if int64(days) > math.MaxInt64/int64(24*time.Hour) {
-			return 0, fmt.Errorf("invalid duration %q: at most %dd", s, math.MaxInt64/int64(24*time.Hour))
-		}
-		total = time.Duration(days) * 24 * time.Hour
-		rest = rest[i+1:]
-		if rest == "" {
-			return total, nil
-		}
-	}
-	d, err := time.ParseDuration(rest)
-	if err != nil || d < 0 {
-		return 0, bad
-	}
-	if d > math.MaxInt64-total {
-		return 0, fmt.Errorf("invalid duration %q: at most %dd", s, math.MaxInt64/int64(24*time.Hour))
-	}
-	return total + d, nil
-}
 
 // FormatDuration prints whole days as "Nd" and anything else as time.Duration does.
 func FormatDuration(d time.Duration) string {

@@ -1,67 +1,11 @@
 package pki
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 )
-
-// dateLayout is k3s's `certificate check` layout.
-const dateLayout = "Jan 02, 2006 15:04 MST"
-
-// tableStatus maps a Status to the k3s column value.
-func tableStatus(s Status) string {
-	switch s {
-	case StatusOK:
-		return "OK"
-	case StatusDue:
-		return "WARNING"
-	case StatusNotYetValid:
-		return "NOT YET VALID"
-	}
-	return strings.ToUpper(strings.ReplaceAll(string(s), "-", " "))
-}
-
-// WriteTable prints the certificates of a report in k3s's layout, plus where disk and Secret
-// disagree. Keys and public keys appear only when something is wrong with them.
-func WriteTable(w io.Writer, r *Report) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FILENAME\tSUBJECT\tUSAGES\tEXPIRES\tRESIDUAL TIME\tSTATUS\tDISK/SECRET")
-	for _, f := range r.Files {
-		if f.Cert == nil && f.Status == StatusOK {
-			if f.Drift == DriftSame || f.Drift == DriftNone {
-				continue
-			}
-		}
-		subject, usage, expires, residual := "-", "-", "-", "-"
-		if f.Cert != nil {
-			subject = f.Cert.Subject
-			usage = strings.Join(f.Cert.Usages, ",")
-			expires = f.Cert.NotAfter.UTC().Format(dateLayout)
-			residual = Residual(f.Cert.NotAfter.Sub(r.Now))
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Path, subject, orDash(usage), expires, residual, tableStatus(f.Status), driftText(f))
-	}
-	return tw.Flush()
-}
-
-func driftText(f File) string {
-	switch f.Drift {
-	case DriftNone:
-		return "-"
-	case DriftStale:
-		return "stale in Secret (k0s re-signs)"
-	case DriftDiffers:
-		if f.Newer != "" {
-			return "differs (" + string(f.Newer) + " newer)"
-		}
-		return "differs"
-	}
-	return string(f.Drift)
-}
 
 func orDash(s string) string {
 	if s == "" {
@@ -97,6 +41,8 @@ type ExpirationEntry struct {
 	Role              Role      `json:"role"`
 	Source            Source    `json:"source,omitempty"`
 	Drift             Drift     `json:"drift,omitempty"`
+	// RewrittenAtBoot: k0s writes this file anew at the next start (Report.RewrittenAtBoot).
+	RewrittenAtBoot bool `json:"rewrittenAtBoot,omitempty"`
 }
 
 // Expiration converts a report to the kubeadm-shaped JSON document.
@@ -110,7 +56,7 @@ func Expiration(r *Report) ExpirationInfo {
 			continue
 		}
 		e := ExpirationEntry{Name: f.Path, Missing: f.Status == StatusMissing, Status: f.Status, Reason: f.Reason, Detail: f.Detail,
-			Role: f.Role, Source: f.Source, Drift: f.Drift}
+			Role: f.Role, Source: f.Source, Drift: f.Drift, RewrittenAtBoot: r.RewrittenAtBoot(f)}
 		if en, ok := roleOf(f.Path); ok && en.ca != "" {
 			e.CAName = en.ca
 		}
@@ -126,42 +72,6 @@ func Expiration(r *Report) ExpirationInfo {
 		}
 	}
 	return out
-}
-
-// WriteJSON writes v indented.
-func WriteJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-// WritePlan prints a plan for people.
-func WritePlan(w io.Writer, p Plan) {
-	fmt.Fprintf(w, "decision: %s (strategy %s)\n", p.Decision, p.Strategy)
-	for _, s := range p.Why {
-		fmt.Fprintf(w, "  why: %s\n", s)
-	}
-	for _, s := range p.Warnings {
-		fmt.Fprintf(w, "  warning: %s\n", s)
-	}
-	if p.Breaks != "" {
-		fmt.Fprintf(w, "  breaks: %s\n", p.Breaks)
-	}
-	if p.Refusal != nil {
-		fmt.Fprintf(w, "  refused: %s\n", p.Refusal)
-	}
-	for i, s := range p.Steps {
-		target := s.Path
-		switch {
-		case len(s.Keys) > 0:
-			target = p.Secret.Ref() + " keys " + strings.Join(s.Keys, ",")
-		case s.Action == ActionDeleteSecret:
-			target = p.Secret.Ref()
-		case s.Action == ActionMovePKI:
-			target = p.PKIDir
-		}
-		fmt.Fprintf(w, "  %2d. %-18s %s\n", i+1, s.Action, target)
-	}
 }
 
 // WriteFleet prints one row per vcluster.

@@ -1,4 +1,4 @@
-package pki
+package main
 
 import (
 	"bufio"
@@ -7,10 +7,10 @@ import (
 	"strings"
 )
 
-// MountPoint returns the mount point under which path lies, given /proc/self/mountinfo. In a
+// mountPoint returns the mount point under which path lies, given /proc/self/mountinfo. In a
 // container, "/" means the pki dir is on the container's own filesystem, not on a volume: a
 // forgotten volumeMounts entry, which would make certguard repair a copy k0s never reads.
-func MountPoint(path string, mountinfo []byte) string {
+func mountPoint(path string, mountinfo []byte) string {
 	path = filepath.Clean(path)
 	best := ""
 	sc := bufio.NewScanner(bytes.NewReader(mountinfo))
