@@ -19,7 +19,7 @@ type checkCmd struct {
 func (c *checkCmd) flags(fs *flag.FlagSet) {
 	c.InPod.flags(fs)
 	c.OutputFormat.flags(fs)
-	fs.BoolVar(&c.NoSecret, "no-secret", c.NoSecret, "read the pki dir only, no Cluster")
+	fs.BoolVar(&c.NoSecret, "no-secret", c.NoSecret, "read the pki dir only, no cluster")
 }
 
 func (c *checkCmd) validate() error {

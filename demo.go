@@ -13,7 +13,7 @@ import (
 )
 
 // demoCmd is `certguard demo`: a vcluster v0.25 PKI whose k0s leaves expired 35 days ago, with
-// its Secret held in memory, put through check → repair → check, with no Cluster.
+// its Secret held in memory, put through check → repair → check, with no cluster.
 type demoCmd struct {
 	Logging
 	Dir string `env:"DEMO_DIR"`

@@ -64,7 +64,7 @@ func (c *fleetCmd) run(ctx context.Context, o streams) int {
 	return exitOK
 }
 
-// HostScope is what the fleet commands take: the host Cluster and which of its namespaces.
+// HostScope is what the fleet commands take: the host cluster and which of its namespaces.
 type HostScope struct {
 	Cluster
 	Namespace string `env:"NAMESPACE"`

@@ -35,7 +35,7 @@ func (c *fleetServeCmd) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.RestartDue, "restart-due", c.RestartDue, "in --restart-window, delete the pod of vclusters whose k0s leaves are due and that run certguard's init container")
 	fs.BoolVar(&c.DryRun, "dry-run", c.DryRun, "with --restart-due: log restarts instead of doing them")
 	strFlag(fs, &c.LeaseNamespace, "lease-namespace", "namespace of the restart Lease (default: the service account's namespace)")
-	strFlag(fs, &c.LeaseName, "lease-name", "name of the Lease that keeps two replicas from Restarting at once")
+	strFlag(fs, &c.LeaseName, "lease-name", "name of the Lease that keeps two replicas from restarting at once")
 	strFlag(fs, &c.PodName, "pod-name", "this replica's name in the Lease and Events (default: the hostname)")
 }
 

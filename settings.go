@@ -91,7 +91,7 @@ func (l *Logging) logger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, nil))
 }
 
-// Cluster is what every command that reads the Cluster takes: how to reach it, when a leaf is
+// Cluster is what every command that reads the cluster takes: how to reach it, when a leaf is
 // due, and the log format.
 type Cluster struct {
 	Kubeconfig  string   `env:"KUBECONFIG"`
@@ -100,7 +100,7 @@ type Cluster struct {
 }
 
 func (c *Cluster) flags(fs *flag.FlagSet) {
-	strFlag(fs, &c.Kubeconfig, "kubeconfig", "kubeconfig file (default: $KUBECONFIG, then in-Cluster)")
+	strFlag(fs, &c.Kubeconfig, "kubeconfig", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
 	fs.Var(&c.RenewBefore, "renew-before", "a leaf that expires within this is due (e.g. 120d, 90d, 720h)")
 	strFlag(fs, &c.LogFormat, "log-format", "log format: text or json")
 }

@@ -81,7 +81,7 @@ func podNamespace(flag string) (string, error) {
 // or stale copies nothing reads (k0s ≥ v1.35.1 re-signs them at every start). In order:
 // --k0s-version (CERTGUARD_K0S_VERSION, parsed by InPod.validate); else the k0s image in this pod's spec, one GET asked
 // only when the answer matters (pki.Report.K0sMatters) and remembered; else unknown, which
-// judges as certguard always did. t is nil when there is no Cluster (check --no-secret).
+// judges as certguard always did. t is nil when there is no cluster (check --no-secret).
 func k0sSource(fixed *pki.K0s, t *target, log *slog.Logger) func(context.Context) pki.K0s {
 	if fixed != nil {
 		k := *fixed

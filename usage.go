@@ -17,10 +17,10 @@ Usage:
   certguard repair [flags]     the init container: check, back up, repair
   certguard check [flags]      print every certificate, disk against Secret
   certguard watch [flags]      the sidecar: metrics, Events, a restart before expiry
-  certguard fleet [flags]      one row per vcluster certificate Secret on the host Cluster
+  certguard fleet [flags]      one row per vcluster certificate Secret on the host cluster
   certguard fleet serve        the host-side service: every vcluster's metrics, /plan
   certguard fleet plan         when each vcluster's k0s leaves fall due, and its restart window
-  certguard demo [--dir DIR]   repair an expired vcluster-style PKI in a temp dir, no Cluster
+  certguard demo [--dir DIR]   repair an expired vcluster-style PKI in a temp dir, no cluster
   certguard version
 
 Examples:
@@ -33,7 +33,7 @@ Examples:
       Print the plan, change nothing.
 
   $ certguard check --no-secret --pki-dir ./pki
-      Table of every certificate in a directory, no Cluster needed.
+      Table of every certificate in a directory, no cluster needed.
 
   $ certguard check --vcluster-name=my-vc --namespace=team-a --kubeconfig ~/.kube/config
       The same with the Secret, and where disk and Secret disagree.
@@ -43,7 +43,7 @@ Examples:
       window once a k0s leaf expires within 30 days, so that the init container renews it.
 
   $ certguard fleet
-      Every vcluster's certificates from the host Cluster (needs list on secrets), most urgent
+      Every vcluster's certificates from the host cluster (needs list on secrets), most urgent
       first; exit 4 when any is due, expired or unreadable.
 
   $ certguard fleet serve --restart-window "Sat 02:00-04:00"
