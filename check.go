@@ -22,12 +22,7 @@ func (c *checkCmd) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.NoSecret, "no-secret", c.NoSecret, "read the pki dir only, no cluster")
 }
 
-func (c *checkCmd) validate() error {
-	if err := c.InPod.validate(); err != nil {
-		return err
-	}
-	return c.OutputFormat.validate()
-}
+func (c *checkCmd) validate() error { return firstError(c.InPod.validate, c.OutputFormat.validate) }
 
 func (c *checkCmd) run(ctx context.Context, o streams) int {
 	stdout, stderr, log := o.stdout, o.stderr, o.log
@@ -56,7 +51,7 @@ func (c *checkCmd) run(ctx context.Context, o streams) int {
 			log.Warn("Secret not found: showing the disk only", "secret", t.namespace+"/"+t.secret)
 		}
 		sec = pki.FromSecret(s)
-		pol.Secret = pki.SecretRef{Namespace: t.namespace, Name: t.secret}
+		pol.Secret = t.ref()
 		if st := store.ServerTime(); !st.IsZero() {
 			pol.ClockSkew, pol.ClockKnown = time.Since(st), true
 		}

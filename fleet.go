@@ -12,26 +12,24 @@ import (
 )
 
 // fleetCmd is `certguard fleet`: one row per vcluster certificate Secret, most urgent first.
-type fleetCmd struct {
+type fleetCmd struct{ FleetList }
+
+// FleetList is what the one-shot fleet commands (fleet, fleet plan) take: the scope, the page
+// size of their paginated LISTs, and the output.
+type FleetList struct {
 	HostScope
 	Listing
 	OutputFormat
 }
 
-func (c *fleetCmd) flags(fs *flag.FlagSet) {
-	c.HostScope.flags(fs)
-	c.Listing.flags(fs)
-	c.OutputFormat.flags(fs)
+func (l *FleetList) flags(fs *flag.FlagSet) {
+	l.HostScope.flags(fs)
+	l.Listing.flags(fs)
+	l.OutputFormat.flags(fs)
 }
 
-func (c *fleetCmd) validate() error {
-	if err := c.HostScope.validate(); err != nil {
-		return err
-	}
-	if err := c.OutputFormat.validate(); err != nil {
-		return err
-	}
-	return c.Listing.validate()
+func (l *FleetList) validate() error {
+	return firstError(l.HostScope.validate, l.OutputFormat.validate, l.Listing.validate)
 }
 
 func (c *fleetCmd) run(ctx context.Context, o streams) int {
@@ -115,10 +113,9 @@ func (b *Booking) flags(fs *flag.FlagSet) {
 	fs.Float64Var(&b.Jitter, "jitter", b.Jitter, "spread due times by up to this fraction of --renew-before, by each Secret's UID (0 to 0.5; 0: none)")
 }
 
-func (b *Booking) validate() error {
-	if err := b.Windowing.validate(); err != nil {
-		return err
-	}
+func (b *Booking) validate() error { return firstError(b.Windowing.validate, b.validateBooking) }
+
+func (b *Booking) validateBooking() error {
 	if b.MaxConcurrent < 1 {
 		return usageError{fmt.Sprintf("--max-concurrent: must be at least 1 (got %d)", b.MaxConcurrent)}
 	}

@@ -14,9 +14,7 @@ import (
 // fleetPlanCmd is `certguard fleet plan`: when each vcluster's k0s leaves fall due, and the
 // window opening a restart is booked on, from one paginated LIST.
 type fleetPlanCmd struct {
-	HostScope
-	Listing
-	OutputFormat
+	FleetList
 	Booking
 	// Restarting is read from the environment only (no flags): fleet serve's settings, so that the
 	// plan printed here is the one the service makes.
@@ -24,23 +22,12 @@ type fleetPlanCmd struct {
 }
 
 func (c *fleetPlanCmd) flags(fs *flag.FlagSet) {
-	c.HostScope.flags(fs)
-	c.Listing.flags(fs)
-	c.OutputFormat.flags(fs)
+	c.FleetList.flags(fs)
 	c.Booking.flags(fs)
 }
 
 func (c *fleetPlanCmd) validate() error {
-	if err := c.HostScope.validate(); err != nil {
-		return err
-	}
-	if err := c.OutputFormat.validate(); err != nil {
-		return err
-	}
-	if err := c.Booking.validate(); err != nil {
-		return err
-	}
-	return c.Listing.validate()
+	return firstError(c.HostScope.validate, c.OutputFormat.validate, c.Booking.validate, c.Listing.validate)
 }
 
 func (c *fleetPlanCmd) run(ctx context.Context, o streams) int {

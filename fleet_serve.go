@@ -40,12 +40,10 @@ func (c *fleetServeCmd) flags(fs *flag.FlagSet) {
 }
 
 func (c *fleetServeCmd) validate() error {
-	if err := c.HostScope.validate(); err != nil {
-		return err
-	}
-	if err := c.Booking.validate(); err != nil {
-		return err
-	}
+	return firstError(c.HostScope.validate, c.Booking.validate, c.validateRestarts)
+}
+
+func (c *fleetServeCmd) validateRestarts() error {
 	if !c.RestartDue {
 		return nil
 	}

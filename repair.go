@@ -37,12 +37,10 @@ func (c *repairCmd) flags(fs *flag.FlagSet) {
 // same ones on an init container's spec (parseInitContainer), so that it never restarts a pod
 // whose init container would refuse its settings.
 func (c *repairCmd) validate() error {
-	if err := c.InPod.validate(); err != nil {
-		return err
-	}
-	if err := c.OutputFormat.validate(); err != nil {
-		return err
-	}
+	return firstError(c.InPod.validate, c.OutputFormat.validate, c.validateRepair)
+}
+
+func (c *repairCmd) validateRepair() error {
 	s, err := pki.ParseStrategy(c.Strategy)
 	if err != nil {
 		return usageError{"--strategy: " + err.Error()}
@@ -69,7 +67,7 @@ func (c *repairCmd) run(ctx context.Context, o streams) int {
 	r := &pki.Repair{
 		RenewBefore: time.Duration(c.RenewBefore), DryRun: c.DryRun, Log: log, Now: time.Now, K0s: k0sSource(c.k0s, t, log),
 		Policy: pki.Policy{Strategy: c.strategy, MaxClockSkew: time.Duration(c.MaxClockSkew)},
-		Exec: &pki.Executor{Paths: paths, Secret: pki.SecretRef{Namespace: t.namespace, Name: t.secret}, Keep: c.KeepBackups,
+		Exec: &pki.Executor{Paths: paths, Secret: t.ref(), Keep: c.KeepBackups,
 			Secrets: t.secretStore(c.APITimeout), Log: log, Failpoint: pki.EnvFailpoint()},
 	}
 	out, err := r.Run(ctx)

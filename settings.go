@@ -60,6 +60,16 @@ func parseSettings(name string, c command, args []string, environ map[string]str
 	return fs, c.validate()
 }
 
+// firstError runs checks in order and returns the first error.
+func firstError(checks ...func() error) error {
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // flagSet declares a command's flags, with its settings' current values as defaults.
 func flagSet(name string, c command) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)

@@ -119,6 +119,9 @@ func k0sSource(fixed *pki.K0s, t *target, log *slog.Logger) func(context.Context
 	}
 }
 
+// ref names the vcluster's certificate Secret in plans and findings.
+func (t *target) ref() pki.SecretRef { return pki.SecretRef{Namespace: t.namespace, Name: t.secret} }
+
 // secretStore is the vcluster's certificate Secret, retried for up to retry while the API
 // server is unreachable.
 func (t *target) secretStore(retry duration) *kube.SecretStore {

@@ -38,12 +38,10 @@ func (c *watchCmd) flags(fs *flag.FlagSet) {
 }
 
 func (c *watchCmd) validate() error {
-	if err := c.InPod.validate(); err != nil {
-		return err
-	}
-	if err := c.Windowing.validate(); err != nil {
-		return err
-	}
+	return firstError(c.InPod.validate, c.Windowing.validate, c.validateRestart)
+}
+
+func (c *watchCmd) validateRestart() error {
 	// Checked whether or not a window is set: the window may come later from the environment,
 	// and certguard_next_restart_timestamp_seconds and the logged decision use --restart-before
 	// either way. A restart at or beyond --renew-before would find nothing due at the init
