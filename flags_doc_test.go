@@ -13,9 +13,6 @@ import (
 
 var update = flag.Bool("update", false, "rewrite docs/flags.md from the commands' flag sets")
 
-// commandNames are the commands in the order docs/flags.md lists them.
-var commandNames = []string{"repair", "check", "watch", "fleet", "fleet plan", "fleet serve", "demo", "version"}
-
 // setting is one setting of a command: its flags (aliases share one), its variable, its default.
 type setting struct {
 	flags      []string

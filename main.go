@@ -28,6 +28,9 @@ const (
 	exitDue     = 4
 )
 
+// commandNames are the commands, in the order the usage and docs/flags.md list them.
+var commandNames = []string{"repair", "check", "watch", "fleet", "fleet plan", "fleet serve", "demo", "version"}
+
 // newCommand returns a command's settings at their zero value, or nil for an unknown name.
 func newCommand(name string) command {
 	switch name {

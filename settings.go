@@ -44,6 +44,14 @@ func parseSettings(name string, c command, args []string, environ map[string]str
 	if environ != nil {
 		opts.Environment = environ
 	}
+	// A CERTGUARD_ variable that does not parse fails every command, not only those that read
+	// it: the environment is often shared by the containers of a pod, and a typo there is found
+	// at the first start rather than when another command runs.
+	for _, name := range commandNames {
+		if err := env.ParseWithOptions(newCommand(name), opts); err != nil {
+			return nil, usageError{"environment: " + firstLine(err.Error())}
+		}
+	}
 	if err := env.ParseWithOptions(c, opts); err != nil {
 		return nil, usageError{"environment: " + firstLine(err.Error())}
 	}
