@@ -282,11 +282,7 @@ func checkWatch(t *testing.T, kubeconfig, ns, dir, pod string, events bool) {
 	args := append(strs(watchEntry, "args"), "--kubeconfig="+kubeconfig, "--namespace="+ns, "--pki-dir="+dir,
 		"--pod-name="+pod, "--listen="+addr, "--dry-run")
 	cmd := exec.Command(certguardBin, args...)
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "KUBECONFIG=") && !strings.HasPrefix(e, "CERTGUARD_") {
-			cmd.Env = append(cmd.Env, e)
-		}
-	}
+	cmd.Env = cleanEnv()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
