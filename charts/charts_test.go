@@ -148,6 +148,22 @@ func cleanEnv() []string {
 	return env
 }
 
+// startCertguard starts the certguard binary with args in cleanEnv; done gets its Wait error
+// once it has exited.
+func startCertguard(t *testing.T, args []string) (cmd *exec.Cmd, stderr *bytes.Buffer, done <-chan error) {
+	t.Helper()
+	cmd = exec.Command(certguardBin, args...)
+	cmd.Env = cleanEnv()
+	stderr = new(bytes.Buffer)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan error, 1)
+	go func() { ch <- cmd.Wait() }()
+	return cmd, stderr, ch
+}
+
 // runMeasured is run plus the command's peak RSS, through GNU time: Go starts children with
 // vfork, so their own rusage carries this (large) test process's peak and is no measure. It is 0
 // when /usr/bin/time is missing.
@@ -692,15 +708,7 @@ users: [{name: nobody, user: {token: unused}}]
 	addr := freeAddr(t)
 	args = append(slices.Clone(args), "--kubeconfig="+kubeconfig, "--namespace=nowhere", "--pod-name=my-vcluster-0",
 		"--pki-dir="+pki, "--listen="+addr, "--dry-run")
-	cmd := exec.Command(certguardBin, args...)
-	cmd.Env = cleanEnv()
-	var errBuf bytes.Buffer
-	cmd.Stderr = &errBuf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	cmd, errBuf, done := startCertguard(t, args)
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
 		select {
 		case <-done:
