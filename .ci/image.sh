@@ -24,13 +24,10 @@ tag=${2:-certguard:$(printf %s "$version" | tr -c 'A-Za-z0-9_.-' '-')}
 crane=$(bash "$root/.ci/tools.sh" crane)
 log() { echo "[image $(date +%T)] $*" >&2; }
 
+source "$root/.ci/registry.sh"
+
 work=$(mktemp -d)
-reg_pid=
-cleanup() {
-  if [ -n "$reg_pid" ]; then kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'registry_stop; rm -rf "$work"' EXIT
 
 log "building certguard $version for linux/$arch"
 mkdir -p "$work/rootfs"
@@ -39,18 +36,8 @@ mkdir -p "$work/rootfs"
 chmod 0755 "$work/rootfs/certguard"
 tar --owner=0 --group=0 --numeric-owner --mtime=@0 --sort=name -C "$work/rootfs" -cf "$work/layer.tar" certguard
 
-# A registry in this process tree only, on loopback, on a free port it reports itself.
-"$crane" registry serve --address 127.0.0.1:0 >"$work/registry.log" 2>&1 &
-reg_pid=$!
-port=
-for _ in $(seq 1 100); do
-  port=$(sed -n 's/.*serving on port \([0-9]*\).*/\1/p' "$work/registry.log" | head -1)
-  [ -n "$port" ] && break
-  kill -0 "$reg_pid" 2>/dev/null || { cat "$work/registry.log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "image.sh: crane registry did not start" >&2; cat "$work/registry.log" >&2; exit 1; }
-ref=127.0.0.1:$port/certguard:build
+registry_start "$crane" "$work/registry.log" || exit 1
+ref=127.0.0.1:$registry_port/certguard:build
 
 log "assembling $tag (scratch + /certguard)"
 "$crane" append --new_layer "$work/layer.tar" --new_tag "$ref" >/dev/null 2>"$work/append.log" \

@@ -42,9 +42,9 @@ keep=1
 if [ -z "$work" ]; then work=$(mktemp -d); keep=0; fi
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
-reg_pid=
+source .ci/registry.sh
 cleanup() {
-  if [ -n "$reg_pid" ]; then kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; fi
+  registry_stop
   if [ "$keep" = 0 ]; then rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -55,15 +55,8 @@ trap cleanup EXIT
 export TUF_ROOT=$work/sigstore KREW_ROOT=$work/krew KREW_NO_UPGRADE_CHECK=1 DOCKER_CONFIG=$work/docker
 export HELM_CACHE_HOME=$work/helm/cache HELM_CONFIG_HOME=$work/helm/config HELM_DATA_HOME=$work/helm/data
 
-"$crane" registry serve --address 127.0.0.1:0 >"$work/registry.log" 2>&1 &
-reg_pid=$!
-port=
-for _ in $(seq 1 100); do
-  port=$(sed -n 's/.*serving on port \([0-9]*\).*/\1/p' "$work/registry.log" | head -1)
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { cat "$work/registry.log" >&2; echo "release-test: no registry" >&2; exit 1; }
+registry_start "$crane" "$work/registry.log" || exit 1
+port=$registry_port
 
 # Throw-away key pairs: the release key, and another one that must not verify.
 export COSIGN_PASSWORD=release-test-$RANDOM$RANDOM

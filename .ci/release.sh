@@ -79,27 +79,14 @@ cosign=
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 work=$(mktemp -d)
-reg_pid=
-cleanup() {
-  if [ -n "$reg_pid" ]; then kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source .ci/registry.sh
+trap 'registry_stop; rm -rf "$work"' EXIT
 # quiet CMD...: runs CMD, shows its output only when it fails.
 quiet() { "$@" >"$work/cmd.log" 2>&1 || { cat "$work/cmd.log" >&2; die "failed: $*"; }; }
 
 if [ -z "$registry" ]; then
-  "$crane" registry serve --address 127.0.0.1:0 >"$work/registry.log" 2>&1 &
-  reg_pid=$!
-  port=
-  for _ in $(seq 1 100); do
-    port=$(sed -n 's/.*serving on port \([0-9]*\).*/\1/p' "$work/registry.log" | head -1)
-    [ -n "$port" ] && break
-    kill -0 "$reg_pid" 2>/dev/null || { cat "$work/registry.log" >&2; die "crane registry serve exited"; }
-    sleep 0.1
-  done
-  [ -n "$port" ] || die "crane registry did not start"
-  registry=127.0.0.1:$port
+  registry_start "$crane" "$work/registry.log" || die "crane registry did not start"
+  registry=127.0.0.1:$registry_port
   log "no --registry: using a throwaway one on $registry"
 fi
 registry=${registry%/}

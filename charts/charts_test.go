@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,12 +120,7 @@ type result struct {
 func run(t *testing.T, env []string, name string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(name, args...)
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "KUBECONFIG=") && !strings.HasPrefix(e, "CERTGUARD_") {
-			cmd.Env = append(cmd.Env, e)
-		}
-	}
-	cmd.Env = append(cmd.Env, env...)
+	cmd.Env = append(cleanEnv(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
@@ -139,6 +135,33 @@ func run(t *testing.T, env []string, name string, args ...string) result {
 		t.Fatalf("%s %s: %v", name, strings.Join(args, " "), err)
 	}
 	return r
+}
+
+// cleanEnv is this process's environment minus KUBECONFIG and CERTGUARD_*.
+func cleanEnv() []string {
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "KUBECONFIG=") && !strings.HasPrefix(e, "CERTGUARD_") {
+			env = append(env, e)
+		}
+	}
+	return env
+}
+
+// startCertguard starts the certguard binary with args in cleanEnv; done gets its Wait error
+// once it has exited.
+func startCertguard(t *testing.T, args []string) (cmd *exec.Cmd, stderr *bytes.Buffer, done <-chan error) {
+	t.Helper()
+	cmd = exec.Command(certguardBin, args...)
+	cmd.Env = cleanEnv()
+	stderr = new(bytes.Buffer)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan error, 1)
+	go func() { ch <- cmd.Wait() }()
+	return cmd, stderr, ch
 }
 
 // runMeasured is run plus the command's peak RSS, through GNU time: Go starts children with
@@ -628,8 +651,12 @@ func TestValuesFilesRepairArgs(t *testing.T) {
 	}
 }
 
-// TestValuesFilesWatchArgs checks the sidecar's flags against the binary: flags before --help are
-// parsed (and rejected when unknown) before help is printed.
+// TestValuesFilesWatchArgs runs the real binary with each file's sidecar args, as the pod would,
+// against an API server that cannot be reached (no cluster needed): the flags and their values
+// are parsed and checked at start, so a value the binary refuses ("Caturday 02:00-04:00", a
+// --restart-before above --renew-before) exits 2 at once, and a good set goes on to serve
+// /healthz while its Secret watch retries. Appending --help, as this test once did, printed
+// usage after parsing the flags but before checking their values.
 func TestValuesFilesWatchArgs(t *testing.T) {
 	for _, f := range valuesFiles {
 		if !f.watch {
@@ -637,10 +664,69 @@ func TestValuesFilesWatchArgs(t *testing.T) {
 		}
 		t.Run(f.name, func(t *testing.T) {
 			_, watch, _, _ := loadValues(t, f)
-			args := append(strs(watch, "args"), "--help")
-			if r := run(t, nil, certguardBin, args...); r.code != 0 {
-				t.Errorf("certguard %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+			args := strs(watch, "args")
+			if code, serving, stderr := startOffline(t, args); !serving {
+				t.Errorf("certguard %s: exit %d before serving /healthz (2: a flag or value it refuses)\n%s", strings.Join(args, " "), code, stderr)
 			}
 		})
 	}
+	// The same start refuses what --help let through: the proof that the check above can fail.
+	for _, bad := range [][]string{
+		{"--restart-window=Caturday 02:00-04:00"},
+		{"--restart-before=130d"}, // above --renew-before's 120d: the restart would renew nothing
+	} {
+		t.Run(bad[0], func(t *testing.T) {
+			args := append([]string{"watch", "--vcluster-name=my-vcluster", "--restart-window=Sat 02:00-04:00"}, bad...)
+			if code, serving, stderr := startOffline(t, args); serving || code != 2 {
+				t.Errorf("certguard %s: exit %d (serving %v), want exit 2\n%s", strings.Join(args, " "), code, serving, stderr)
+			}
+		})
+	}
+}
+
+// startOffline starts certguard with args plus a kubeconfig whose API server refuses every
+// connection, an empty pki dir and a loopback listener (later flags win), and waits until it
+// serves /healthz (then stops it: serving is true) or exits (code). Flags and values are
+// checked before anything is served, so serving means the binary accepted them all.
+func startOffline(t *testing.T, args []string) (code int, serving bool, stderr string) {
+	t.Helper()
+	dir := t.TempDir()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: nowhere, cluster: {server: "https://127.0.0.1:1"}}]
+contexts: [{name: nowhere, context: {cluster: nowhere, user: nobody}}]
+current-context: nowhere
+users: [{name: nobody, user: {token: unused}}]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pki := filepath.Join(dir, "pki")
+	if err := os.Mkdir(pki, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	args = append(slices.Clone(args), "--kubeconfig="+kubeconfig, "--namespace=nowhere", "--pod-name=my-vcluster-0",
+		"--pki-dir="+pki, "--listen="+addr, "--dry-run")
+	cmd, errBuf, done := startCertguard(t, args)
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		select {
+		case <-done:
+			return cmd.ProcessState.ExitCode(), false, errBuf.String()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				serving = true
+				break
+			}
+		}
+	}
+	_ = cmd.Process.Kill()
+	<-done
+	if !serving {
+		t.Errorf("certguard %s: neither exited nor served /healthz within 20 s", strings.Join(args, " "))
+	}
+	return -1, serving, errBuf.String()
 }

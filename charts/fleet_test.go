@@ -414,12 +414,7 @@ func serveFleet(t *testing.T, args, env []string) *fleetServe {
 		}
 	}
 	fs.cmd = exec.Command(certguardBin, local...)
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "KUBECONFIG=") && !strings.HasPrefix(e, "CERTGUARD_") {
-			fs.cmd.Env = append(fs.cmd.Env, e)
-		}
-	}
-	fs.cmd.Env = append(fs.cmd.Env, env...)
+	fs.cmd.Env = append(cleanEnv(), env...)
 	fs.cmd.Stderr = &fs.stderr
 	if err := fs.cmd.Start(); err != nil {
 		t.Fatal(err)

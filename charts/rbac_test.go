@@ -1,14 +1,12 @@
 package charts_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -281,19 +279,7 @@ func checkWatch(t *testing.T, kubeconfig, ns, dir, pod string, events bool) {
 	addr := freeAddr(t)
 	args := append(strs(watchEntry, "args"), "--kubeconfig="+kubeconfig, "--namespace="+ns, "--pki-dir="+dir,
 		"--pod-name="+pod, "--listen="+addr, "--dry-run")
-	cmd := exec.Command(certguardBin, args...)
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "KUBECONFIG=") && !strings.HasPrefix(e, "CERTGUARD_") {
-			cmd.Env = append(cmd.Env, e)
-		}
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	cmd, stderr, done := startCertguard(t, args)
 	stop := func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,7 +13,7 @@ import (
 
 // TestVersionAgrees: the committed VERSION file is the one place the released version is named
 // (.ci/set-version.sh writes it and everything below, .ci/release.sh refuses to release another
-// version). Every certguard image named in the values files and the README, the add-on chart's
+// version). Every certguard image named in the values files, the README and docs/, the add-on chart's
 // version and appVersion, and the krew manifest's version and archive URLs must say the same.
 func TestVersionAgrees(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join("..", "VERSION"))
@@ -31,13 +32,18 @@ func TestVersionAgrees(t *testing.T) {
 		t.Fatalf("no values files: %v", err)
 	}
 	files = append(files, filepath.Join("..", "README.md"))
-	for _, f := range files {
+	// docs/ pages may name no image at all; those that do must name this one.
+	docs, err := filepath.Glob(filepath.Join("..", "docs", "*.md"))
+	if err != nil || len(docs) == 0 {
+		t.Fatalf("no docs pages: %v", err)
+	}
+	for _, f := range append(files, docs...) {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
 		refs := imageRef.FindAllString(string(b), -1)
-		if len(refs) == 0 {
+		if len(refs) == 0 && !slices.Contains(docs, f) {
 			t.Errorf("%s names no %s image", f, repo)
 		}
 		for _, ref := range refs {
@@ -50,18 +56,21 @@ func TestVersionAgrees(t *testing.T) {
 		}
 	}
 
-	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The verification commands' v=vX.Y.Z, from which the chart and download URLs follow.
-	vs := regexp.MustCompile(`(?m)^v=(\S*)`).FindAllSubmatch(readme, -1)
-	if len(vs) == 0 {
-		t.Error("README.md: no v=<version> line in the Install section")
-	}
-	for _, m := range vs {
-		if string(m[1]) != version {
-			t.Errorf("README.md: v=%s, VERSION says %s", m[1], version)
+	// The verification commands' v=vX.Y.Z, from which the chart and download URLs follow: in the
+	// README's five lines and in docs/release.md's whole set.
+	for _, f := range []string{"README.md", filepath.Join("docs", "release.md")} {
+		b, err := os.ReadFile(filepath.Join("..", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs := regexp.MustCompile(`(?m)^v=(\S*)`).FindAllSubmatch(b, -1)
+		if len(vs) == 0 {
+			t.Errorf("%s: no v=<version> line in the verification commands", f)
+		}
+		for _, m := range vs {
+			if string(m[1]) != version {
+				t.Errorf("%s: v=%s, VERSION says %s", f, m[1], version)
+			}
 		}
 	}
 
