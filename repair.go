@@ -29,7 +29,7 @@ func (c *repairCmd) flags(fs *flag.FlagSet) {
 	c.OutputFormat.flags(fs)
 	strFlag(fs, &c.BackupDir, "backup-dir", "where repairs keep their backups (default: <pki-dir>.old, beside the pki dir)")
 	fs.IntVar(&c.KeepBackups, "keep-backups", c.KeepBackups, "how many completed backups to keep")
-	strFlag(fs, &c.Strategy, "strategy", "auto, leaves or full (see README)")
+	strFlag(fs, &c.Strategy, "strategy", "auto, leaves or full (see docs/repair.md)")
 	fs.BoolVar(&c.DryRun, "dry-run", c.DryRun, "print the plan, change nothing")
 }
 
