@@ -9,31 +9,23 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certguard/certguard/exporter"
 	"github.com/certguard/certguard/pki"
-	"github.com/certguard/certguard/watch"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 )
 
-// The families /metrics serves, in the order the text exposition writes them (by name, as
-// client_golang's registry does). The x509_* help texts are the sidecar's (watch/metrics.go):
-// TestMetricsMatchTheExporter renders the same Secrets through both and compares.
+// The families /metrics serves besides the exporter's x509_* ones (package exporter, the one
+// place for their names and help texts): TestMetricsMatchTheExporter renders the same Secrets
+// through both and compares.
 var (
-	famCount  = family{"certguard_fleet_vclusters", "vcluster certificate Secrets followed."}
-	famCA     = family{"certguard_vcluster_ca_expiry_timestamp_seconds", "When the vcluster's CA (ca.crt) expires."}
-	famKC     = family{"certguard_vcluster_kubeconfig_expiry_timestamp_seconds", "When the earliest client certificate of a kubeconfig Secret (vc-<release>, exportKubeConfig) expires, and with it every copy of that kubeconfig; vcluster is empty when no followed vcluster's CA issued it."}
-	famRepair = family{"certguard_vcluster_last_repair_timestamp_seconds", "When certguard last repaired the vcluster (certguard.dev/last-repair; 0: never)."}
-	famLeaf   = family{"certguard_vcluster_leaf_expiry_timestamp_seconds", "When the earliest k0s leaf certificate in the vcluster's Secret expires."}
-	famStatus = family{"certguard_vcluster_status", "1 for the vcluster's current status (as certguard fleet prints it), 0 for the others."}
-
-	famExpired   = family{"x509_cert_expired", "1 when the certificate has expired, 0 otherwise."}
-	famExpiresIn = family{"x509_cert_expires_in_seconds", "Seconds until the certificate expires (negative once expired)."}
-	famNotAfter  = family{"x509_cert_not_after", "Certificate expiration timestamp in seconds since the Unix epoch."}
-	famNotBefore = family{"x509_cert_not_before", "Certificate validity start timestamp in seconds since the Unix epoch."}
-	famSourceUp  = family{"x509_source_up", "1 when the source could be read, 0 otherwise."}
+	famCount  = exporter.Family{Name: "certguard_fleet_vclusters", Help: "vcluster certificate Secrets followed."}
+	famCA     = exporter.Family{Name: "certguard_vcluster_ca_expiry_timestamp_seconds", Help: "When the vcluster's CA (ca.crt) expires."}
+	famKC     = exporter.Family{Name: "certguard_vcluster_kubeconfig_expiry_timestamp_seconds", Help: "When the earliest client certificate of a kubeconfig Secret (vc-<release>, exportKubeConfig) expires, and with it every copy of that kubeconfig; vcluster is empty when no followed vcluster's CA issued it."}
+	famRepair = exporter.Family{Name: "certguard_vcluster_last_repair_timestamp_seconds", Help: "When certguard last repaired the vcluster (certguard.dev/last-repair; 0: never)."}
+	famLeaf   = exporter.Family{Name: "certguard_vcluster_leaf_expiry_timestamp_seconds", Help: "When the earliest k0s leaf certificate in the vcluster's Secret expires."}
+	famStatus = exporter.Family{Name: "certguard_vcluster_status", Help: "1 for the vcluster's current status (as certguard fleet prints it), 0 for the others."}
 )
-
-type family struct{ name, help string }
 
 // statuses are every value certguard_vcluster_status takes, all sent for each vcluster (a state
 // set) so that a status change never leaves a stale series at 1.
@@ -125,7 +117,7 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 		w.WriteString(`"} `)
 	}
 	header(w, famCount)
-	w.WriteString(famCount.name + " ")
+	w.WriteString(famCount.Name + " ")
 	value(float64(len(certSecrets)))
 	if len(secrets) == 0 {
 		return
@@ -137,7 +129,7 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 		own := indexOwners(certSecrets)
 		header(w, famKC)
 		for _, s := range kubeconfigs {
-			w.WriteString(famKC.name + `{secret_name="`)
+			w.WriteString(famKC.Name + `{secret_name="`)
 			w.WriteString(escapeLabel(s.name))
 			w.WriteString(`",secret_namespace="`)
 			w.WriteString(escapeLabel(s.namespace))
@@ -147,7 +139,7 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 			value(float64(s.kubeconfig.expiry.Unix()))
 		}
 	}
-	for _, f := range []family{famCA, famKC, famRepair, famLeaf} {
+	for _, f := range []exporter.Family{famCA, famKC, famRepair, famLeaf} {
 		if f == famKC {
 			kubeconfigRows()
 			continue
@@ -168,7 +160,7 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 				header(w, f)
 				first = false
 			}
-			vcluster(f.name, i)
+			vcluster(f.Name, i)
 			if f == famRepair {
 				value(unix(pki.LastRepairTime(rows[i].LastRepair)))
 				continue
@@ -181,7 +173,7 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 	}
 	for i := range rows {
 		for _, st := range statuses {
-			w.WriteString(famStatus.name + `{secret_namespace="`)
+			w.WriteString(famStatus.Name + `{secret_namespace="`)
 			w.WriteString(escapeLabel(rows[i].Namespace))
 			w.WriteString(`",status="` + string(st) + `",vcluster="`)
 			w.WriteString(escapeLabel(rows[i].Release))
@@ -193,7 +185,7 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 			}
 		}
 	}
-	for _, f := range []family{famExpired, famExpiresIn, famNotAfter, famNotBefore} {
+	for _, f := range []exporter.Family{exporter.CertExpired, exporter.CertExpiresIn, exporter.CertNotAfter, exporter.CertNotBefore} {
 		first := true
 		for _, s := range secrets {
 			for _, c := range s.certs {
@@ -201,7 +193,7 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 					header(w, f)
 					first = false
 				}
-				w.WriteString(f.name)
+				w.WriteString(f.Name)
 				w.WriteByte('{')
 				lp := c.labels.Value()
 				w.WriteString(lp.pre)
@@ -213,32 +205,32 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 				w.WriteString(lp.post)
 				w.WriteString("} ")
 				switch f {
-				case famExpired:
+				case exporter.CertExpired:
 					if now.After(time.Unix(c.notAfter, 0)) {
 						value(1)
 					} else {
 						value(0)
 					}
-				case famExpiresIn:
+				case exporter.CertExpiresIn:
 					value(time.Unix(c.notAfter, 0).Sub(now).Seconds())
-				case famNotAfter:
+				case exporter.CertNotAfter:
 					value(float64(c.notAfter))
-				case famNotBefore:
+				case exporter.CertNotBefore:
 					value(float64(c.notBefore))
 				}
 			}
 		}
 	}
-	header(w, famSourceUp)
+	header(w, exporter.SourceUp)
 	for _, s := range secrets {
-		w.WriteString(famSourceUp.name + `{source_kind="` + watch.KindKubeSecret + `",source_name="`)
-		w.WriteString(escapeLabel(watch.LabelValue(s.key)))
+		w.WriteString(exporter.SourceUp.Name + `{source_kind="` + string(exporter.KindKubeSecret) + `",source_name="`)
+		w.WriteString(escapeLabel(exporter.LabelValue(s.key)))
 		w.WriteString(`"} 1` + "\n")
 	}
 }
 
-func header(w *bufio.Writer, f family) {
-	w.WriteString("# HELP " + f.name + " " + f.help + "\n# TYPE " + f.name + " gauge\n")
+func header(w *bufio.Writer, f exporter.Family) {
+	w.WriteString("# HELP " + f.Name + " " + f.Help + "\n# TYPE " + f.Name + " gauge\n")
 }
 
 func unix(t time.Time) float64 {

@@ -13,16 +13,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certguard/certguard/exporter"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
-	"github.com/certguard/certguard/watch"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 )
 
 // reference is how fleet serve rendered its metrics before Metrics: a prometheus.Collector over
-// whole Secrets, x509_cert_* through the sidecar's code (watch.CollectSecretCerts), encoded by
-// client_golang. Metrics must write exactly its lines.
+// whole Secrets, x509_cert_* through the exporter contract the sidecar renders with
+// (exporter.CollectSecretCerts), encoded by client_golang. Metrics must write exactly its lines.
 type reference struct {
 	secrets     []*pki.Secret
 	now         time.Time
@@ -39,7 +39,7 @@ var (
 )
 
 func (r *reference) Describe(ch chan<- *prometheus.Desc) {
-	watch.DescribeCerts(ch)
+	exporter.DescribeCerts(ch)
 	for _, d := range []*prometheus.Desc{refLeaf, refCA, refStatus, refRepair, refCount} {
 		ch <- d
 	}
@@ -52,8 +52,8 @@ func (r *reference) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, s := range r.secrets {
 		report := pki.Inspect(pki.Store{}, pki.FromSecret(s), time.Time{}, 0)
-		watch.CollectSecretCerts(ch, r.now, seen, s.Namespace, s.Name, report)
-		watch.SourceUp(ch, watch.KindKubeSecret, s.Namespace+"/"+s.Name, true)
+		exporter.CollectSecretCerts(ch, r.now, seen, s.Namespace, s.Name, report)
+		exporter.SendSourceUp(ch, exporter.KindKubeSecret, s.Namespace+"/"+s.Name, true)
 		row := pki.Fleet(s, r.now, r.renewBefore)
 		if !row.LeafExpiry.IsZero() {
 			gauge(refLeaf, float64(row.LeafExpiry.Unix()), s.Namespace, row.Release)

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"unique"
 
+	"github.com/certguard/certguard/exporter"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/restart"
-	"github.com/certguard/certguard/watch"
 )
 
 // Secret is one vcluster certificate Secret reduced to what the service serves: the dates Fleet
@@ -63,7 +63,7 @@ func Parse(s *pki.Secret) *Secret {
 
 func newSecret(s *pki.Secret) *Secret {
 	return &Secret{key: s.Namespace + "/" + s.Name, namespace: s.Namespace, name: s.Name,
-		secretLabels: `secret_name="` + escapeLabel(watch.LabelValue(s.Name)) + `",secret_namespace="` + escapeLabel(watch.LabelValue(s.Namespace)) + `",`}
+		secretLabels: `secret_name="` + escapeLabel(exporter.LabelValue(s.Name)) + `",secret_namespace="` + escapeLabel(exporter.LabelValue(s.Namespace)) + `",`}
 }
 
 func parseCertSecret(s *pki.Secret) *Secret {
@@ -106,7 +106,7 @@ func parseCertSecret(s *pki.Secret) *Secret {
 // addCert adds the series of a certificate read from the Secret's key.
 func (s *Secret) addCert(key string, c *x509.Certificate) {
 	info := &pki.CertInfo{Serial: c.SerialNumber.String(), NotBefore: c.NotBefore, NotAfter: c.NotAfter, SubjectName: c.Subject, IssuerName: c.Issuer}
-	names, values := watch.SecretCertLabels(s.namespace, s.name, key, info)
+	names, values := exporter.SecretCertLabels(s.namespace, s.name, key, info)
 	s.certs = append(s.certs, splitLabels(names, values, info))
 }
 
@@ -117,7 +117,7 @@ type labelParts struct{ pre, key, post string }
 // labelOrder is the order the text exposition writes the exporter's labels in: sorted by name,
 // as client_golang sorts a metric's label pairs.
 var labelOrder = func() []int {
-	names, _ := watch.SecretCertLabels("", "", "", &pki.CertInfo{})
+	names, _ := exporter.SecretCertLabels("", "", "", &pki.CertInfo{})
 	idx := make([]int, len(names))
 	for i := range idx {
 		idx[i] = i

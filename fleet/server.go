@@ -10,7 +10,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/certguard/certguard/watch"
+	"github.com/certguard/certguard/exporter"
 )
 
 // Server serves /metrics, /plan, /healthz and /readyz over a State.
@@ -32,7 +32,7 @@ type Server struct {
 	Parse     InitParser
 	Restarter *Restarter
 	Log       *slog.Logger
-	HTTP      watch.HTTPLimits
+	HTTP      exporter.HTTPLimits
 }
 
 // Handler builds the routes; /metrics renders the state itself (Metrics), with no registry.
@@ -69,7 +69,7 @@ func (s *Server) Handler() http.Handler {
 
 // Serve serves on ln until ctx ends, then shuts down within 5 s.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := watch.Serve(ln, s.Handler(), s.HTTP)
+	srv := exporter.Serve(ln, s.Handler(), s.HTTP)
 	s.Log.Info("serving", "listen", ln.Addr().String())
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

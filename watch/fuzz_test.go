@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/certguard/certguard/exporter"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,8 +40,8 @@ func FuzzCollectorFileNames(f *testing.F) {
 		diskOnly := pki.Inspect(disk, pki.Store{}, now, 120*24*time.Hour)
 		secretOnly := pki.Inspect(pki.Store{}, secret, now, 120*24*time.Hour)
 		m := NewMetrics(func() time.Time { return now })
-		m.AddSource(KindFile, dir+"/"+name)
-		m.CountError(KindKubeSecret, "ns/"+name, ReasonSecretUnreadable)
+		m.Errors.AddSource(exporter.KindFile, dir+"/"+name)
+		m.Errors.Count(exporter.KindKubeSecret, "ns/"+name, exporter.ReasonSecretUnreadable)
 		m.set(snapshot{pkiDir: dir, disk: diskOnly, kubeconfigs: diskKubeconfigs(disk, diskOnly), diskUp: true,
 			secret: secretOnly, secretUp: true, secretNS: "ns", secretName: "vc-certs"})
 		reg := prometheus.NewPedanticRegistry()
@@ -66,22 +67,10 @@ func FuzzCollectorFileNames(f *testing.F) {
 		// made valid UTF-8.
 		if _, err := pki.ParseCertPEM(content); err == nil && strings.HasSuffix(name, ".crt") && files[name] != nil {
 			for _, fl := range diskOnly.Files {
-				if fl.Path == name && fl.Cert != nil && !paths[labelValue(filepath.Join(dir, name))] {
+				if fl.Path == name && fl.Cert != nil && !paths[exporter.LabelValue(filepath.Join(dir, name))] {
 					t.Fatalf("no series for %q (have %v)", name, paths)
 				}
 			}
 		}
 	})
-}
-
-func TestLabelValueKeepsNamesApart(t *testing.T) {
-	cases := map[string]string{"server.crt": "server.crt", "caf\u00e9.crt": "caf\u00e9.crt", "\xff.crt": `\xff.crt`, "a\xc3\x28": `a\xc3(`}
-	for in, want := range cases {
-		if got := labelValue(in); got != want {
-			t.Errorf("labelValue(%q) = %q, want %q", in, got, want)
-		}
-	}
-	if labelValue("\xfe.crt") == labelValue("\xff.crt") {
-		t.Error("two names that differ in invalid bytes share a label value")
-	}
 }

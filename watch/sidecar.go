@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/certguard/certguard/exporter"
 	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/restart"
@@ -52,8 +53,8 @@ type Sidecar struct {
 	// (pki.Report.K0sMatters). On k0s ≥ v1.35.1 the Secret's copies of the leaves k0s re-signs
 	// at every start are stale, not a reason to alarm (k0s.go).
 	K0s func(context.Context) pki.K0s
-	// HTTP bounds the metrics server; zero fields take DefaultHTTPLimits'.
-	HTTP HTTPLimits
+	// HTTP bounds the metrics server; zero fields take exporter.DefaultHTTPLimits'.
+	HTTP exporter.HTTPLimits
 	// Ready is closed after the first refresh, with the listener's address set.
 	Ready chan struct{}
 	Addr  string
@@ -71,10 +72,10 @@ type Sidecar struct {
 // Run serves until ctx ends.
 func (s *Sidecar) Run(ctx context.Context) error {
 	s.metrics = NewMetrics(s.Now)
-	s.metrics.AddSource(KindFile, s.PKIDir)
-	s.metrics.AddSource(KindKubeconfig, s.PKIDir)
+	s.metrics.Errors.AddSource(exporter.KindFile, s.PKIDir)
+	s.metrics.Errors.AddSource(exporter.KindKubeconfig, s.PKIDir)
 	if s.Secrets != nil {
-		s.metrics.AddSource(KindKubeSecret, s.secretRef())
+		s.metrics.Errors.AddSource(exporter.KindKubeSecret, s.secretRef())
 	}
 	s.eventer.Reminder = s.Reminder
 	dir, err := NewDir(s.PKIDir, s.Debounce, s.Log)
@@ -102,7 +103,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		return fmt.Errorf("listen %s: %w", s.Listen, err)
 	}
 	s.Addr = ln.Addr().String()
-	srv := serve(ln, mux, s.HTTP)
+	srv := exporter.Serve(ln, mux, s.HTTP)
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -120,14 +121,14 @@ func (s *Sidecar) Run(ctx context.Context) error {
 			s.mu.Lock()
 			s.secretOK, s.secretSeen = false, true
 			s.mu.Unlock()
-			s.metrics.CountError(KindKubeSecret, s.secretRef(), ReasonSecretUnreadable)
+			s.metrics.Errors.Count(exporter.KindKubeSecret, s.secretRef(), exporter.ReasonSecretUnreadable)
 			s.Log.Warn("watching the Secret", "err", err)
 			notify(secretCh)
 		})
 	}
 	changed := make(chan struct{})
 	go dir.Run(ctx.Done(), changed, func(err error) {
-		s.metrics.CountError(KindFile, s.PKIDir, ReasonWatchFailed)
+		s.metrics.Errors.Count(exporter.KindFile, s.PKIDir, exporter.ReasonWatchFailed)
 		s.Log.Warn("watching the pki dir", "err", err)
 	})
 
@@ -197,16 +198,16 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 	if reread {
 		for _, f := range diskOnly.Files {
 			if f.Status == pki.StatusCorrupt {
-				kind := KindFile
+				kind := exporter.KindFile
 				if strings.HasSuffix(f.Path, ".conf") {
-					kind = KindKubeconfig
+					kind = exporter.KindKubeconfig
 				}
-				s.metrics.CountError(kind, s.PKIDir, string(f.Reason))
+				s.metrics.Errors.Count(kind, s.PKIDir, exporter.Reason(f.Reason))
 			}
 		}
 		for _, f := range secretOnly.Files {
 			if f.Status == pki.StatusCorrupt {
-				s.metrics.CountError(KindKubeSecret, s.secretRef(), string(f.Reason))
+				s.metrics.Errors.Count(exporter.KindKubeSecret, s.secretRef(), exporter.Reason(f.Reason))
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package watch
+package exporter
 
 import (
 	"net"
@@ -37,14 +37,11 @@ func (l HTTPLimits) withDefaults() HTTPLimits {
 	return d
 }
 
-// serve serves h on ln within the limits until the returned server is shut down.
-func serve(ln net.Listener, h http.Handler, l HTTPLimits) *http.Server {
+// Serve serves h on ln within the limits until the returned server is shut down: the sidecar's
+// /metrics and probes, and certguard fleet serve's, under the same limits and timeouts.
+func Serve(ln net.Listener, h http.Handler, l HTTPLimits) *http.Server {
 	l = l.withDefaults()
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: l.ReadHeader, ReadTimeout: l.Read, WriteTimeout: l.Write, IdleTimeout: l.Idle}
 	go func() { _ = srv.Serve(netutil.LimitListener(ln, l.MaxConns)) }()
 	return srv
 }
-
-// Serve serves h on ln within the limits until the returned server is shut down; certguard fleet
-// serve uses the sidecar's limits and timeouts.
-func Serve(ln net.Listener, h http.Handler, l HTTPLimits) *http.Server { return serve(ln, h, l) }

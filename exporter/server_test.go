@@ -1,4 +1,4 @@
-package watch
+package exporter
 
 import (
 	"bufio"
@@ -52,7 +52,7 @@ func TestServerBoundsIdleConnections(t *testing.T) {
 	}
 	ln := &countingListener{Listener: raw}
 	const maxConns, clients = 8, 200
-	srv := serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }),
+	srv := Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }),
 		HTTPLimits{MaxConns: maxConns, ReadHeader: 200 * time.Millisecond, Read: time.Second, Write: time.Second, Idle: 200 * time.Millisecond})
 	defer srv.Close()
 
