@@ -781,7 +781,7 @@ func (a *chaosAPI) DeletePod(ctx context.Context, namespace, name, uid string) e
 	return after
 }
 
-func (a *chaosAPI) Event(ctx context.Context, namespace, statefulSet, eventType, reason, message string) {
+func (a *chaosAPI) Event(ctx context.Context, namespace, statefulSet, eventType string, reason kube.Reason, message string) {
 	a.last = "Event"
 	if a.probing || !a.alive("") {
 		return

@@ -27,19 +27,8 @@ type RestartAPI interface {
 	// DeletePod deletes the pod with this UID.
 	DeletePod(ctx context.Context, namespace, name, uid string) error
 	// Event records an Event on the vcluster's StatefulSet.
-	Event(ctx context.Context, namespace, statefulSet, eventType, reason, message string)
+	Event(ctx context.Context, namespace, statefulSet, eventType string, reason kube.Reason, message string)
 }
-
-// Event reasons on the StatefulSet.
-const (
-	ReasonPlanned        = "CertificateRenewalRestartPlanned"
-	ReasonRestart        = "CertificateRenewalRestart"
-	ReasonRenewed        = "CertificateRenewalRenewed"
-	ReasonRestartBlocked = "CertificateRenewalRestartBlocked"
-	ReasonRestartStalled = "CertificateRenewalRestartNotReady"
-	ReasonNoRenewal      = "CertificateRenewalRestartRenewedNothing"
-	ReasonRestartFailed  = "CertificateRenewalRestartFailed"
-)
 
 // Restarter is `fleet serve --restart-due`. Each Tick it follows the fleet restarts in flight
 // (writing their verdict on the Secret when they end), builds the fleet plan (BuildPlan) and
@@ -120,7 +109,7 @@ func (r *Restarter) Tick(ctx context.Context, now time.Time) []string {
 					started = append(started, key)
 				}
 			case row.State == StateBooked && !row.Due.After(now):
-				r.once(ctx, *byKey[key], "planned@"+row.Window.String(), "Normal", ReasonPlanned,
+				r.once(ctx, *byKey[key], "planned@"+row.Window.String(), "Normal", kube.ReasonRestartPlanned,
 					fmt.Sprintf("certguard fleet: due; booked on the restart window opening %s", row.Window.Format(time.RFC3339)))
 			}
 		}
@@ -249,7 +238,7 @@ func (r *Restarter) start(ctx context.Context, now time.Time, v *Vcluster) bool 
 			rec.Verdict = vd
 			r.wrote(key, rec)
 		}
-		r.once(ctx, *v, "blocked@"+data, "Warning", ReasonRestartBlocked, "certguard fleet: not restarting: "+why+"; fix that first")
+		r.once(ctx, *v, "blocked@"+data, "Warning", kube.ReasonRestartBlocked, "certguard fleet: not restarting: "+why+"; fix that first")
 		return false
 	}
 	p, err := r.API.Pod(ctx, ns, pod)
@@ -262,7 +251,7 @@ func (r *Restarter) start(ctx context.Context, now time.Time, v *Vcluster) bool 
 		return false
 	case p.Pending:
 		r.observe(key, restart.PodNotStarted)
-		r.once(ctx, *v, "pending@"+p.UID, "Warning", ReasonRestartBlocked,
+		r.once(ctx, *v, "pending@"+p.UID, "Warning", kube.ReasonRestartBlocked,
 			"certguard fleet: not restarting: pod "+pod+" has not started (Pending); its init container renews the leaves when it does")
 		return false
 	}
@@ -287,14 +276,14 @@ func (r *Restarter) start(ctx context.Context, now time.Time, v *Vcluster) bool 
 	rec := v.Record
 	rec.LastRestart, rec.RestartedPod, rec.Verdict = now.UTC().Truncate(time.Second), p.UID, restart.Verdict{}
 	r.wrote(key, rec)
-	r.API.Event(ctx, ns, v.Workload.Name, "Normal", ReasonRestart, "certguard fleet: deleting pod "+pod+" so that its init container renews the k0s leaves")
+	r.API.Event(ctx, ns, v.Workload.Name, "Normal", kube.ReasonRestart, "certguard fleet: deleting pod "+pod+" so that its init container renews the k0s leaves")
 	if err := r.API.DeletePod(ctx, ns, pod, p.UID); err != nil {
 		// An error does not say the pod is still there: a timeout or a 5xx may come after the
 		// server deleted it. The record stays in flight, so the restart counts against the
 		// opening; settle reads the pod at the next tick and, if the deleted UID still runs,
 		// marks the record not-restarted, which frees the vcluster at once (no
 		// --restart-min-interval for a restart that did not happen).
-		r.API.Event(ctx, ns, v.Workload.Name, "Warning", ReasonRestartFailed, "certguard fleet: "+err.Error())
+		r.API.Event(ctx, ns, v.Workload.Name, "Warning", kube.ReasonRestartFailed, "certguard fleet: "+err.Error())
 		r.Log.Error("deleting the pod failed; the next tick checks whether it is gone", "vcluster", key, "err", err)
 		return false
 	}
@@ -352,19 +341,19 @@ func (r *Restarter) settle(ctx context.Context, now time.Time, v *Vcluster) {
 	}
 	switch vd.Code {
 	case restart.Renewed:
-		r.API.Event(ctx, ns, sts, "Normal", ReasonRenewed, "certguard fleet: pod "+pod+" is back with renewed k0s leaves")
+		r.API.Event(ctx, ns, sts, "Normal", kube.ReasonRenewed, "certguard fleet: pod "+pod+" is back with renewed k0s leaves")
 	case restart.RenewedNothing:
-		r.API.Event(ctx, ns, sts, "Warning", ReasonNoRenewal, "certguard fleet: pod "+pod+" came back, but its k0s leaves are still due; not restarting it again: check the init container's log")
+		r.API.Event(ctx, ns, sts, "Warning", kube.ReasonRenewedNothing, "certguard fleet: pod "+pod+" came back, but its k0s leaves are still due; not restarting it again: check the init container's log")
 		r.Log.Warn("restart renewed nothing", "vcluster", key)
 	case restart.Stalled:
-		r.API.Event(ctx, ns, sts, "Warning", ReasonRestartStalled, fmt.Sprintf("certguard fleet: pod %s is not Ready %s after the restart; no other vcluster is restarted until the window closes", pod, pki.FormatDuration(r.Settings.ReadyTimeout)))
+		r.API.Event(ctx, ns, sts, "Warning", kube.ReasonRestartStalled, fmt.Sprintf("certguard fleet: pod %s is not Ready %s after the restart; no other vcluster is restarted until the window closes", pod, pki.FormatDuration(r.Settings.ReadyTimeout)))
 	case restart.NotRestarted:
-		r.API.Event(ctx, ns, sts, "Warning", ReasonRestartFailed, "certguard fleet: pod "+pod+" was not deleted; the restart did not happen")
+		r.API.Event(ctx, ns, sts, "Warning", kube.ReasonRestartFailed, "certguard fleet: pod "+pod+" was not deleted; the restart did not happen")
 	}
 }
 
 // once emits an Event and a log line the first time a key is seen with this tag.
-func (r *Restarter) once(ctx context.Context, v Vcluster, tag, eventType, reason, msg string) {
+func (r *Restarter) once(ctx context.Context, v Vcluster, tag, eventType string, reason kube.Reason, msg string) {
 	if !r.say(v.Key(), tag, msg) {
 		return
 	}
@@ -450,7 +439,7 @@ func (k *KubeRestartAPI) DeletePod(ctx context.Context, namespace, name, uid str
 	return kube.DeletePod(ctx, k.Client, namespace, name, uid)
 }
 
-func (k *KubeRestartAPI) Event(ctx context.Context, namespace, statefulSet, eventType, reason, message string) {
+func (k *KubeRestartAPI) Event(ctx context.Context, namespace, statefulSet, eventType string, reason kube.Reason, message string) {
 	e := &kube.Events{Client: k.Client, Namespace: namespace, Pod: statefulSet, Kind: "StatefulSet", APIVersion: "apps/v1", Instance: k.Instance, Log: k.Log}
 	e.Emit(ctx, eventType, reason, message)
 }

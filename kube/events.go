@@ -11,18 +11,45 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
-// Event reasons. The expiry ones are k3s's, so existing alerting on them keeps working.
+// Reason is an Event's reason. Reasons are a contract (alerts and `kubectl get events
+// --field-selector reason=…` select on them), so every reason certguard records is in this one
+// table, and Emit takes no other.
+type Reason string
+
+// The repair (the init container), on the vcluster pod.
 const (
-	ReasonRepaired = "CertificatesRepaired"
-	ReasonRefused  = "RepairRefused"
-	ReasonFailed   = "RepairFailed" // an error (API, disk), not a refusal
+	ReasonRepaired Reason = "CertificatesRepaired"
+	ReasonRefused  Reason = "RepairRefused"
+	ReasonFailed   Reason = "RepairFailed" // an error (API, disk), not a refusal
 	// ReasonNeedsAttention: something broken that certguard leaves alone (it never blocks a start).
-	ReasonNeedsAttention  = "CertificateNeedsAttention"
-	ReasonExpiryWarning   = "CertificateExpirationWarning"
-	ReasonCAExpiryWarning = "CACertificateExpirationWarning"
-	ReasonExpirationOK    = "CertificateExpirationOK"
-	eventSource           = "certguard"
-	maxEventMessageRunes  = 1024
+	ReasonNeedsAttention Reason = "CertificateNeedsAttention"
+)
+
+// Expiry, k3s's reasons (pkg/certmonitor), so that alerting on them keeps working: the sidecar
+// on its pod, and the repair for a CA that no restart renews.
+const (
+	ReasonExpiryWarning   Reason = "CertificateExpirationWarning"
+	ReasonCAExpiryWarning Reason = "CACertificateExpirationWarning"
+	ReasonExpirationOK    Reason = "CertificateExpirationOK"
+)
+
+// Restarts for a renewal: the sidecar's on its own pod, the fleet's on the vcluster's
+// StatefulSet.
+const (
+	ReasonRestart Reason = "CertificateRenewalRestart"
+	// ReasonRestartBlocked: a restart is due but the init container would not renew the leaves.
+	ReasonRestartBlocked Reason = "CertificateRenewalRestartBlocked"
+	// The fleet's alone: it follows each restart to its end.
+	ReasonRestartPlanned Reason = "CertificateRenewalRestartPlanned"
+	ReasonRenewed        Reason = "CertificateRenewalRenewed"
+	ReasonRestartStalled Reason = "CertificateRenewalRestartNotReady"
+	ReasonRenewedNothing Reason = "CertificateRenewalRestartRenewedNothing"
+	ReasonRestartFailed  Reason = "CertificateRenewalRestartFailed"
+)
+
+const (
+	eventSource          = "certguard"
+	maxEventMessageRunes = 1024
 )
 
 // Events records Events on the vcluster pod (or, with Kind set, on another object of the
@@ -42,7 +69,7 @@ type Events struct {
 }
 
 // Emit records one Event. It never fails the caller.
-func (e *Events) Emit(ctx context.Context, eventType, reason, message string) {
+func (e *Events) Emit(ctx context.Context, eventType string, reason Reason, message string) {
 	if e == nil || e.Pod == "" {
 		return
 	}
@@ -57,7 +84,7 @@ func (e *Events) Emit(ctx context.Context, eventType, reason, message string) {
 		"apiVersion": "v1", "kind": "Event",
 		"metadata":       map[string]any{"generateName": e.Pod + ".", "namespace": e.Namespace},
 		"involvedObject": ref,
-		"reason":         reason, "message": message, "type": eventType,
+		"reason":         string(reason), "message": message, "type": eventType,
 		"source":         map[string]any{"component": eventSource},
 		"firstTimestamp": now, "lastTimestamp": now, "count": int64(1),
 		"reportingComponent": eventSource, "reportingInstance": instance,
@@ -69,6 +96,6 @@ func (e *Events) Emit(ctx context.Context, eventType, reason, message string) {
 			e.Log.Warn("cannot record Events (RBAC has no events: create); install the certguard add-on chart to grant it", "err", err)
 		})
 	default:
-		e.Log.Warn("event not recorded", "reason", reason, "err", fmt.Sprint(err))
+		e.Log.Warn("event not recorded", "reason", string(reason), "err", fmt.Sprint(err))
 	}
 }

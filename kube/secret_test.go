@@ -247,7 +247,7 @@ func TestEventsBestEffort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list.Items) != 1 || list.Items[0].Reason != kube.ReasonRepaired || list.Items[0].InvolvedObject.Name != "vc-0" {
+	if len(list.Items) != 1 || list.Items[0].Reason != string(kube.ReasonRepaired) || list.Items[0].InvolvedObject.Name != "vc-0" {
 		t.Fatalf("events = %+v", list.Items)
 	}
 }

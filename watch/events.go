@@ -6,22 +6,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/pki"
 )
 
-// Event is one Kubernetes Event to record on the pod.
+// Event is one Kubernetes Event to record on the pod; its reasons are k3s's expiry reasons
+// (kube's table), so alerting on them keeps working.
 type Event struct {
-	Type, Reason, Message string
+	Type    string
+	Reason  kube.Reason
+	Message string
 }
-
-// Event reasons are k3s's (pkg/certmonitor), so alerting on them keeps working.
-const (
-	ReasonWarning   = "CertificateExpirationWarning"
-	ReasonCAWarning = "CACertificateExpirationWarning"
-	ReasonOK        = "CertificateExpirationOK"
-	// ReasonRestartBlocked: a restart is due but the init container would not renew the leaves.
-	ReasonRestartBlocked = "CertificateRenewalRestartBlocked"
-)
 
 // eventState remembers, per file, the last state an Event was recorded for and when.
 type eventState struct {
@@ -70,16 +65,16 @@ func (e *Eventer) Next(r *pki.Report) []Event {
 	}
 	slices.SortFunc(out, func(a, b Event) int { return strings.Compare(a.Message, b.Message) })
 	if first && len(out) == 0 && soonest != nil {
-		out = append(out, Event{"Normal", ReasonOK, fmt.Sprintf("all %d certificates ok; the first to expire is %s at %s",
+		out = append(out, Event{"Normal", kube.ReasonExpirationOK, fmt.Sprintf("all %d certificates ok; the first to expire is %s at %s",
 			okCount, soonest.Path, soonest.Cert.NotAfter.UTC().Format(time.RFC3339))})
 	}
 	return out
 }
 
 func eventFor(f pki.File, now time.Time) Event {
-	reason := ReasonWarning
+	reason := kube.ReasonExpiryWarning
 	if f.Role == pki.RoleCA {
-		reason = ReasonCAWarning
+		reason = kube.ReasonCAExpiryWarning
 	}
 	at := f.Cert.NotAfter.UTC().Format(time.RFC3339)
 	subject := "CN=" + f.Cert.SubjectCN
@@ -90,7 +85,7 @@ func eventFor(f pki.File, now time.Time) Event {
 	case pki.StatusExpired:
 		return Event{"Warning", reason, fmt.Sprintf("%s: certificate %s expired at %s", f.Path, subject, at)}
 	case pki.StatusOK:
-		return Event{"Normal", ReasonOK, fmt.Sprintf("%s: certificate %s is ok, expires at %s", f.Path, subject, at)}
+		return Event{"Normal", kube.ReasonExpirationOK, fmt.Sprintf("%s: certificate %s is ok, expires at %s", f.Path, subject, at)}
 	}
 	return Event{"Warning", reason, fmt.Sprintf("%s: certificate %s is %s: %s", f.Path, subject, f.Status, f.Detail)}
 }

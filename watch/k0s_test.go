@@ -92,7 +92,7 @@ func TestSidecarK0sRenews_StaleSecretRaisesNoAlarm(t *testing.T) {
 				reasons = append(reasons, e.Reason)
 			}
 			if c.alarm {
-				if !secretSeries || secretExpired != 1 || drift != 12 || !slices.Contains(reasons, watch.ReasonWarning) {
+				if !secretSeries || secretExpired != 1 || drift != 12 || !slices.Contains(reasons, string(kube.ReasonExpiryWarning)) {
 					t.Fatalf("baseline: Secret server.crt expired %v (series %v), drift %v, events %v; want 1, 12 (the k0s files but the two kubeconfigs) and a warning", secretExpired, secretSeries, drift, reasons)
 				}
 				return
@@ -114,8 +114,8 @@ func TestSidecarK0sRenews_StaleSecretRaisesNoAlarm(t *testing.T) {
 			if drift != 0 {
 				t.Errorf("certguard_disk_secret_drift = %v, want 0: stale copies are no drift", drift)
 			}
-			if slices.Contains(reasons, watch.ReasonWarning) || !slices.Contains(reasons, watch.ReasonOK) {
-				t.Errorf("events %v, want %s and no %s", reasons, watch.ReasonOK, watch.ReasonWarning)
+			if slices.Contains(reasons, string(kube.ReasonExpiryWarning)) || !slices.Contains(reasons, string(kube.ReasonExpirationOK)) {
+				t.Errorf("events %v, want %s and no %s", reasons, string(kube.ReasonExpirationOK), string(kube.ReasonExpiryWarning))
 			}
 			if asked == 0 {
 				t.Error("the sidecar never asked which k0s runs")

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
 )
@@ -30,7 +31,7 @@ func TestEventerDeduplicates(t *testing.T) {
 	e.Reminder = 6 * time.Hour
 	ok := report(t, now.Add(-30*day), now)
 	evs := e.Next(ok)
-	if len(evs) != 1 || evs[0].Reason != ReasonOK {
+	if len(evs) != 1 || evs[0].Reason != kube.ReasonExpirationOK {
 		t.Fatalf("first healthy report: %+v", evs)
 	}
 	if evs := e.Next(ok); len(evs) != 0 {
@@ -38,7 +39,7 @@ func TestEventerDeduplicates(t *testing.T) {
 	}
 	due := report(t, now.Add(-300*day), now)
 	evs = e.Next(due)
-	if len(evs) != 6 || evs[0].Reason != ReasonWarning || !strings.Contains(evs[0].Message, "will expire within 64 days at") {
+	if len(evs) != 6 || evs[0].Reason != kube.ReasonExpiryWarning || !strings.Contains(evs[0].Message, "will expire within 64 days at") {
 		t.Fatalf("leaves turned due: %d events %+v", len(evs), evs)
 	}
 	due.Now = now.Add(time.Hour)
@@ -50,7 +51,7 @@ func TestEventerDeduplicates(t *testing.T) {
 		t.Fatalf("reminder after 7 h: %d", len(evs))
 	}
 	ok.Now = now.Add(8 * time.Hour)
-	if evs := e.Next(ok); len(evs) != 6 || evs[0].Reason != ReasonOK {
+	if evs := e.Next(ok); len(evs) != 6 || evs[0].Reason != kube.ReasonExpirationOK {
 		t.Fatalf("renewed: %+v", evs)
 	}
 }

@@ -250,7 +250,7 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 	if dec.Why != s.said {
 		s.Log.Info("restart decision", "why", dec.Why, "planned", timeOrNone(dec.At), "dry_run", s.DryRun)
 		if dec.Blocked {
-			s.Events.Emit(ctx, "Warning", ReasonRestartBlocked, dec.Why)
+			s.Events.Emit(ctx, "Warning", kube.ReasonRestartBlocked, dec.Why)
 		}
 		s.said = dec.Why
 	}
@@ -271,7 +271,7 @@ func (s *Sidecar) restart(ctx context.Context, now time.Time, dec restart.Decisi
 		s.Log.Error("not restarting: cannot record the restart on the Secret", "err", err)
 		return
 	}
-	s.Events.Emit(ctx, "Normal", "CertificateRenewalRestart", dec.Why)
+	s.Events.Emit(ctx, "Normal", kube.ReasonRestart, dec.Why)
 	if err := kube.DeletePod(ctx, s.Client, s.Namespace, s.Pod, ""); err != nil {
 		s.Log.Error("restart failed", "err", err)
 		return

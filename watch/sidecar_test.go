@@ -282,7 +282,7 @@ func TestSidecarMetricsEventsAndRestart(t *testing.T) {
 	for _, e := range evs.Items {
 		reasons = append(reasons, e.Reason)
 	}
-	if slices.Index(reasons, watch.ReasonWarning) < 0 || slices.Index(reasons, "CertificateRenewalRestart") < 0 {
+	if slices.Index(reasons, string(kube.ReasonExpiryWarning)) < 0 || slices.Index(reasons, string(kube.ReasonRestart)) < 0 {
 		t.Fatalf("events %v", reasons)
 	}
 
@@ -370,7 +370,7 @@ func TestSidecarNeverRestartsIntoARepairThatWouldNotRenew(t *testing.T) {
 	eventually(t, "a RestartBlocked Event", func() bool {
 		evs, _ := env.Client.CoreV1().Events(v.ns).List(ctx, metav1.ListOptions{})
 		for _, e := range evs.Items {
-			if e.Reason == watch.ReasonRestartBlocked && strings.Contains(e.Message, "would not renew") {
+			if e.Reason == string(kube.ReasonRestartBlocked) && strings.Contains(e.Message, "would not renew") {
 				return true
 			}
 		}
