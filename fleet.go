@@ -39,23 +39,23 @@ func (c *fleetCmd) run(ctx context.Context, o streams) int {
 		return fail(stderr, err)
 	}
 	now := time.Now()
-	var rows []pki.FleetRow
+	var rows []fleetsvc.Row
 	if _, err := kube.EachCertSecret(ctx, client, c.Namespace, c.PageSize, func(s *pki.Secret) {
-		rows = append(rows, pki.Fleet(s, now, time.Duration(c.RenewBefore)))
+		rows = append(rows, fleetsvc.Judge(s, now, time.Duration(c.RenewBefore)))
 	}); err != nil {
 		return fail(stderr, err)
 	}
-	pki.SortFleet(rows)
+	fleetsvc.SortRows(rows)
 	if c.Output == "json" {
 		if rows == nil {
-			rows = []pki.FleetRow{}
+			rows = []fleetsvc.Row{}
 		}
 		_ = writeJSON(stdout, rows)
 	} else {
-		_ = pki.WriteFleet(stdout, rows, now)
+		_ = fleetsvc.WriteRows(stdout, rows, now)
 	}
 	for _, r := range rows {
-		if r.Status == pki.FleetExpired || r.Status == pki.FleetDue || r.Status == pki.FleetUnreadable {
+		if r.Status == fleetsvc.StatusExpired || r.Status == fleetsvc.StatusDue || r.Status == fleetsvc.StatusUnreadable {
 			return exitDue
 		}
 	}

@@ -309,7 +309,7 @@ func TestFleetNeverRestartsWhatWouldNotRenew(t *testing.T) {
 	// The sidecar restarted this one 20 minutes ago and its pod is not Ready: not the fleet's
 	// restart, so no stall of the opening (it is not restarted again within
 	// --restart-min-interval either).
-	sidecar := add("", vcSpec{release: "sidecar", notReady: true, secretAnn: map[string]string{pki.LastRestartAnnotation: planNow.Add(-20 * time.Minute).Format(time.RFC3339)}})
+	sidecar := add("", vcSpec{release: "sidecar", notReady: true, secretAnn: map[string]string{restart.LastRestartAnnotation: planNow.Add(-20 * time.Minute).Format(time.RFC3339)}})
 	// Its StatefulSet is vc-renamed, labelled release=renamed.
 	renamed := add("", vcSpec{release: "renamed", sts: "vc-renamed", expiresIn: 9 * day})
 	deleted := podDeletions(t, ns)

@@ -303,8 +303,8 @@ func TestFleetRestartDue(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := time.Parse(time.RFC3339, sec.Annotations[pki.LastRestartAnnotation]); err != nil || sec.Annotations[pki.RestartedPodAnnotation] == "" {
-			t.Errorf("%s: restart record %q, %q", rel, sec.Annotations[pki.LastRestartAnnotation], sec.Annotations[pki.RestartedPodAnnotation])
+		if _, err := time.Parse(time.RFC3339, sec.Annotations[restart.LastRestartAnnotation]); err != nil || sec.Annotations[restart.RestartedPodAnnotation] == "" {
+			t.Errorf("%s: restart record %q, %q", rel, sec.Annotations[restart.LastRestartAnnotation], sec.Annotations[restart.RestartedPodAnnotation])
 		}
 		if ev := stsEvents(t, ns, rel); !contains(ev, "CertificateRenewalRestart") || !contains(ev, "CertificateRenewalRenewed") {
 			t.Errorf("%s: Events %v, want CertificateRenewalRestart and CertificateRenewalRenewed on the StatefulSet", rel, ev)
@@ -402,7 +402,7 @@ func TestFleetRestartDueDryRunAndRBAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := sec.Annotations[pki.LastRestartAnnotation]; ok {
+	if v, ok := sec.Annotations[restart.LastRestartAnnotation]; ok {
 		t.Errorf("--dry-run recorded a restart: %q", v)
 	}
 	_ = s.stop()

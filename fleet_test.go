@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	fleetsvc "github.com/certguard/certguard/fleet"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
 	corev1 "k8s.io/api/core/v1"
@@ -61,7 +62,7 @@ func TestFleet(t *testing.T) {
 	if code != 4 {
 		t.Fatalf("exit %d, want 4 (some are due): %s", code, stderr)
 	}
-	var rows []pki.FleetRow
+	var rows []fleetsvc.Row
 	if err := json.Unmarshal([]byte(stdout), &rows); err != nil {
 		t.Fatal(err)
 	}

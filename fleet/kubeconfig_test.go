@@ -1,17 +1,13 @@
 package fleet
 
-import (
-	"testing"
-
-	"github.com/certguard/certguard/pki"
-)
+import "testing"
 
 // TestKubeconfigOwner: which vcluster a kubeconfig Secret is attributed to when CAs are shared
 // (cloned PKIs) or unknown.
 func TestKubeconfigOwner(t *testing.T) {
 	certs := func(ns, release, fp, keyID string) *Secret {
 		return &Secret{key: ns + "/" + release + "-certs", namespace: ns, name: release + "-certs",
-			facts: pki.FleetFacts{Namespace: ns, Release: release}, caFingerprint: fp, caKeyID: keyID}
+			facts: Facts{Namespace: ns, Release: release}, caFingerprint: fp, caKeyID: keyID}
 	}
 	own := indexOwners([]*Secret{certs("ns1", "a", "X", "kx"), certs("ns2", "b", "X", "kx"), certs("ns3", "c", "Y", "ky")})
 	cases := []struct {

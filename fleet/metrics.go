@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/certguard/certguard/exporter"
-	"github.com/certguard/certguard/pki"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 )
@@ -29,7 +28,7 @@ var (
 
 // statuses are every value certguard_vcluster_status takes, all sent for each vcluster (a state
 // set) so that a status change never leaves a stale series at 1.
-var statuses = []pki.FleetStatus{pki.FleetExpired, pki.FleetUnreadable, pki.FleetDue, pki.FleetOK, pki.FleetNoK0s}
+var statuses = []Status{StatusExpired, StatusUnreadable, StatusDue, StatusOK, StatusNoK0s}
 
 // textFormat is the Content-Type of the text exposition, as promhttp sends it.
 var textFormat = string(expfmt.NewFormat(expfmt.TypeTextPlain))
@@ -98,7 +97,7 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 			certSecrets = append(certSecrets, s)
 		}
 	}
-	rows := make([]pki.FleetRow, len(certSecrets))
+	rows := make([]Row, len(certSecrets))
 	for i, s := range certSecrets {
 		rows[i] = s.facts.Row(now, m.RenewBefore)
 	}
@@ -162,7 +161,7 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 			}
 			vcluster(f.Name, i)
 			if f == famRepair {
-				value(unix(pki.LastRepairTime(rows[i].LastRepair)))
+				value(unix(rows[i].LastRepair.At))
 				continue
 			}
 			value(float64(t.Unix()))

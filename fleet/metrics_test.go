@@ -54,7 +54,7 @@ func (r *reference) Collect(ch chan<- prometheus.Metric) {
 		report := pki.Inspect(pki.Store{}, pki.FromSecret(s), time.Time{}, 0)
 		exporter.CollectSecretCerts(ch, r.now, seen, s.Namespace, s.Name, report)
 		exporter.SendSourceUp(ch, exporter.KindKubeSecret, s.Namespace+"/"+s.Name, true)
-		row := pki.Fleet(s, r.now, r.renewBefore)
+		row := Judge(s, r.now, r.renewBefore)
 		if !row.LeafExpiry.IsZero() {
 			gauge(refLeaf, float64(row.LeafExpiry.Unix()), s.Namespace, row.Release)
 		}
@@ -69,7 +69,7 @@ func (r *reference) Collect(ch chan<- prometheus.Metric) {
 			gauge(refStatus, v, s.Namespace, row.Release, string(st))
 		}
 		rep := 0.0
-		if t := pki.LastRepairTime(row.LastRepair); !t.IsZero() {
+		if t := row.LastRepair.At; !t.IsZero() {
 			rep = float64(t.Unix())
 		}
 		gauge(refRepair, rep, s.Namespace, row.Release)

@@ -19,8 +19,8 @@ import (
 
 // Vcluster is every fact the plan is decided on for one vcluster.
 type Vcluster struct {
-	// Row is the Secret judged from its dates (pki.FleetFacts.Row).
-	Row pki.FleetRow
+	// Row is the Secret judged from its dates (Facts.Row).
+	Row Row
 	// Record is the Secret's restart record, verdict and renew-now request.
 	Record restart.Record
 	// Data fingerprints the Secret's data (a persisted verdict holds while it is unchanged), UID
@@ -50,16 +50,16 @@ const (
 // PlanRow is one vcluster in the plan. Due is when its earliest k0s leaf comes within its init
 // container's --renew-before of expiry, spread by Jitter; Window is the opening it is booked on.
 type PlanRow struct {
-	Namespace  string          `json:"namespace"`
-	Release    string          `json:"release"`
-	Status     pki.FleetStatus `json:"status"`
-	State      RowState        `json:"state"`
-	Blocker    restart.Code    `json:"blocker,omitempty"`
-	LeafExpiry time.Time       `json:"earliestLeafExpiry,omitzero"`
-	Due        time.Time       `json:"due,omitzero"`
-	Jitter     string          `json:"jitter,omitempty"`
-	Window     time.Time       `json:"window,omitzero"`
-	RenewNow   bool            `json:"renewNow,omitempty"`
+	Namespace  string       `json:"namespace"`
+	Release    string       `json:"release"`
+	Status     Status       `json:"status"`
+	State      RowState     `json:"state"`
+	Blocker    restart.Code `json:"blocker,omitempty"`
+	LeafExpiry time.Time    `json:"earliestLeafExpiry,omitzero"`
+	Due        time.Time    `json:"due,omitzero"`
+	Jitter     string       `json:"jitter,omitempty"`
+	Window     time.Time    `json:"window,omitzero"`
+	RenewNow   bool         `json:"renewNow,omitempty"`
 	// Spilled counts the openings skipped because --max-concurrent vclusters were booked on them.
 	Spilled int    `json:"spilled,omitempty"`
 	Note    string `json:"note,omitempty"`
@@ -192,7 +192,7 @@ func BuildPlan(vcs []Vcluster, now time.Time, s PlanSettings, observed map[strin
 		blocked := func(c restart.Code, note string) {
 			pr.State, pr.Blocker, pr.Note = StateBlocked, c, note
 			if v.Workload != nil && v.Workload.K0sRenews {
-				pr.Status = pki.FleetK0sRenews
+				pr.Status = StatusK0sRenews
 			}
 			rest = append(rest, pr)
 		}

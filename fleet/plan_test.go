@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/restart"
 )
 
@@ -25,8 +24,8 @@ func TestBuildPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := at(t, "2026-11-27T12:00:00Z") // a Friday
-	row := func(ns, rel, leaf string) pki.FleetRow {
-		r := pki.FleetRow{Namespace: ns, Release: rel, Status: pki.FleetOK}
+	row := func(ns, rel, leaf string) Row {
+		r := Row{Namespace: ns, Release: rel, Status: StatusOK}
 		if leaf != "" {
 			r.LeafExpiry = at(t, leaf)
 		}
@@ -38,33 +37,33 @@ func TestBuildPlan(t *testing.T) {
 		window string
 		loc    *time.Location
 		max    int
-		rows   []pki.FleetRow
+		rows   []Row
 		want   []want
 	}{
 		{
 			name: "already due: booked from now, not from the past due time", window: "Sat 02:00-04:00", loc: time.UTC, max: 1,
-			rows: []pki.FleetRow{row("a", "late", "2026-12-01T00:00:00Z")}, // due 2026-11-24 with 7d
+			rows: []Row{row("a", "late", "2026-12-01T00:00:00Z")}, // due 2026-11-24 with 7d
 			want: []want{{"late", "2026-11-24T00:00:00Z", "2026-11-28T02:00:00Z"}},
 		},
 		{
 			name: "equal due times: namespace then release order, then spill", window: "Sat 02:00-04:00", loc: time.UTC, max: 1,
-			rows: []pki.FleetRow{row("b", "x", "2026-12-10T00:00:00Z"), row("a", "y", "2026-12-10T00:00:00Z"), row("a", "x", "2026-12-10T00:00:00Z")},
+			rows: []Row{row("b", "x", "2026-12-10T00:00:00Z"), row("a", "y", "2026-12-10T00:00:00Z"), row("a", "x", "2026-12-10T00:00:00Z")},
 			want: []want{{"x", "2026-12-03T00:00:00Z", "2026-12-05T02:00:00Z"}, {"y", "2026-12-03T00:00:00Z", "2026-12-12T02:00:00Z"},
 				{"x", "2026-12-03T00:00:00Z", "2026-12-19T02:00:00Z"}},
 		},
 		{
 			name: "due exactly at an opening: that opening", window: "Sat 02:00-04:00", loc: time.UTC, max: 1,
-			rows: []pki.FleetRow{row("a", "x", "2026-12-12T02:00:00Z")},
+			rows: []Row{row("a", "x", "2026-12-12T02:00:00Z")},
 			want: []want{{"x", "2026-12-05T02:00:00Z", "2026-12-05T02:00:00Z"}},
 		},
 		{
 			name: "a window in Berlin, across the switch to summer time", window: "Sat 02:00-04:00", loc: berlin, max: 1,
-			rows: []pki.FleetRow{row("a", "winter", "2027-01-08T00:00:00Z"), row("a", "summer", "2027-04-08T00:00:00Z")},
+			rows: []Row{row("a", "winter", "2027-01-08T00:00:00Z"), row("a", "summer", "2027-04-08T00:00:00Z")},
 			want: []want{{"winter", "2027-01-01T00:00:00Z", "2027-01-02T01:00:00Z"}, {"summer", "2027-04-01T00:00:00Z", "2027-04-03T00:00:00Z"}},
 		},
 		{
 			name: "no window: due times only", window: "", loc: time.UTC, max: 1,
-			rows: []pki.FleetRow{row("a", "x", "2026-12-12T00:00:00Z"), row("a", "nok0s", "")},
+			rows: []Row{row("a", "x", "2026-12-12T00:00:00Z"), row("a", "nok0s", "")},
 			want: []want{{"x", "2026-12-05T00:00:00Z", ""}, {"nok0s", "", ""}},
 		},
 	}

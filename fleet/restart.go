@@ -315,7 +315,7 @@ func (r *Restarter) settle(ctx context.Context, now time.Time, v *Vcluster) {
 		if v.Workload != nil && v.Workload.Blocker == "" {
 			rb = v.Workload.Init.RenewBefore
 		}
-		fresh := pki.Fleet(sec, now, rb)
+		fresh := Judge(sec, now, rb)
 		vd = restart.Verdict{Code: restart.Renewed, At: now, Data: dataFingerprint(sec.Data)}
 		if fresh.LeafExpiry.IsZero() || !now.Before(fresh.LeafExpiry.Add(-rb)) {
 			vd.Code = restart.RenewedNothing

@@ -14,7 +14,7 @@ import (
 	"github.com/certguard/certguard/restart"
 )
 
-// Secret is one vcluster certificate Secret reduced to what the service serves: the dates Fleet
+// Secret is one vcluster certificate Secret reduced to what the service serves: the dates Judge
 // judges and, per certificate, its x509_cert_* label set already rendered. It holds no
 // certificate or key bytes: the informer hands the Secret to Parse as it arrives and keeps only
 // this (measured at 10,000 Secrets: the whole Secrets were most of the process's memory).
@@ -25,7 +25,7 @@ import (
 type Secret struct {
 	key             string // "<namespace>/<name>"
 	namespace, name string
-	facts           pki.FleetFacts
+	facts           Facts
 	// record is the restart record and verdict; data fingerprints the Secret's data (a verdict
 	// holds while it is unchanged); uid spreads its due time.
 	record    restart.Record
@@ -68,7 +68,7 @@ func newSecret(s *pki.Secret) *Secret {
 
 func parseCertSecret(s *pki.Secret) *Secret {
 	out := newSecret(s)
-	out.facts = pki.ReadFleet(s)
+	out.facts = ReadFacts(s)
 	out.record, out.data, out.uid = restart.ReadRecord(s.Annotations), dataFingerprint(s.Data), s.UID
 	// The certificates pki.Inspect would show for the Secret alone, in its order (by path),
 	// without what Inspect adds to them and the series do not show (signature and key checks:

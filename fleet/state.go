@@ -5,8 +5,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/certguard/certguard/pki"
 )
 
 // State is every vcluster certificate Secret and kubeconfig Secret the informer has seen, by
@@ -55,14 +53,14 @@ func (s *State) snapshot() []*Secret {
 }
 
 // Rows judges every Secret at now, most urgent first, as `certguard fleet` does.
-func (s *State) Rows(now time.Time, renewBefore time.Duration) []pki.FleetRow {
-	var rows []pki.FleetRow
+func (s *State) Rows(now time.Time, renewBefore time.Duration) []Row {
+	var rows []Row
 	for _, e := range s.snapshot() {
 		if e.kubeconfig == nil {
 			rows = append(rows, e.facts.Row(now, renewBefore))
 		}
 	}
-	pki.SortFleet(rows)
+	SortRows(rows)
 	return rows
 }
 

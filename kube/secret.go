@@ -61,7 +61,7 @@ func (s *SecretStore) Get(ctx context.Context) (*pki.Secret, error) {
 // checks the write (RBAC, admission, an immutable Secret, the precondition) and stores nothing.
 func (s *SecretStore) RemoveKeys(ctx context.Context, sec *pki.Secret, keys []string, dryRun bool) error {
 	return s.update(ctx, sec, dryRun, func(obj *secret) (*unstructured.Unstructured, error) {
-		return obj.edited(keys, map[string]string{pki.LastRepairAnnotation: time.Now().UTC().Format(time.RFC3339) + " leaves"})
+		return obj.edited(keys, map[string]string{pki.LastRepairAnnotation: pki.RepairRecord{At: time.Now(), Decision: pki.DecideLeaves}.Format()})
 	})
 }
 

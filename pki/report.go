@@ -1,18 +1,6 @@
 package pki
 
-import (
-	"fmt"
-	"io"
-	"text/tabwriter"
-	"time"
-)
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
+import "time"
 
 // ExpirationInfo is kubeadm's `certs check-expiration -o json` shape
 // (output.kubeadm.k8s.io CertificateExpirationInfo), with certguard's status and drift added.
@@ -72,21 +60,4 @@ func Expiration(r *Report) ExpirationInfo {
 		}
 	}
 	return out
-}
-
-// WriteFleet prints one row per vcluster.
-func WriteFleet(w io.Writer, rows []FleetRow, now time.Time) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tRELEASE\tDISTRO\tSTATUS\tEARLIEST LEAF\tLEAF EXPIRES\tRESIDUAL\tCA EXPIRES\tLAST REPAIR")
-	for _, r := range rows {
-		leaf, exp, res, ca := "-", "-", "-", "-"
-		if !r.LeafExpiry.IsZero() {
-			leaf, exp, res = r.LeafFile, r.LeafExpiry.Format(time.RFC3339), Residual(r.LeafExpiry.Sub(now))
-		}
-		if !r.CAExpiry.IsZero() {
-			ca = r.CAExpiry.Format(time.RFC3339)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Namespace, r.Release, r.Distro, r.Status, leaf, exp, res, ca, orDash(r.LastRepair))
-	}
-	return tw.Flush()
 }

@@ -7,6 +7,18 @@ import (
 	"github.com/certguard/certguard/pki"
 )
 
+// LastRestartAnnotation records on the Secret when the sidecar or the fleet service last deleted
+// the vcluster's pod to renew its leaves (RFC 3339): both honour one --restart-min-interval.
+const LastRestartAnnotation = "certguard.dev/last-restart"
+
+// RestartedPodAnnotation is the UID of the pod the fleet service deleted, written in the same
+// update as LastRestartAnnotation: the restart is over once a pod with another UID is Ready.
+const RestartedPodAnnotation = "certguard.dev/restarted-pod"
+
+// RestartVerdictAnnotation is the fleet service's last verdict on the vcluster (Verdict:
+// "<code> <RFC3339> <data fingerprint>"), so that a new leader decides as the last one did.
+const RestartVerdictAnnotation = "certguard.dev/restart-verdict"
+
 // Record is what the sidecar, the fleet service and the init container tell each other on the
 // <release>-certs Secret, read and written only through this codec: when the pod was last deleted
 // for a renewal and which pod that was, the fleet's verdict on that restart (or why it will not
@@ -45,9 +57,9 @@ func (v Verdict) encode() string {
 // renew-now, whose bad value must be reported rather than ignored.
 func ReadRecord(ann map[string]string) Record {
 	var r Record
-	r.LastRestart, _ = time.Parse(time.RFC3339, ann[pki.LastRestartAnnotation])
-	r.RestartedPod = ann[pki.RestartedPodAnnotation]
-	if f := strings.Fields(ann[pki.RestartVerdictAnnotation]); len(f) >= 2 {
+	r.LastRestart, _ = time.Parse(time.RFC3339, ann[LastRestartAnnotation])
+	r.RestartedPod = ann[RestartedPodAnnotation]
+	if f := strings.Fields(ann[RestartVerdictAnnotation]); len(f) >= 2 {
 		if at, err := time.Parse(time.RFC3339, f[1]); err == nil {
 			r.Verdict = Verdict{Code: Code(f[0]), At: at}
 			if len(f) > 2 {
@@ -59,7 +71,8 @@ func ReadRecord(ann map[string]string) Record {
 		t, err := time.Parse(time.RFC3339, strings.TrimSpace(v))
 		r.RenewNow, r.RenewNowInvalid = t, err != nil
 	}
-	r.LastRepair = pki.LastRepairTime(ann[pki.LastRepairAnnotation])
+	repair, _ := pki.ParseRepairRecord(ann[pki.LastRepairAnnotation])
+	r.LastRepair = repair.At
 	return r
 }
 
@@ -89,12 +102,19 @@ func (r Record) InFlight() bool {
 	return r.RestartedPod != "" && !r.LastRestart.IsZero() && !r.settled()
 }
 
+// SidecarRestartAnnotations records the sidecar's restart of its own pod, made at now: written
+// before the delete, so that the rate guard survives the restart it causes. The sidecar follows
+// no restart to its end, so it leaves the fleet's pod and verdict annotations as they are.
+func SidecarRestartAnnotations(now time.Time) map[string]string {
+	return map[string]string{LastRestartAnnotation: now.UTC().Format(time.RFC3339)}
+}
+
 // StartAnnotations records a fleet restart of the pod with this UID, made at now: written before
 // the delete (no record, no restart); it clears the previous verdict. renewNow, when not empty,
 // carries a StatefulSet's renew-now request to the Secret, where the init container reads it.
 func StartAnnotations(now time.Time, podUID, renewNow string) map[string]string {
-	out := map[string]string{pki.LastRestartAnnotation: now.UTC().Format(time.RFC3339), pki.RestartedPodAnnotation: podUID,
-		pki.RestartVerdictAnnotation: ""}
+	out := map[string]string{LastRestartAnnotation: now.UTC().Format(time.RFC3339), RestartedPodAnnotation: podUID,
+		RestartVerdictAnnotation: ""}
 	if renewNow != "" {
 		out[pki.RenewNowAnnotation] = renewNow
 	}
@@ -104,7 +124,7 @@ func StartAnnotations(now time.Time, podUID, renewNow string) map[string]string 
 // VerdictAnnotations persists a verdict; clearRenewNow also removes a satisfied renew-now
 // request (only ever with CodeRenewed).
 func VerdictAnnotations(v Verdict, clearRenewNow bool) map[string]string {
-	out := map[string]string{pki.RestartVerdictAnnotation: v.encode()}
+	out := map[string]string{RestartVerdictAnnotation: v.encode()}
 	if clearRenewNow {
 		out[pki.RenewNowAnnotation] = ""
 	}

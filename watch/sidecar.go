@@ -25,10 +25,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// LastRestartAnnotation records the sidecar's last restart on the Secret, so that the rate
-// guard survives the restart it causes.
-const LastRestartAnnotation = pki.LastRestartAnnotation
-
 // maxSleep bounds the timer: a safety net, not a polling loop (files and Secret are watched).
 const maxSleep = 6 * time.Hour
 
@@ -225,7 +221,7 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 	}
 	in := restart.Input{Now: now, Report: eff, RepairFailed: backups.Unfinished, SourceErrors: sourceErrs}
 	if secret != nil {
-		in.LastRestart, _ = time.Parse(time.RFC3339, secret.Annotations[LastRestartAnnotation])
+		in.LastRestart = restart.ReadRecord(secret.Annotations).LastRestart
 	}
 	if s.Client != nil {
 		if t := s.Client.ServerTime(); !t.IsZero() {
@@ -267,7 +263,7 @@ func (s *Sidecar) restart(ctx context.Context, now time.Time, dec restart.Decisi
 		s.Log.Info("dry run: would delete this pod now", "pod", s.Namespace+"/"+s.Pod, "why", dec.Why, "dry_run", true)
 		return
 	}
-	if err := s.Secrets.Annotate(ctx, map[string]string{LastRestartAnnotation: now.UTC().Format(time.RFC3339)}); err != nil {
+	if err := s.Secrets.Annotate(ctx, restart.SidecarRestartAnnotations(now)); err != nil {
 		s.Log.Error("not restarting: cannot record the restart on the Secret", "err", err)
 		return
 	}

@@ -273,9 +273,9 @@ func TestSidecarMetricsEventsAndRestart(t *testing.T) {
 	// Due and inside the window: the restart is recorded on the Secret, then the pod deleted.
 	eventually(t, "the pod deleted", func() bool { return !v.podExists(t) })
 	sec, _ := env.Client.CoreV1().Secrets(v.ns).Get(ctx, "vc-certs", metav1.GetOptions{})
-	last, err := time.Parse(time.RFC3339, sec.Annotations[watch.LastRestartAnnotation])
+	last, err := time.Parse(time.RFC3339, sec.Annotations[restart.LastRestartAnnotation])
 	if err != nil || time.Since(last) > time.Minute {
-		t.Fatalf("last-restart annotation %q", sec.Annotations[watch.LastRestartAnnotation])
+		t.Fatalf("last-restart annotation %q", sec.Annotations[restart.LastRestartAnnotation])
 	}
 	evs, _ := env.Client.CoreV1().Events(v.ns).List(ctx, metav1.ListOptions{})
 	var reasons []string
