@@ -59,7 +59,7 @@ func ReadFacts(s *pki.Secret) Facts {
 	}
 	if f.k0sKeys > 0 {
 		for _, p := range pki.K0sLeafFiles {
-			if strings.HasSuffix(p, ".crt") {
+			if pki.FormatOf(p) == pki.FormatCert {
 				read(p)
 			}
 		}

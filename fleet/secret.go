@@ -75,8 +75,8 @@ func parseCertSecret(s *pki.Secret) *Secret {
 	// 95% of its cost, measured 1.06 ms a Secret).
 	paths := make([]string, 0, len(s.Data))
 	for k, v := range s.Data {
-		if p := pki.FilePath(k); len(v) > 0 && (strings.HasSuffix(p, ".crt") || strings.HasSuffix(p, ".conf")) {
-			paths = append(paths, p) // an empty key is corrupt for Inspect: no certificate
+		if f := pki.FormatOf(pki.FilePath(k)); len(v) > 0 && (f == pki.FormatCert || f == pki.FormatKubeconfig) {
+			paths = append(paths, pki.FilePath(k)) // an empty key is corrupt for Inspect: no certificate
 		}
 	}
 	out.certs = make([]certSeries, 0, len(paths))
@@ -84,10 +84,10 @@ func parseCertSecret(s *pki.Secret) *Secret {
 	for _, p := range paths {
 		var c *x509.Certificate
 		data := s.Data[pki.SecretKey(p)]
-		switch {
-		case strings.HasSuffix(p, ".crt"):
+		switch pki.FormatOf(p) {
+		case pki.FormatCert:
 			c, _ = pki.ParseCertPEM(data)
-		case strings.HasSuffix(p, ".conf"):
+		case pki.FormatKubeconfig:
 			if kc, err := pki.ParseKubeconfig(data); err == nil {
 				c = kc.Users[0].Cert
 			}

@@ -45,7 +45,7 @@ func (e *Eventer) Next(r *pki.Report) []Event {
 	var soonest *pki.File
 	for _, f := range r.Files {
 		// Kubeconfigs embed the same certificates as the .crt files: one Event per certificate.
-		if f.Cert == nil || strings.HasSuffix(f.Path, ".conf") || f.Role == pki.RoleUnknown || f.Role == pki.RoleK0sRenewed || f.Role == pki.RoleCACopy {
+		if f.Cert == nil || f.Format() == pki.FormatKubeconfig || f.Role == pki.RoleUnknown || f.Role == pki.RoleK0sRenewed || f.Role == pki.RoleCACopy {
 			continue
 		}
 		prev, known := e.seen[f.Path]

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -195,7 +194,7 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 		for _, f := range diskOnly.Files {
 			if f.Status == pki.StatusCorrupt {
 				kind := exporter.KindFile
-				if strings.HasSuffix(f.Path, ".conf") {
+				if f.Format() == pki.FormatKubeconfig {
 					kind = exporter.KindKubeconfig
 				}
 				s.metrics.Errors.Count(kind, s.PKIDir, exporter.Reason(f.Reason))
@@ -211,7 +210,7 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 	// Secret's at 127.0.0.1), and re-issues the etcd leaves: those differ after every boot.
 	drift := 0
 	for _, f := range eff.Files {
-		if f.Drift == pki.DriftDiffers && !strings.HasSuffix(f.Path, ".conf") && f.Role != pki.RoleK0sRenewed && f.Role != pki.RoleUnknown {
+		if f.Drift == pki.DriftDiffers && f.Format() != pki.FormatKubeconfig && f.Role != pki.RoleK0sRenewed && f.Role != pki.RoleUnknown {
 			drift++
 		}
 	}
