@@ -2,6 +2,7 @@ package watch_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -81,22 +82,50 @@ func TestSidecarNotBlindAfterAPKISwap(t *testing.T) {
 
 // TestSidecarMetricsUpdateWhileAFileIsRewritten: a sibling file rewritten every 10 ms (far
 // faster than the 500 ms debounce) no longer freezes the metrics: an expired certificate placed
-// meanwhile shows, at the latest a max wait (5 × debounce) after the write plus a scrape.
+// meanwhile shows at the latest a max wait (5 × debounce, 2.5 s) after its write, plus 1.5 s for
+// the refresh that follows the flush (it inspects the whole PKI three times) and a scrape on a
+// loaded 2-core machine (measured: 2.45-2.9 s in all, the write landing just after a flush). The
+// sidecar's max wait is above its debounce, so an attempt in which the rewriter stalled for a
+// debounce (the burst could have ended without the max wait) proves nothing: it is repeated with
+// a new file, and the test says so when no attempt was clean.
 func TestSidecarMetricsUpdateWhileAFileIsRewritten(t *testing.T) {
+	const debounce, allowance = 500 * time.Millisecond, 1500 * time.Millisecond
+	const maxWait = 5 * debounce // watch.NewDir's
 	p, _ := pkigen.Generate(pkigen.Options{})
 	dir := filepath.Join(t.TempDir(), "pki")
 	pkigen.WriteDir(dir, p.Files)
-	s := fileSidecar(t, dir, 500*time.Millisecond)
-	rewriteContinuously(t, filepath.Join(dir, "noise.crt"), 10*time.Millisecond, p.Files["ca.crt"], p.Files["server.crt"])
+	s := fileSidecar(t, dir, debounce)
+	n := rewriteContinuously(t, filepath.Join(dir, "noise.crt"), 10*time.Millisecond, p.Files["ca.crt"], p.Files["server.crt"])
 	late := expiredCert(t)
-	time.Sleep(100 * time.Millisecond)
-	start := time.Now()
-	os.WriteFile(filepath.Join(dir, "late.crt"), late, 0o644)
-	eventually(t, "late.crt in the metrics while noise.crt is rewritten", func() bool {
-		v, ok := value(scrape(t, s.Addr), "x509_cert_expired", map[string]string{"filename": "late.crt"})
-		return ok && v == 1
+	expired := func(name string) func() bool {
+		return func() bool {
+			v, ok := value(scrape(t, s.Addr), "x509_cert_expired", map[string]string{"filename": name})
+			return ok && v == 1
+		}
+	}
+	// The noise has reached the metrics: it is running.
+	eventually(t, "noise.crt in the metrics", func() bool {
+		_, ok := value(scrape(t, s.Addr), "x509_cert_not_after", map[string]string{"filename": "noise.crt"})
+		return ok
 	})
-	t.Logf("late.crt in the metrics after %s (debounce 500ms, max wait 2.5s)", time.Since(start).Round(time.Millisecond))
+	for attempt := 1; attempt <= 3; attempt++ {
+		name := fmt.Sprintf("late%d.crt", attempt)
+		start := time.Now()
+		if err := os.WriteFile(filepath.Join(dir, name), late, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		seen := seenWithin(t, 10*time.Second, expired(name))
+		if quiet := n.longestQuiet(start, start.Add(seen)); quiet >= debounce {
+			t.Logf("attempt %d: the rewriter stalled %s (a debounce): inconclusive", attempt, quiet.Round(time.Millisecond))
+			continue
+		}
+		if seen > maxWait+allowance {
+			t.Fatalf("%s in the metrics %s after its write; want within the max wait %s (+%s allowance)", name, seen.Round(time.Millisecond), maxWait, allowance)
+		}
+		t.Logf("%s in the metrics %s after its write (debounce %s, max wait %s)", name, seen.Round(time.Millisecond), debounce, maxWait)
+		return
+	}
+	t.Skip("the rewriter stalled for a debounce in every attempt: this machine is too loaded to tell the max wait from the debounce")
 }
 
 // TestSidecarScrapesAnyFileName: a certificate whose file name is not UTF-8 is scraped (before,

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -287,16 +286,16 @@ func TestSidecarMetricsEventsAndRestart(t *testing.T) {
 	}
 
 	// The StatefulSet recreates the pod and its sidecar starts again: the rate guard, read back
-	// from the Secret, holds it off.
+	// from the Secret, holds it off. No wait: the sidecar is Ready after a refresh that read the
+	// Secret, and that refresh decided (and would have deleted the pod) before Ready.
 	v.createPod(t)
 	s2, _ := v.sidecar(t, openNow(), false)
-	time.Sleep(2 * time.Second)
-	if !v.podExists(t) {
-		t.Fatal("the restarted sidecar deleted the pod again within --restart-min-interval")
-	}
 	next, _ := value(scrape(t, s2.Addr), "certguard_next_restart_timestamp_seconds", nil)
 	if int64(next) < last.Add(day).Unix() {
 		t.Fatalf("next restart %v, want after the min interval", time.Unix(int64(next), 0))
+	}
+	if !v.podExists(t) {
+		t.Fatal("the restarted sidecar deleted the pod again within --restart-min-interval")
 	}
 
 	// Drift: the disk's server.crt replaced by other bytes shows through fsnotify.
@@ -307,12 +306,23 @@ func TestSidecarMetricsEventsAndRestart(t *testing.T) {
 	})
 }
 
+// TestSidecarDryRunAndNoWindowNeverRestart: the leaves are due. With --dry-run in an open window
+// the sidecar decides a restart now (certguard_next_restart_timestamp_seconds is now) and does
+// not delete the pod; with no window it plans none (0). No wait: the decision is made, and a
+// restart would have been done, in the refresh before Ready.
 func TestSidecarDryRunAndNoWindowNeverRestart(t *testing.T) {
 	for name, window := range map[string]*restart.Window{"dry run": openNow(), "no window": nil} {
 		t.Run(name, func(t *testing.T) {
 			v := newVcluster(t, 350*day)
+			before := time.Now()
 			s, _ := v.sidecar(t, window, name == "dry run")
-			time.Sleep(time.Second)
+			next, ok := value(scrape(t, s.Addr), "certguard_next_restart_timestamp_seconds", nil)
+			if window != nil && (!ok || int64(next) < before.Unix() || int64(next) > time.Now().Unix()) {
+				t.Fatalf("next restart %v, want a restart decided now", time.Unix(int64(next), 0))
+			}
+			if window == nil && (!ok || next != 0) {
+				t.Fatalf("next restart %v, %v with no window, want 0", next, ok)
+			}
 			if !v.podExists(t) {
 				t.Fatal("pod deleted")
 			}
@@ -367,10 +377,10 @@ func TestSidecarNeverRestartsIntoARepairThatWouldNotRenew(t *testing.T) {
 		got, _ := value(scrape(t, s.Addr), "certguard_restart_blocked", nil)
 		return got == 1
 	})
-	eventually(t, "a RestartBlocked Event", func() bool {
+	eventually(t, "a Warning RestartBlocked Event on the pod", func() bool {
 		evs, _ := env.Client.CoreV1().Events(v.ns).List(ctx, metav1.ListOptions{})
 		for _, e := range evs.Items {
-			if e.Reason == string(kube.ReasonRestartBlocked) && strings.Contains(e.Message, "would not renew") {
+			if e.Reason == string(kube.ReasonRestartBlocked) && e.Type == "Warning" && e.InvolvedObject.Kind == "Pod" && e.InvolvedObject.Name == "vc-0" {
 				return true
 			}
 		}
