@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/duration"
 )
 
 // Strategy is what a repair may do.
@@ -190,17 +192,26 @@ func digest(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Residual prints a remaining time the way kubeadm does: 364d, 9y, <invalid> once past.
+// Residual prints a remaining time as kubeadm's check-expiration does, with apimachinery's
+// duration.ShortHumanDuration (364d, 9y), except in three ranges where certguard said more
+// before it used it, and still does:
+//   - past NotAfter, always <invalid>: ShortHumanDuration says 0s up to 2 s past, and an expired
+//     certificate has no time left;
+//   - from a minute to a day, hours and minutes (1h30m), where it says 1h: a leaf due today;
+//   - from 365 days to 2 years, days (500d), where it says 1y for anything up to 729 days: a
+//     10-year vcluster CA in its last two years.
+//
+// Under a minute it now says seconds (20s); the hand-written version printed nothing there.
 func Residual(d time.Duration) string {
 	switch {
 	case d < 0:
 		return "<invalid>"
-	case d < 24*time.Hour:
+	case d >= time.Minute && d < 24*time.Hour:
 		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
-	case d < 2*365*24*time.Hour:
+	case d >= 365*24*time.Hour && d < 2*365*24*time.Hour:
 		return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
 	}
-	return fmt.Sprintf("%dy", int(d/(365*24*time.Hour)))
+	return duration.ShortHumanDuration(d)
 }
 
 func abs(d time.Duration) time.Duration {
