@@ -17,6 +17,7 @@ import (
 
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/pki/pkigen/pkigentest"
 )
 
 // fixture is a pki dir and its Secret, ready for a repair.
@@ -278,7 +279,7 @@ func TestResumeAbandonsAStaleJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 	// k0s booted meanwhile (without certguard) and vcluster stored fresh leaves under the same CA.
-	ca, err := pkigen.LoadCA(f.data["ca.crt"], f.data["ca.key"])
+	ca, err := pkigentest.LoadCA(f.data["ca.crt"], f.data["ca.key"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,9 +287,14 @@ func TestResumeAbandonsAStaleJournal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := maps.Clone(f.data)
-	maps.Copy(data, fresh)
-	f.secret.Put(data)
+	// One update of the Secret, as vcluster writes it: a new resourceVersion.
+	cur, err := f.secret.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.secret.SetKeys(context.Background(), cur, fresh, false); err != nil {
+		t.Fatal(err)
+	}
 	out, err := f.repair(pki.StrategyAuto, nil).Run(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -27,6 +27,7 @@ import (
 
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/pki/pkigen/pkigentest"
 	"k8s.io/client-go/util/keyutil"
 )
 
@@ -84,7 +85,7 @@ func kubernetesReads(certPEM, keyPEM []byte) bool {
 
 func TestKeyFormsKubernetesReadsAreNeverCorrupt(t *testing.T) {
 	for _, rsa := range []bool{false, true} {
-		p := genPKI(t, func(o *pkigen.Options) { o.RSA = rsa; expiredLeaves(o) })
+		p := genPKI(t, func(o *pkigen.Options) { o.Key = pkigentest.KeyFunc(rsa); expiredLeaves(o) })
 		for name, form := range keyForms(t, p.Files["ca.key"], p.Files["ca.crt"]) {
 			t.Run(fmt.Sprintf("rsa=%v/%s", rsa, name), func(t *testing.T) {
 				if !kubernetesReads(p.Files["ca.crt"], form) {
@@ -399,7 +400,7 @@ func TestRepairPromises(t *testing.T) {
 			i, st.name, rsa, emptyVolume, withSecret, len(cl), serverOffset, futureBackup, keep)
 		t.Run(name, func(t *testing.T) {
 			p := genPKI(t, func(o *pkigen.Options) {
-				o.RSA = rsa
+				o.Key = pkigentest.KeyFunc(rsa)
 				if st.opts != nil {
 					st.opts(o)
 				}

@@ -98,14 +98,6 @@ func (m *MemorySecret) Delete(_ context.Context, s *pki.Secret, dryRun bool) err
 	return nil
 }
 
-// Put replaces the Secret's data, as vcluster does when it creates or updates it.
-func (m *MemorySecret) Put(data map[string][]byte) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.rv++
-	m.secret = &pki.Secret{UID: "memory", ResourceVersion: strconv.Itoa(m.rv), Data: maps.Clone(data)}
-}
-
 // ServerTime is the simulated API server's clock.
 func (m *MemorySecret) ServerTime() time.Time {
 	if m.Clock != nil {
