@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/pki/pkigen/pkigentest"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -43,7 +44,7 @@ func BenchmarkFleetScale(b *testing.B) {
 	}
 	now := time.Now()
 	gen := func(leavesExpire time.Time) map[string][]byte {
-		p, err := pkigen.Generate(pkigen.Options{Now: now, RSA: true, K0sIssued: leavesExpire.Add(-pkigen.Year + pkigen.Backdate), K0sLifetime: pkigen.Year})
+		p, err := pkigen.Generate(pkigen.Options{Now: now, Key: pkigentest.RSA, K0sIssued: leavesExpire.Add(-pkigen.Year + pkigen.Backdate), K0sLifetime: pkigen.Year})
 		if err != nil {
 			b.Fatal(err)
 		}

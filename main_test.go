@@ -18,6 +18,7 @@ import (
 	"github.com/certguard/certguard/kube/kubetest"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/pki/pkigen/pkigentest"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -186,7 +187,7 @@ func (v *vc) assertUnchanged() {
 // manifest is the SHA-256 of every file under dir, by relative path.
 func manifest(t testing.TB, dir string) map[string]string {
 	t.Helper()
-	m, err := pkigen.Manifest(dir)
+	m, err := pkigentest.Manifest(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/certguard/certguard/exporter"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/pki/pkigen/pkigentest"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 )
@@ -168,7 +169,7 @@ func TestMetricsEmpty(t *testing.T) {
 // BenchmarkMetricsWrite renders 1,000 vclusters (one PKI's Secret under 1,000 names), plain text,
 // to nowhere: the server's side of a scrape. Per op: one scrape.
 func BenchmarkMetricsWrite(b *testing.B) {
-	p, err := pkigen.Generate(pkigen.Options{RSA: true})
+	p, err := pkigen.Generate(pkigen.Options{Key: pkigentest.RSA})
 	if err != nil {
 		b.Fatal(err)
 	}

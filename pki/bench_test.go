@@ -13,6 +13,7 @@ import (
 
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/pki/pkigen/pkigentest"
 )
 
 // Benchmarks of the in-process half of a healthy `certguard repair`: read the 43-file pki dir,
@@ -56,7 +57,7 @@ func benchPKI(b *testing.B, rsa bool) *pkigen.PKI {
 	if p, ok := benchPKIs.Load(name); ok {
 		return p.(*pkigen.PKI)
 	}
-	p, err := pkigen.Generate(pkigen.Options{Now: benchNow, RSA: rsa})
+	p, err := pkigen.Generate(pkigen.Options{Now: benchNow, Key: pkigentest.KeyFunc(rsa)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -131,6 +131,8 @@ func TestSecretKeyMapping(t *testing.T) {
 func TestResidual(t *testing.T) {
 	for d, want := range map[time.Duration]string{
 		-time.Second: "<invalid>", 90 * time.Minute: "1h30m", 12 * day: "12d", 364 * day: "364d", 9*pkigen.Year + day: "9y",
+		// Where Residual says more than ShortHumanDuration (0s, 2h, 1y), and under a minute.
+		-time.Millisecond: "<invalid>", 2 * time.Hour: "2h0m", 500 * day: "500d", 2 * pkigen.Year: "2y", 20 * time.Second: "20s",
 	} {
 		if got := pki.Residual(d); got != want {
 			t.Errorf("Residual(%s) = %s, want %s", d, got, want)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -228,7 +229,7 @@ func TestRepairSetsConfServers(t *testing.T) {
 			t.Errorf("Secret key %s changed", k)
 		}
 	}
-	if got := manifest(t, f.dir); !mapsEqual(got, f.before) {
+	if got := manifest(t, f.dir); !maps.Equal(got, f.before) {
 		t.Error("the pki dir changed")
 	}
 	f.assertNothingLost(t) // the old values are in the backup's secret.json
@@ -318,16 +319,4 @@ func TestRepairConfServersNeverBlock(t *testing.T) {
 			f.assertNothingLost(t)
 		})
 	}
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }

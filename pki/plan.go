@@ -3,11 +3,12 @@ package pki
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/duration"
 )
 
 // Strategy is what a repair may do.
@@ -173,269 +174,17 @@ type Policy struct {
 const fullResetBreaks = "a new CA is generated on boot: every existing kubeconfig and client certificate of this virtual " +
 	"cluster stops working, and clients must trust the new CA"
 
-// buildPlan decides what to do about a Report. It reads nothing and writes nothing: the steps
-// carry the bytes the Report's stores read. BuildPlan (kubeconfig_server.go) wraps it.
+// buildPlan decides what to do about a Report in two pure steps: classify finds what is wrong
+// (findings with codes), decide makes the Decision and the Steps from them. It reads nothing and
+// writes nothing: the steps carry the bytes the Report's stores read. BuildPlan
+// (kubeconfig_server.go) wraps it.
 func buildPlan(r *Report, pol Policy) Plan {
 	p := Plan{Version: journalVersion, Now: r.Now, PKIDir: r.PKIDir, Secret: pol.Secret, Strategy: pol.Strategy, Decision: DecideNothing}
 	if r.secret.Present {
 		p.Secret.UID, p.Secret.ResourceVersion = r.secret.UID, r.secret.ResourceVersion
 	}
-	say := func(list *[]Finding, c Code, path, format string, a ...any) {
-		*list = append(*list, Finding{Code: c, Path: path, Text: fmt.Sprintf(format, a...)})
-	}
-	if !r.SecretPresent && r.DiskEmpty() {
-		say(&p.Why, CodeFirstStart, "", "no Secret and no PKI on the volume (first start): vcluster generates them")
-		return p
-	}
-	if _, crt := r.File("ca.crt"); !crt {
-		if _, key := r.File("ca.key"); !key {
-			say(&p.Why, CodeNoClusterCA, "", "neither ca.crt nor ca.key exists on the volume or in the Secret: vcluster generates a new PKI at this start")
-			return p
-		}
-	}
-	if ca, ok := r.File("ca.crt"); ok && ca.Cert != nil && ca.Cert.SubjectCN == k0sOwnCACN {
-		say(&p.Why, CodeK0sOwnPKI, "", "ca.crt has CN %s: k0s runs its own PKI and re-issues its leaves at every start (vcluster < v0.19); nothing to do", k0sOwnCACN)
-		return p
-	}
-	if r.SecretPresent && r.DiskEmpty() {
-		say(&p.Warnings, CodeSecretOnly, "", "the pki dir holds no files (a new or non-persistent volume): judged from Secret %s alone, which vcluster writes to the volume at this start", pol.Secret.Ref())
-	}
-
-	var leaf, caDead, caDue, kept, skew []Finding
-	for _, f := range r.Files {
-		if f.Role == RoleUnknown {
-			continue
-		}
-		if r.RenewedByK0s(f) {
-			// k0s ≥ v1.35.1 writes it anew at this start, whatever it holds (pki/k0s.go).
-			continue
-		}
-		if f.Status == StatusNotYetValid {
-			say(&skew, CodeNotYetValid, f.Path, "%s is not valid before %s", f.Path, f.Cert.NotBefore.UTC().Format(time.RFC3339))
-		}
-		switch {
-		case slices.Contains(K0sLeafFiles, f.Path):
-			if f.Status != StatusOK {
-				say(&leaf, CodeLeaf, f.Path, "%s", describe(f, r.Now))
-			}
-		case f.Role == RoleCA:
-			switch {
-			case f.Status == StatusDue:
-				say(&caDue, CodeCADue, f.Path, "%s: a CA is not renewed by any restart; plan a CA rotation (--strategy full) before it expires", describe(f, r.Now))
-			case f.Status == StatusCorrupt && (f.Reason == ReasonNotRegular || f.Reason == ReasonTooLarge || f.Reason == ReasonUnreadable):
-				// Bytes that could not be read are no evidence that the CA is bad.
-				say(&p.Warnings, CodeCAUnjudged, f.Path, "%s: a CA file that cannot be read is never a reason to reset; fix it by hand", describe(f, r.Now))
-			case f.Status != StatusOK && f.Source == SourceSecret && caGoodOnDisk(r, f.Path):
-				// The Secret's copy is broken but the volume holds a good CA: that is drift to
-				// fix, never a reason to throw the good CA away.
-				say(&p.Warnings, CodeCADrift, f.Path, "%s in Secret %s, while the pki dir holds a good CA: never a reason to reset; "+
-					"restore the Secret's %s from the pki dir (or a backup)", describe(f, r.Now), pol.Secret.Ref(), SecretKey(f.Path))
-			case f.Status != StatusOK:
-				say(&caDead, CodeCADead, f.Path, "%s", describe(f, r.Now))
-			}
-		case f.Role == RoleVclusterLeaf || f.Role == RoleKeyPair:
-			switch f.Status {
-			case StatusOK:
-			case StatusDue:
-				say(&p.Warnings, CodeKeptDue, f.Path, "%s: k0s does not renew vcluster's own leaves; only --strategy full does", describe(f, r.Now))
-			default:
-				say(&kept, CodeKeptBroken, f.Path, "%s", describe(f, r.Now))
-			}
-		}
-	}
-	for _, name := range caEntries[1:] {
-		_, crt := r.File(name + ".crt")
-		_, key := r.File(name + ".key")
-		if !crt && !key {
-			say(&p.Warnings, CodeCAAbsent, name+".crt", "%s.crt and %s.key are both missing: k0s generates a new %s on boot", name, name, name)
-		}
-	}
-	p.Warnings = append(p.Warnings, caDue...)
-
-	// basis is what the repair rests on: the files whose state calls for it.
-	var basis []Finding
-	switch {
-	case len(caDead) > 0 && pol.Strategy == StrategyLeaves:
-		p.Decision = DecideRefuse
-		p.Why = caDead
-		p.Refusal = &Finding{Code: CodeCADead, Path: caDead[0].Path, Text: "a CA is expired or unusable (" + caDead[0].Text +
-			"): new leaves under it cannot make the cluster boot; rerun with --strategy auto or full to reset the PKI (existing kubeconfigs stop working)"}
-		return p
-	case len(caDead) > 0:
-		p.Decision = DecideFull
-		basis = caDead
-		p.Why = append(slices.Clone(caDead), Finding{Code: CodeFullReset, Text: "a CA is expired or unusable, so the cluster cannot boot on this PKI: reset it"})
-	case pol.Strategy == StrategyFull && (len(leaf) > 0 || len(caDue) > 0 || len(kept) > 0):
-		p.Decision = DecideFull
-		basis = append(append(slices.Clone(caDue), kept...), leaf...)
-		p.Why = append(slices.Clone(basis), Finding{Code: CodeStrategy, Text: "--strategy full: reset the whole PKI"})
-	case len(leaf) > 0:
-		p.Decision = DecideLeaves
-		basis = leaf
-		p.Why = append(slices.Clone(leaf), Finding{Code: CodeLeavesRepair, Text: "the CAs are good: remove the 14 k0s leaf files so that k0s re-signs them with the same CA on boot"})
-		// A broken kept file is not fixed by a leaf repair, but not made worse either: the
-		// repair goes ahead and the file is reported, so that the start is never blocked by it.
-		for _, k := range kept {
-			k.Text += ": a leaf repair does not fix it; restore it from a backup under the backup dir, or use --strategy full"
-			p.Warnings = append(p.Warnings, k)
-		}
-	default:
-		say(&p.Why, CodeNothingDue, "", "nothing is due")
-		p.Why = append(p.Why, r.k0sFindings(pol.Secret)...)
-		p.Warnings = append(p.Warnings, kept...)
-		return p
-	}
-	if hold := clockHold(r, pol, p.Decision, skew); hold != nil {
-		// Acting is unsafe while the clock is in doubt. Refusing (exit 3) blocks the start, which
-		// helps only where the start fails anyway: something the repair rests on is expired by
-		// this node's clock and by the API server's, or broken whatever the clock. A leaf that is
-		// only due, or a certificate from the future, does not stop k0s: the start goes on
-		// unchanged, and the plan says loudly what was held back and why.
-		// The k0s leaves count whatever the repair rests on: expired, they stop the start too.
-		if fatal, ok := failsAnyway(r, pol, append(slices.Clone(basis), leaf...)); ok {
-			p.Decision = DecideRefuse
-			hold.Text += "; " + fatal.Text + ", so this start fails anyway"
-			if hold.Code == CodeNotYetValid {
-				hold.Code = CodeClockSkew // a refusal's code, as it always was
-			}
-			p.Refusal = hold
-			return p
-		}
-		held := p.Decision
-		p.Decision = DecideNothing
-		p.Why = append(slices.Clone(basis), Finding{Code: CodeRepairHeld, Path: hold.Path, Text: fmt.Sprintf("a %s repair is called for but held back: %s; "+
-			"nothing it rests on is expired by both this node's and the API server's clock, so nothing was changed and the start goes on", held, hold.Text)})
-		p.Warnings = append(p.Warnings, *hold)
-		return p
-	}
-	if !r.SecretPresent {
-		ref := pol.Secret
-		p.Warnings = append(p.Warnings, Finding{Code: CodeNoSecret, Secret: &ref, Text: fmt.Sprintf("Secret %s does not exist: vcluster rebuilds it from the disk "+
-			"at this start, from every file left in the pki dir (if the vcluster keeps its certificates under another name, set --vcluster-name or --secret-name)", ref.Ref())})
-	}
-	if p.Decision == DecideFull {
-		p.Breaks = fullResetBreaks
-		p.Steps = fullSteps(r, &p)
-	} else {
-		p.Steps = leafSteps(r)
-	}
+	decide(r, pol, classify(r, pol), &p)
 	return p
-}
-
-// clockHold says why the clock makes a decided repair unsafe, or nil: a certificate from the
-// future (a clock behind), this node's clock off the API server's by more than MaxClockSkew, or
-// a full reset with no clock reference at all.
-func clockHold(r *Report, pol Policy, d Decision, skew []Finding) *Finding {
-	switch {
-	case len(skew) > 0:
-		return &Finding{Code: CodeNotYetValid, Path: skew[0].Path, Text: "clock skew: " + skew[0].Text + ", but the clock says " + r.Now.UTC().Format(time.RFC3339) +
-			"; a certificate from the future is not an expired one: fix the node's clock (NTP) and restart the pod"}
-	case pol.ClockKnown && pol.MaxClockSkew > 0 && abs(pol.ClockSkew) > pol.MaxClockSkew:
-		return &Finding{Code: CodeClockSkew, Text: fmt.Sprintf("clock skew: this node's clock is %s off the API server's (--max-clock-skew %s): "+
-			"fix the node's clock (NTP) and restart the pod", abs(pol.ClockSkew).Round(time.Second), FormatDuration(pol.MaxClockSkew))}
-	case d == DecideFull && (!pol.ClockKnown || pol.MaxClockSkew <= 0):
-		return &Finding{Code: CodeNoClock, Text: "a full reset needs a clock reference, and the API server's time is unknown " +
-			"(no Date header) or --max-clock-skew is 0: set --max-clock-skew above 0 and make sure the API answers with its Date"}
-	}
-	return nil
-}
-
-// failsAnyway returns the first finding of basis whose file keeps the cluster from starting
-// whatever certguard does: expired by this node's clock and by the API server's (when its time
-// is known), or broken in a way no clock changes (corrupt, missing, a key that does not match).
-// A file that is due or not yet valid never does.
-func failsAnyway(r *Report, pol Policy, basis []Finding) (Finding, bool) {
-	server := r.Now
-	if pol.ClockKnown {
-		server = r.Now.Add(-pol.ClockSkew)
-	}
-	for _, b := range basis {
-		i := slices.IndexFunc(r.Files, func(f File) bool { return f.Path == b.Path })
-		if i < 0 {
-			continue
-		}
-		switch f := r.Files[i]; f.Status {
-		case StatusOK, StatusDue, StatusNotYetValid:
-		case StatusExpired:
-			if f.Cert == nil || f.Cert.NotAfter.Before(server) {
-				return b, true
-			}
-		default:
-			return b, true
-		}
-	}
-	return Finding{}, false
-}
-
-// leafSteps removes the 14 k0s leaves from the Secret (one update) and then from the disk.
-func leafSteps(r *Report) []Step {
-	var s []Step
-	var keys []string
-	for _, p := range K0sLeafFiles {
-		if r.secret.has(p) {
-			keys = append(keys, SecretKey(p))
-		}
-	}
-	if len(keys) > 0 {
-		s = append(s, Step{Action: ActionRemoveSecretKeys, Keys: keys,
-			Why: "vcluster writes the Secret over the disk at start: the k0s leaves must leave both, the Secret in one write"})
-	}
-	for _, p := range K0sLeafFiles {
-		if data, ok := r.disk.Files[p]; ok {
-			s = append(s, Step{Action: ActionRemoveFile, Path: p, Data: data, SHA256: digest(data), Why: "k0s re-signs it with the same CA on boot"})
-			continue
-		}
-		var ee *EntryError
-		if err, ok := r.disk.Errors[p]; ok && errors.As(err, &ee) {
-			s = append(s, Step{Action: ActionSetAside, Path: p, Kind: ee.Kind, Link: ee.Link,
-				Why: "not a readable regular file: moved into the backup unopened, and k0s writes a new one"})
-		}
-	}
-	return s
-}
-
-// fullSteps deletes the Secret, moves the pki dir into the backup and puts the service-account
-// key pair back, as vcluster's own rotate-ca does: vcluster (pkg/certs CreatePKIAssets →
-// CreateServiceAccountKeyAndPublicKeyFiles) and k0s both reuse an existing sa.key, so tokens
-// signed before the reset stay valid.
-func fullSteps(r *Report, p *Plan) []Step {
-	var s []Step
-	if r.SecretPresent {
-		s = append(s, Step{Action: ActionDeleteSecret, Why: "otherwise vcluster writes the old PKI back to the volume"})
-	}
-	if r.DiskPresent {
-		s = append(s, Step{Action: ActionMovePKI, Why: "the whole pki dir goes into the backup; vcluster and k0s generate a new one on boot"})
-	}
-	key, kok := r.eff["sa.key"]
-	pub, pok := r.eff["sa.pub"]
-	fk, _ := r.File("sa.key")
-	fp, _ := r.File("sa.pub")
-	if kok && pok && fk.Status == StatusOK && fp.Status == StatusOK {
-		s = append(s,
-			Step{Action: ActionRestoreFile, Path: "sa.key", Data: key, SHA256: digest(key), Why: "service-account tokens stay valid"},
-			Step{Action: ActionRestoreFile, Path: "sa.pub", Data: pub, SHA256: digest(pub), Why: "service-account tokens stay valid"})
-		p.Warnings = append(p.Warnings, Finding{Code: CodeSAKept, Path: "sa.key", Text: "sa.key and sa.pub are kept: service-account tokens stay valid"})
-	} else {
-		p.Warnings = append(p.Warnings, Finding{Code: CodeSANotKept, Path: "sa.key", Text: "sa.key/sa.pub are missing or unusable: new ones are generated and every service-account token stops working"})
-		p.Breaks += "; every service-account token too"
-	}
-	return s
-}
-
-// caGoodOnDisk reports whether the CA that p belongs to is whole and valid in the pki dir alone.
-func caGoodOnDisk(r *Report, p string) bool {
-	if !r.disk.Present {
-		return false
-	}
-	e, _ := roleOf(p)
-	disk := Inspect(r.disk, Store{Source: SourceSecret}, r.Now, r.RenewBefore)
-	for _, ext := range e.files {
-		f, ok := disk.File(e.name + ext)
-		if !ok || (f.Status != StatusOK && f.Status != StatusDue) {
-			return false
-		}
-	}
-	return true
 }
 
 func digest(b []byte) string {
@@ -443,32 +192,26 @@ func digest(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// describe says in one phrase what is wrong with a file.
-func describe(f File, now time.Time) string {
-	switch f.Status {
-	case StatusExpired:
-		return fmt.Sprintf("%s expired at %s", f.Path, f.Cert.NotAfter.UTC().Format(time.RFC3339))
-	case StatusDue:
-		return fmt.Sprintf("%s expires within %s at %s", f.Path, Residual(f.Cert.NotAfter.Sub(now)), f.Cert.NotAfter.UTC().Format(time.RFC3339))
-	case StatusNotYetValid:
-		return fmt.Sprintf("%s is not valid before %s", f.Path, f.Cert.NotBefore.UTC().Format(time.RFC3339))
-	case StatusMissing:
-		return f.Path + " is missing (" + f.Detail + ")"
-	}
-	return f.Path + " is " + string(f.Status) + ": " + f.Detail
-}
-
-// Residual prints a remaining time the way kubeadm does: 364d, 9y, <invalid> once past.
+// Residual prints a remaining time as kubeadm's check-expiration does, with apimachinery's
+// duration.ShortHumanDuration (364d, 9y), except in three ranges where certguard said more
+// before it used it, and still does:
+//   - past NotAfter, always <invalid>: ShortHumanDuration says 0s up to 2 s past, and an expired
+//     certificate has no time left;
+//   - from a minute to a day, hours and minutes (1h30m), where it says 1h: a leaf due today;
+//   - from 365 days to 2 years, days (500d), where it says 1y for anything up to 729 days: a
+//     10-year vcluster CA in its last two years.
+//
+// Under a minute it now says seconds (20s); the hand-written version printed nothing there.
 func Residual(d time.Duration) string {
 	switch {
 	case d < 0:
 		return "<invalid>"
-	case d < 24*time.Hour:
+	case d >= time.Minute && d < 24*time.Hour:
 		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
-	case d < 2*365*24*time.Hour:
+	case d >= 365*24*time.Hour && d < 2*365*24*time.Hour:
 		return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
 	}
-	return fmt.Sprintf("%dy", int(d/(365*24*time.Hour)))
+	return duration.ShortHumanDuration(d)
 }
 
 func abs(d time.Duration) time.Duration {

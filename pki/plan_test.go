@@ -1,6 +1,8 @@
 package pki_test
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -201,6 +203,44 @@ func TestBuildPlan(t *testing.T) {
 			checkSteps(t, plan, files, secret)
 		})
 	}
+}
+
+// TestBuildPlanSplitPoints covers the two paths between classify and decide that the table
+// above does not reach: a CA entry that cannot be read (classify warns, decide must not count it
+// as a dead CA) and a full reset that cannot keep sa.key/sa.pub (decide's steps warn).
+func TestBuildPlanSplitPoints(t *testing.T) {
+	pol := pki.Policy{Strategy: pki.StrategyAuto, Secret: pki.SecretRef{Namespace: "ns", Name: "vc-certs"}, ClockKnown: true, MaxClockSkew: 5 * time.Minute}
+	t.Run("unreadable ca.crt on disk: unjudged, leaves repaired, never a reset", func(t *testing.T) {
+		// The Secret lacks ca.crt too, so the start uses the disk's entry: a directory.
+		p := genPKI(t, expiredLeaves)
+		files, secret := clone(p.Files), p.SecretData()
+		delete(files, "ca.crt")
+		delete(secret, "ca.crt")
+		dir := writePKI(t, files)
+		if err := os.Mkdir(filepath.Join(dir, "ca.crt"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		plan := pki.BuildPlan(inspect(t, dir, secret), pol)
+		if w, ok := plan.Has(pki.CodeCAUnjudged); plan.Decision != pki.DecideLeaves || !ok || w.Path != "ca.crt" || !slices.Contains(plan.Warnings, w) {
+			t.Fatalf("decision %s, ca-unjudged %v in warnings %q; want leaves and a ca-unjudged warning for ca.crt", plan.Decision, ok, plan.Warnings)
+		}
+		if _, dead := plan.Has(pki.CodeCADead); dead {
+			t.Errorf("an unreadable CA counted as dead: why %q", plan.Why)
+		}
+	})
+	t.Run("full reset without sa.pub: tokens break, said", func(t *testing.T) {
+		p := genPKI(t, expiredCA)
+		files, secret := clone(p.Files), p.SecretData()
+		delete(files, "sa.pub")
+		delete(secret, "sa.pub")
+		plan := pki.BuildPlan(inspect(t, writePKI(t, files), secret), pol)
+		if _, ok := plan.Has(pki.CodeSANotKept); plan.Decision != pki.DecideFull || !ok || !strings.HasSuffix(plan.Breaks, "every service-account token too") {
+			t.Fatalf("decision %s, sa-not-kept %v, breaks %q", plan.Decision, ok, plan.Breaks)
+		}
+		if slices.ContainsFunc(plan.Steps, func(s pki.Step) bool { return s.Action == pki.ActionRestoreFile }) {
+			t.Errorf("a restore-file step without a whole sa pair: %v", plan.Steps)
+		}
+	})
 }
 
 // checkSteps verifies what a plan touches: exactly the 14 k0s files for leaves, never one half of

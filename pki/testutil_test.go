@@ -9,6 +9,7 @@ import (
 
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/pki/pkigen/pkigentest"
 )
 
 // now is the fixed reference time of every test in this package.
@@ -71,7 +72,7 @@ func inspect(t testing.TB, dir string, secret map[string][]byte) *pki.Report {
 // manifest is the SHA-256 of every file under dir, by relative path.
 func manifest(t testing.TB, dir string) map[string]string {
 	t.Helper()
-	m, err := pkigen.Manifest(dir)
+	m, err := pkigentest.Manifest(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/certguard/certguard/kube/kubetest"
 	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/pki/pkigen/pkigentest"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -85,7 +86,7 @@ func startSidecar(b *testing.B) *exec.Cmd {
 	}
 	ctx := context.Background()
 	ns, _ := env.Namespace(ctx, "idle")
-	p, _ := pkigen.Generate(pkigen.Options{RSA: true})
+	p, _ := pkigen.Generate(pkigen.Options{Key: pkigentest.RSA})
 	files := p.Files
 	certs := 0
 	for name := range files {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/certguard/certguard/kube/kubetest"
 	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/pki/pkigen/pkigentest"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -46,7 +47,7 @@ func serve(args []string) error {
 		return errors.New("-dir is required")
 	}
 	now := time.Now()
-	p, err := pkigen.Generate(pkigen.Options{Now: now, RSA: *rsa})
+	p, err := pkigen.Generate(pkigen.Options{Now: now, Key: pkigentest.KeyFunc(*rsa)})
 	if err != nil {
 		return err
 	}

@@ -47,25 +47,28 @@ func (m *MemorySecret) Get(context.Context) (*pki.Secret, error) {
 	return &c, nil
 }
 
+// RemoveKeys removes keys in one write, on the condition that s is the current resourceVersion.
 func (m *MemorySecret) RemoveKeys(_ context.Context, s *pki.Secret, keys []string, dryRun bool) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.secret == nil || m.secret.ResourceVersion != s.ResourceVersion {
-		return fmt.Errorf("memory Secret: %w", pki.ErrSecretChanged)
-	}
-	if dryRun {
-		return nil
-	}
-	for _, k := range keys {
-		delete(m.secret.Data, k)
-	}
-	m.rv++
-	m.secret.ResourceVersion = strconv.Itoa(m.rv)
-	return nil
+	return m.update(s, dryRun, func(data map[string][]byte) {
+		for _, k := range keys {
+			delete(data, k)
+		}
+	})
 }
 
 // SetKeys sets keys in one write, on the same resourceVersion condition as RemoveKeys.
 func (m *MemorySecret) SetKeys(_ context.Context, s *pki.Secret, set map[string][]byte, dryRun bool) error {
+	return m.update(s, dryRun, func(data map[string][]byte) {
+		for k, v := range set {
+			data[k] = slices.Clone(v)
+		}
+	})
+}
+
+// update is one write as the API server does it: refused with ErrSecretChanged unless s is the
+// current resourceVersion, checked and not stored under dryRun, else edit applied and a new
+// resourceVersion (as kube.SecretStore.update).
+func (m *MemorySecret) update(s *pki.Secret, dryRun bool, edit func(data map[string][]byte)) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.secret == nil || m.secret.ResourceVersion != s.ResourceVersion {
@@ -74,9 +77,7 @@ func (m *MemorySecret) SetKeys(_ context.Context, s *pki.Secret, set map[string]
 	if dryRun {
 		return nil
 	}
-	for k, v := range set {
-		m.secret.Data[k] = slices.Clone(v)
-	}
+	edit(m.secret.Data)
 	m.rv++
 	m.secret.ResourceVersion = strconv.Itoa(m.rv)
 	return nil
@@ -96,14 +97,6 @@ func (m *MemorySecret) Delete(_ context.Context, s *pki.Secret, dryRun bool) err
 	}
 	m.secret = nil
 	return nil
-}
-
-// Put replaces the Secret's data, as vcluster does when it creates or updates it.
-func (m *MemorySecret) Put(data map[string][]byte) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.rv++
-	m.secret = &pki.Secret{UID: "memory", ResourceVersion: strconv.Itoa(m.rv), Data: maps.Clone(data)}
 }
 
 // ServerTime is the simulated API server's clock.

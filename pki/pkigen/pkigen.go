@@ -2,6 +2,10 @@
 // (ca.crt with CN "kubernetes"), its 10-year leaves and kubeconfigs, k0s's one-year leaves signed
 // by that CA, sa.*, and etcd/. Tests, the e2e harness and `certguard demo` use it, so that no
 // certificate in this project comes from a hand-made fixture.
+//
+// It ships in the release binary because the demo runs it, so it holds only what the demo's run
+// reaches; what only tests use (RSA keys, loading a CA, tree manifests) is in pkigentest, which
+// no package of the release binary imports.
 package pkigen
 
 import (
@@ -11,15 +15,11 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"math/big"
 	"net"
@@ -54,9 +54,10 @@ type Options struct {
 	// konnectivity, and the etcd leaves.
 	K0sIssued   time.Time
 	K0sLifetime time.Duration
-	// RSA makes RSA-2048 keys like vcluster and k0s do; the default ECDSA P-256 is 50× faster
-	// to generate and changes nothing certguard looks at.
-	RSA bool
+	// Key makes every key. nil: ECDSA P-256, 50× faster to generate than RSA-2048 and the same
+	// to certguard. pkigentest.RSA makes RSA-2048 keys like vcluster and k0s do; it lives there
+	// so that the release binary does not link RSA key generation (32 KiB) for the demo.
+	Key func() (crypto.Signer, error)
 	// NoCACopies leaves out server-ca/client-ca, which vcluster writes from v0.25 on.
 	NoCACopies bool
 	// Hosts are the server certificate's SANs besides the k0s defaults.
@@ -234,39 +235,10 @@ func (p *PKI) IssueK0sLeaves(ca *CA, caPEM []byte) (map[string][]byte, error) {
 }
 
 // New returns a generator for more certificates with o's key type and times, e.g. to re-issue
-// leaves under a CA loaded with LoadCA.
+// leaves under a CA loaded with pkigentest.LoadCA.
 func New(o Options) *PKI {
 	o.defaults()
 	return &PKI{Files: map[string][]byte{}, CAs: map[string]*CA{}, opts: o}
-}
-
-// LoadCA reads a CA pair from PEM.
-func LoadCA(crtPEM, keyPEM []byte) (*CA, error) {
-	c, err := pki.ParseCertPEM(crtPEM)
-	if err != nil {
-		return nil, err
-	}
-	b, _ := pem.Decode(keyPEM)
-	if b == nil {
-		return nil, fmt.Errorf("CA key: no PEM block")
-	}
-	var k any
-	switch b.Type {
-	case "RSA PRIVATE KEY":
-		k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
-	case "EC PRIVATE KEY":
-		k, err = x509.ParseECPrivateKey(b.Bytes)
-	default:
-		k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("CA key: %w", err)
-	}
-	signer, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("CA key: %T cannot sign", k)
-	}
-	return &CA{Cert: c, Key: signer}, nil
 }
 
 // Kubeconfig writes a kubeconfig embedding the leaf <name>.crt/.key, as k0s does at start.
@@ -360,8 +332,8 @@ func (p *PKI) Issue(ca *CA, l Leaf) (crt, key []byte, err error) {
 }
 
 func (p *PKI) newKey() (crypto.Signer, error) {
-	if p.opts.RSA {
-		return rsa.GenerateKey(rand.Reader, 2048)
+	if p.opts.Key != nil {
+		return p.opts.Key()
 	}
 	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 }
@@ -434,43 +406,4 @@ func WriteDir(dir string, files map[string][]byte) error {
 		}
 	}
 	return nil
-}
-
-// Manifest is the SHA-256 of every file under dir by slash-separated relative path, to compare
-// a tree before and after; a missing dir has an empty manifest.
-func Manifest(dir string) (map[string]string, error) {
-	m := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && p == dir {
-				return fs.SkipAll
-			}
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		rel, _ := filepath.Rel(dir, p)
-		switch {
-		case d.Type()&fs.ModeSymlink != 0:
-			// Never followed: a symlink is its target text.
-			l, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			m[filepath.ToSlash(rel)] = "symlink:" + l
-			return nil
-		case !d.Type().IsRegular():
-			m[filepath.ToSlash(rel)] = "special:" + d.Type().String() // never opened: a FIFO would block
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(b)
-		m[filepath.ToSlash(rel)] = hex.EncodeToString(sum[:])
-		return nil
-	})
-	return m, err
 }
