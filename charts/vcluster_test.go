@@ -3,6 +3,7 @@ package charts_test
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -15,19 +16,14 @@ import (
 
 // TestValuesWithVclusterCharts renders vcluster's own charts with the values files and checks
 // the pod and the Role they produce, then validates the whole render against the test apiserver.
-// vcluster's chart is not vendored into this repository: the test reads it from a loft-sh/vcluster
-// git clone (bare is fine) named by CERTGUARD_VCLUSTER_GIT, and skips without one. CI has none:
-// the chart is another project's template code, which this repository does not carry, and CI
-// reaches no Helm repository (charts.loft.sh) nor GitHub. What CI checks instead: the keys
-// vcluster's charts render for a plugin entry (TestValuesFilesKeys, from their schema and
-// templates) and certguard's RBAC against the Roles they render (testdata/vcluster-v0.*-role.yaml,
-// rbac_test.go). Last run with the real charts: 2026-12-05, all six cases pass
-// (v0.19.7 charts/k0s, v0.20.0 and v0.25.0 chart/, with a server-side dry-run of each render).
+// vcluster's chart is not vendored into this repository (it is another project's template code):
+// the test takes it, at each release's tag, from the module github.com/loft-sh/vcluster as the Go
+// module proxy serves it (`go mod download`; the zip holds chart/ and charts/k0s, 11 MB a
+// version, cached in the module cache like every other module). That proxy is what CI reaches,
+// where charts.loft.sh and GitHub are not. CERTGUARD_VCLUSTER_GIT, a loft-sh/vcluster git clone
+// (bare is fine), is read instead when it is set.
 func TestValuesWithVclusterCharts(t *testing.T) {
 	src := os.Getenv("CERTGUARD_VCLUSTER_GIT")
-	if src == "" {
-		t.Skip("CERTGUARD_VCLUSTER_GIT is not set: vcluster's own charts (v0.19.7, v0.20.0, v0.25.0) are not rendered with the values files")
-	}
 	for _, c := range []struct {
 		tag, path string
 		v019      bool
@@ -36,7 +32,12 @@ func TestValuesWithVclusterCharts(t *testing.T) {
 		{"v0.20.0", "chart", false},
 		{"v0.25.0", "chart", false},
 	} {
-		chart := extractChart(t, src, c.tag, c.path)
+		var chart string
+		if src != "" {
+			chart = extractChart(t, src, c.tag, c.path)
+		} else {
+			chart = moduleChart(t, c.tag, c.path)
+		}
 		for _, f := range valuesFiles {
 			if f.v019 != c.v019 {
 				continue
@@ -121,6 +122,27 @@ func container(spec any, list, name string) obj {
 		}
 	}
 	return nil
+}
+
+// moduleChart copies the chart at path of vcluster's release tag, from the Go module proxy's copy
+// of github.com/loft-sh/vcluster, into a temp dir (the module cache is read-only).
+func moduleChart(t *testing.T, tag, path string) string {
+	t.Helper()
+	cmd := exec.Command("go", "mod", "download", "-json", "github.com/loft-sh/vcluster@"+tag)
+	cmd.Dir = t.TempDir() // no go.mod here: the project's own module is left alone
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var mod struct{ Dir, Error string }
+	if err != nil || json.Unmarshal(out, &mod) != nil || mod.Dir == "" {
+		t.Fatalf("go mod download github.com/loft-sh/vcluster@%s: %v %s %s", tag, err, mod.Error, stderr.String())
+	}
+	dir := filepath.Join(t.TempDir(), filepath.Base(path))
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join(mod.Dir, filepath.FromSlash(path)))); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // extractChart writes the chart at path of tag in the git repository src into a temp dir.
