@@ -59,23 +59,19 @@ func (s *SecretStore) Watch(ctx context.Context, fn func(*pki.Secret), onErr fun
 // listAndWatch lists the Secret, then follows it until the watch ends. A nil error means list
 // again now (410 Gone, or the watcher stopped).
 func (s *SecretStore) listAndWatch(ctx context.Context, sel string, fn func(*pki.Secret)) error {
-	list, err := s.Client.listSecrets(ctx, s.Namespace, metav1.ListOptions{FieldSelector: sel})
+	list, err := s.Client.listSecretsJSON(ctx, s.Namespace, metav1.ListOptions{FieldSelector: sel})
 	if err != nil {
 		return Explain(err, "list", "Secret "+s.ref())
 	}
 	if len(list.Items) == 0 {
 		fn(nil)
 	} else {
-		sec, err := decodeSecret(&list.Items[0])
-		if err != nil {
-			return err
-		}
-		fn(toPKI(sec))
+		fn(toPKI(list.Items[0].secret()))
 	}
 	// RetryWatcher logs through klog, which would print its own lines beside certguard's slog
 	// output; every error it hands back reaches onErr, so its log is discarded.
 	ctx = klog.NewContext(ctx, logr.Discard())
-	rw, err := watchtools.NewRetryWatcherWithContext(ctx, list.GetResourceVersion(), &cache.ListWatch{
+	rw, err := watchtools.NewRetryWatcherWithContext(ctx, list.Metadata.ResourceVersion, &cache.ListWatch{
 		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			opts.FieldSelector = sel
 			return s.Client.watchSecrets(ctx, s.Namespace, opts)
@@ -99,7 +95,7 @@ func (s *SecretStore) listAndWatch(ctx context.Context, sel string, fn func(*pki
 				if !ok {
 					continue
 				}
-				sec, err := decodeSecret(u)
+				sec, err := secretFrom(u)
 				if err != nil {
 					return err
 				}
