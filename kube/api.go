@@ -179,7 +179,11 @@ func (c *Client) listSecretsJSON(ctx context.Context, ns string, opts metav1.Lis
 	if ns != "" {
 		path = []string{"/api/v1/namespaces", ns, "secrets"}
 	}
-	req := rc.Get().AbsPath(path...)
+	// No compressed answer: the apiserver gzips any answer over 128 KiB for a client that
+	// accepts it (Go's transport asks when the request does not say), which on the host
+	// cluster's network cost both sides more CPU than the bytes it saved (measured: a fifth of
+	// fleet serve's CPU during its first LIST was inflating).
+	req := rc.Get().AbsPath(path...).SetHeader("Accept-Encoding", "identity")
 	for k, v := range map[string]string{"fieldSelector": opts.FieldSelector, "labelSelector": opts.LabelSelector, "continue": opts.Continue,
 		"resourceVersion": opts.ResourceVersion, "resourceVersionMatch": string(opts.ResourceVersionMatch)} {
 		if v != "" {

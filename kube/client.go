@@ -35,8 +35,9 @@ import (
 //   - stream, for long or bulky answers: the WATCH streams (no client-side timeout: the server
 //     ends a watch after a while and the informer opens the next one) and the informer's and the
 //     one-shot commands' LIST pages (their timeout is a deadline on each page's context instead).
-//     It asks for no response compression and has no rate limit, for the LIST pages: see
-//     newStream. Built on first use: the init container never lists nor watches.
+//     It has no rate limit, and its LIST pages ask for no compression (listSecretsJSON). It
+//     shares raw's transport, hence its connection. Built on first use: the init container
+//     never lists nor watches.
 type Client struct {
 	raw     rest.Interface
 	dyn     dynamic.Interface
@@ -97,7 +98,6 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 	}
 	scfg := rest.CopyConfig(rcfg)
 	scfg.Timeout = 0
-	scfg.DisableCompression = true
 	// No client-side rate limit (client-go's default is 5 requests a second, burst 10): a LIST
 	// is one request split into pages, and at 10,000 vcluster Secrets its 200 pages waited 38 s
 	// on the limiter. The apiserver's priority and fairness is what protects it.
@@ -105,11 +105,9 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 	return &Client{raw: raw, dyn: dynamic.New(raw), timeout: cfg.Timeout, streamCfg: scfg, clock: clock}, nil
 }
 
-// streamClient is the client of WATCH streams and LIST pages, built on first use. It accepts
-// no compressed answer: the apiserver gzips any answer over 128 KiB for a client that accepts it
-// (Go's transport asks by default), which on the host cluster's network cost both sides more
-// CPU than the bytes it saved (measured: a fifth of fleet serve's CPU during its first LIST was
-// inflating). A watch stream is never compressed, so it loses nothing.
+// streamClient is the client of WATCH streams and LIST pages, built on first use. Its config
+// differs from raw's only in what is not part of the transport (timeout, rate limit), so client-go
+// hands it the same transport: no second connection (the sidecar's budget is 20 MiB).
 func (c *Client) streamClient() (rest.Interface, error) {
 	c.streamOnce.Do(func() { c.stream, c.streamErr = rest.UnversionedRESTClientFor(c.streamCfg) })
 	return c.stream, c.streamErr

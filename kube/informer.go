@@ -43,17 +43,23 @@ import (
 // in its cache, before fn has seen them all (handlers are notified asynchronously; measured:
 // ready with 3 of 1,000 handed over).
 func CertSecretInformer[T any](c *Client, namespace string, parse func(*pki.Secret) *T, fn func(key string, v *T), onErr func(error)) (inf cache.SharedIndexInformer, synced func() bool, err error) {
+	return secretInformer(c, namespace, "type=Opaque", parse, fn, onErr, explainWatchError("Secrets", "secrets", onErr))
+}
+
+// secretInformer is CertSecretInformer's informer on the Secrets that fieldSelector picks; the
+// sidecar's Watch runs it on one Secret. onWatchErr explains a failed LIST or WATCH.
+func secretInformer[T any](c *Client, namespace, fieldSelector string, parse func(*pki.Secret) *T, fn func(key string, v *T), onErr func(error),
+	onWatchErr cache.WatchErrorHandlerWithContext) (inf cache.SharedIndexInformer, synced func() bool, err error) {
 	// tools/cache's informer on hand-made list and watch functions, not dynamicinformer: that
 	// package imports client-go/informers, hence the typed clientset and every API group
 	// (measured: the binary went from 15.5 to 31.0 MB).
-	const opaque = "type=Opaque"
 	reduce := func(s *secret) runtime.Object {
 		return reducedSecret(s, parse(toPKI(s)))
 	}
 	next := &prefetch{}
 	inf = cache.NewSharedIndexInformer(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = opaque
+			o.FieldSelector = fieldSelector
 			// The reflector asks for resourceVersion "0", which the apiserver serves from its
 			// watch cache in one answer whatever the limit: every Opaque Secret of the cluster
 			// at once. "" (the latest) honours the limit, so the list comes a page at a time.
@@ -70,7 +76,7 @@ func CertSecretInformer[T any](c *Client, namespace string, parse func(*pki.Secr
 			return list.reduced(reduce), nil
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = opaque
+			o.FieldSelector = fieldSelector
 			return c.watchSecrets(ctx, namespace, o)
 		},
 	}, &unstructured.Unstructured{}, 0, cache.Indexers{})
@@ -88,7 +94,7 @@ func CertSecretInformer[T any](c *Client, namespace string, parse func(*pki.Secr
 	}); err != nil {
 		return nil, nil, err
 	}
-	if err := inf.SetWatchErrorHandlerWithContext(explainWatchError("Secrets", "secrets", onErr)); err != nil {
+	if err := inf.SetWatchErrorHandlerWithContext(onWatchErr); err != nil {
 		return nil, nil, err
 	}
 	handle := func(obj any) {
