@@ -172,7 +172,9 @@ func (c *Client) listSecretsJSON(ctx context.Context, ns string, opts metav1.Lis
 	if err != nil {
 		return nil, err
 	}
-	// The stream client has no timeout of its own (watches): this page gets the one of a request.
+	// The stream client has no timeout of its own (watches): this page gets the one of a request,
+	// on the server (the timeout parameter, as raw sends it) and here (Stream leaves reading the
+	// body to the caller, so the deadline is on the context).
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	path := []string{"/api/v1/secrets"}
@@ -183,7 +185,7 @@ func (c *Client) listSecretsJSON(ctx context.Context, ns string, opts metav1.Lis
 	// accepts it (Go's transport asks when the request does not say), which on the host
 	// cluster's network cost both sides more CPU than the bytes it saved (measured: a fifth of
 	// fleet serve's CPU during its first LIST was inflating).
-	req := rc.Get().AbsPath(path...).SetHeader("Accept-Encoding", "identity")
+	req := rc.Get().AbsPath(path...).SetHeader("Accept-Encoding", "identity").Timeout(c.timeout)
 	for k, v := range map[string]string{"fieldSelector": opts.FieldSelector, "labelSelector": opts.LabelSelector, "continue": opts.Continue,
 		"resourceVersion": opts.ResourceVersion, "resourceVersionMatch": string(opts.ResourceVersionMatch)} {
 		if v != "" {
