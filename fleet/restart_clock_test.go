@@ -221,25 +221,16 @@ func tickAt(r *Restarter, c *clockCluster, at time.Time) {
 	r.Tick(context.Background(), at)
 }
 
-func clockTime(t *testing.T, s string) time.Time {
-	t.Helper()
-	v, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
 // TestRestarterOnlyInsideTheWindow: a vcluster due a week before the window opens is restarted
 // at the opening's first instant, not a tick earlier; one whose StatefulSet appears the instant
 // the window closes waits, ticked every minute, for the next opening's first instant.
 func TestRestarterOnlyInsideTheWindow(t *testing.T) {
-	t0 := clockTime(t, "2026-11-28T04:00:00Z") // a Saturday, the instant the window closes
+	t0 := at(t, "2026-11-28T04:00:00Z") // a Saturday, the instant the window closes
 	r, c, workloads := clockFleet(t, t0, 2)
 	c.ready = true
 	c.vcluster(workloads, "early", t0.Add(10*clockDay), true) // due since 20 days
 	c.vcluster(workloads, "late", t0.Add(11*clockDay), false) // no StatefulSet yet: blocked
-	open := clockTime(t, "2026-12-05T02:00:00Z")
+	open := at(t, "2026-12-05T02:00:00Z")
 	ticks(r, c, time.Minute, open.Add(-time.Nanosecond))
 	tickAt(r, c, open.Add(-time.Nanosecond))
 	if len(c.deletes) != 0 {
@@ -273,7 +264,7 @@ func TestRestarterOnlyInsideTheWindow(t *testing.T) {
 // restarted, one that becomes restartable at that instant is not, and the stalled verdict is
 // written at that instant.
 func TestRestarterReadyTimeoutStallsAtTheInstant(t *testing.T) {
-	open := clockTime(t, "2026-12-05T02:00:00Z")
+	open := at(t, "2026-12-05T02:00:00Z")
 	stall := open.Add(30 * time.Minute)
 	for _, tc := range []struct {
 		appears   time.Time
@@ -321,7 +312,7 @@ func TestRestarterReadyTimeoutStallsAtTheInstant(t *testing.T) {
 // nanosecond; once the deadline is reached no restart is begun, no write is made, and the
 // vclusters left are restarted by the next tick.
 func TestRestarterRespectsTheTickDeadline(t *testing.T) {
-	open := clockTime(t, "2026-12-05T02:00:00Z")
+	open := at(t, "2026-12-05T02:00:00Z")
 	r, c, workloads := clockFleet(t, open, 5)
 	c.ready = true
 	for i := range 5 {
