@@ -22,8 +22,9 @@ import (
 //
 // The informer's cache holds this one Secret, which the sidecar keeps anyway (fn gets the cached
 // value). Its cost, BenchmarkSidecarIdle on the 2-core dev VM (2026-12-05, go1.26 release build):
-// the sidecar's RSS was 20.09–20.28 MiB with the hand-written LIST+RetryWatcher loop this
-// replaced, 20.39–20.43 MiB with the informer (+0.2 MiB, mostly the informer's code pages).
+// the sidecar's RSS was 20.09–20.33 MiB (5 runs, mean 20.24) with the hand-written
+// LIST+RetryWatcher loop this replaced, 20.36–20.46 MiB (4 runs, mean 20.41) with the informer:
+// +0.17 MiB, mostly the informer's code pages (RssFile +0.12 MiB).
 func (s *SecretStore) Watch(ctx context.Context, fn func(*pki.Secret), onErr func(error)) {
 	ref := "Secret " + s.ref()
 	var mu sync.Mutex
