@@ -1,7 +1,7 @@
 // Package kube is certguard's side of the Kubernetes API: the <release>-certs Secret, Events
 // on the vcluster pod, and the pod itself. It uses client-go's dynamic client with unstructured
-// objects, its pager and its informer (tools/cache): client-go's typed clientset registers every API group
-// (+22 MiB of binary), and even k8s.io/api/core/v1 alone weighs 3 MiB, for five calls. An object
+// objects, its pager and its informer (tools/cache): client-go's typed clientset registers every
+// API group (+22 MiB of binary), and even k8s.io/api/core/v1 alone weighs 3 MiB, for five calls. An object
 // certguard writes back is the server's own object with one edit, so no field is ever dropped.
 package kube
 
