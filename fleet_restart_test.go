@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -292,11 +293,21 @@ func TestFleetRestartDue(t *testing.T) {
 		vcs[rel].createPod(t)
 	}
 	// Both are back, so two restarts are no longer in flight; but this opening has had its
-	// --max-concurrent 2: three more ticks (10 s each) must restart nothing.
-	select {
-	case rel := <-deleted:
-		t.Errorf("%s restarted; this opening had its two\n%s", rel, s.log())
-	case <-time.After(35 * time.Second):
+	// --max-concurrent 2. Wait for a tick that has seen them back (its plan, built after they
+	// came back, no longer has them restarting), then for one more: c must not have been
+	// restarted by either. The apiserver's audit log is the count of what the service deleted,
+	// whatever the test's own pod watch saw or missed.
+	back := time.Now()
+	settled := s.waitPlan(t, "a and b seen back", func(p fleetsvc.Plan) bool {
+		rows := rowsByKey(p)
+		return p.Now.After(back) && rows[ns+"/a"].State != fleetsvc.StateRestarting && rows[ns+"/b"].State != fleetsvc.StateRestarting
+	})
+	later := s.waitPlan(t, "one more tick", func(p fleetsvc.Plan) bool { return p.Now.After(settled.Now) })
+	if r := rowsByKey(later)[ns+"/c"]; r.State != fleetsvc.StateBooked {
+		t.Errorf("c %+v after the opening had its two, want booked on the next one\n%s", r, s.log())
+	}
+	if got := podDeletes(t, user); !slices.Equal(got, []string{ns + "/a-0", ns + "/b-0"}) {
+		t.Errorf("the service deleted pods %v, want a-0 and b-0 once each: --max-concurrent 2 per opening\n%s", got, s.log())
 	}
 	for _, rel := range []string{"a", "b"} {
 		sec, err := kenv.Client.CoreV1().Secrets(ns).Get(ctx, rel+"-certs", metav1.GetOptions{})
@@ -356,6 +367,43 @@ func TestFleetRestartDue(t *testing.T) {
 	}
 }
 
+// waitPlan polls /plan until cond holds, for at most a minute (ticks are 10 s apart; an
+// informer's first LIST has taken seconds on a loaded 2-core machine), and returns that plan.
+func (s *served) waitPlan(t testing.TB, what string, cond func(fleetsvc.Plan) bool) fleetsvc.Plan {
+	t.Helper()
+	var last string
+	for end := time.Now().Add(time.Minute); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		code, body := s.get("/plan")
+		if code != http.StatusOK {
+			continue
+		}
+		last = body
+		var p fleetsvc.Plan
+		if err := json.Unmarshal([]byte(body), &p); err == nil && cond(p) {
+			return p
+		}
+	}
+	t.Fatalf("no /plan with %s within a minute; last:\n%s\n%s", what, last, s.log())
+	return fleetsvc.Plan{}
+}
+
+// podDeletes is every pod delete the apiserver served for user, as "<namespace>/<name>", sorted.
+func podDeletes(t testing.TB, user string) []string {
+	t.Helper()
+	reqs, err := kenv.Requests(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range reqs {
+		if r.Verb == "delete" && r.ObjectRef != nil && r.ObjectRef.Resource == "pods" {
+			out = append(out, r.ObjectRef.Namespace+"/"+r.ObjectRef.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {
@@ -387,16 +435,31 @@ func TestFleetRestartDueDryRunAndRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := startServe(t, "--kubeconfig", kc, "--restart-due", "--dry-run", "--restart-window", windowAround(now), "--lease-namespace", home, "-n", ns)
-	for end := time.Now().Add(20 * time.Second); !strings.Contains(s.log(), "dry run: would delete pod "+ns+"/a-0"); {
-		if time.Now().After(end) {
-			t.Fatalf("no dry-run line within 20 s:\n%s", s.log())
+	// /plan serves, once synced, a plan with a to restart now, until the tick that restarts it
+	// (or with --dry-run, would) publishes its own when it has done everything it does: a is then
+	// booked on a later opening (dry run: counted as restarted in this one), or restarting if it
+	// was deleted. By then the apiserver's audit log holds every request of that tick: no pod
+	// delete, no Secret write.
+	p := s.waitPlan(t, "the dry-run tick", func(p fleetsvc.Plan) bool {
+		r, ok := rowsByKey(p)[ns+"/a"]
+		return ok && r.State != fleetsvc.StateRestartNow
+	})
+	if r := rowsByKey(p)[ns+"/a"]; r.State != fleetsvc.StateBooked || !strings.Contains(s.log(), "dry run: would delete pod "+ns+"/a-0") {
+		t.Errorf("after the dry-run tick: a %+v, want booked on a later opening and a dry-run line:\n%s", r, s.log())
+	}
+	reqs, err := kenv.Requests(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range reqs {
+		if r.Verb == "delete" || (r.Verb == "update" && r.ObjectRef != nil && r.ObjectRef.Resource == "secrets") {
+			t.Fatalf("--dry-run made %s %s", r.Verb, r.RequestURI)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	select {
 	case rel := <-deleted:
 		t.Fatalf("--dry-run deleted the pod of %s", rel)
-	case <-time.After(2 * time.Second):
+	default:
 	}
 	sec, err := kenv.Client.CoreV1().Secrets(ns).Get(ctx, "a-certs", metav1.GetOptions{})
 	if err != nil {

@@ -168,10 +168,7 @@ func TestSecretNearTheLimitIsRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.data = v.secret()
-	code, _, stderr := v.run("repair")
-	if code != 0 || !strings.Contains(stderr, "repaired") {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
+	v.repairCodes(pki.DecideLeaves, true, pki.CodeLeaf)
 	saved, _ := filepath.Glob(filepath.Join(v.dir+".old", "*", "secret.json"))
 	if len(saved) != 1 {
 		t.Fatalf("backups with secret.json: %v", saved)

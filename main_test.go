@@ -130,8 +130,9 @@ func runBin(t *testing.T, envv []string, args ...string) (int, string, string) {
 
 // repairJSON runs `repair -o json`, requires exit 0 and the decision, and returns the outcome.
 func (v *vc) repairJSON(want pki.Decision) (out struct {
-	Plan   pki.Plan
-	Backup string
+	Plan    pki.Plan
+	Backup  string
+	Applied bool
 }) {
 	v.t.Helper()
 	code, stdout, stderr := v.run("repair", "-o", "json")
@@ -142,6 +143,22 @@ func (v *vc) repairJSON(want pki.Decision) (out struct {
 		v.t.Fatalf("decision %q, want %q (%v): %s", out.Plan.Decision, want, err, stdout)
 	}
 	return out
+}
+
+// repairCodes runs `repair -o json` and requires exit 0, the decision, whether it applied (wrote
+// anything), and a finding of each code; it returns the plan.
+func (v *vc) repairCodes(want pki.Decision, applied bool, codes ...pki.Code) pki.Plan {
+	v.t.Helper()
+	out := v.repairJSON(want)
+	if out.Applied != applied {
+		v.t.Fatalf("applied %v, want %v: %+v", out.Applied, applied, out.Plan)
+	}
+	for _, c := range codes {
+		if _, ok := out.Plan.Has(c); !ok {
+			v.t.Fatalf("no %s finding in %+v", c, append(out.Plan.Why, out.Plan.Warnings...))
+		}
+	}
+	return out.Plan
 }
 
 func (v *vc) secret() map[string][]byte {
@@ -308,10 +325,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 func TestFirstStartChangesNothing(t *testing.T) {
 	v := newVC(t, pkigen.Options{}, false)
 	os.RemoveAll(filepath.Dir(v.dir))
-	code, _, stderr := v.run("repair")
-	if code != 0 || !strings.Contains(stderr, "first start") {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
+	v.repairCodes(pki.DecideNothing, false, pki.CodeFirstStart)
 	if _, err := os.Stat(filepath.Dir(v.dir)); !os.IsNotExist(err) {
 		t.Error("something was created on the volume")
 	}
@@ -323,10 +337,7 @@ func TestFirstStartChangesNothing(t *testing.T) {
 func TestHealthySecretOnEmptyVolumeIsJudgedFromTheSecret(t *testing.T) {
 	v := newVC(t, pkigen.Options{Server: pki.SyncerServer}, true) // as vcluster's syncer leaves it
 	os.RemoveAll(v.dir)
-	code, _, stderr := v.run("repair")
-	if code != 0 || !strings.Contains(stderr, "judged from Secret") || !strings.Contains(stderr, "nothing is due") {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
+	v.repairCodes(pki.DecideNothing, false, pki.CodeSecretOnly, pki.CodeNothingDue)
 	if !maps.EqualFunc(v.secret(), v.data, bytes.Equal) {
 		t.Error("the Secret changed")
 	}
@@ -421,11 +432,8 @@ func TestHealthyRunIsOneGet(t *testing.T) {
 	// A healthy Secret as vcluster's syncer leaves it: every kubeconfig at https://127.0.0.1:6443.
 	v := newVC(t, pkigen.Options{Now: time.Now(), Server: pki.SyncerServer}, true)
 	start := time.Now()
-	code, _, stderr := v.run("repair")
+	v.repairCodes(pki.DecideNothing, false, pki.CodeNothingDue)
 	took := time.Since(start)
-	if code != 0 || !strings.Contains(stderr, "nothing is due") {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
 	if got := v.requests(); !slices.Equal(got, []string{"get secrets"}) {
 		t.Fatalf("a healthy run made %v, want exactly one GET of the Secret", got)
 	}
@@ -438,10 +446,8 @@ func TestHealthyRunIsOneGet(t *testing.T) {
 // syncer expects, in one write, with a backup; no repair is reported; the next start is one GET.
 func TestRepairSetsKubeconfigServers(t *testing.T) {
 	v := newVC(t, pkigen.Options{Now: time.Now()}, true) // pkigen writes k0s's server
-	code, _, stderr := v.run("repair")
-	if code != 0 || !strings.Contains(stderr, "kubeconfig servers set") {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
+	// No repair (decision nothing), but the Secret's kubeconfig servers were set (applied).
+	v.repairCodes(pki.DecideNothing, true, pki.CodeConfServer)
 	// get, the dry run, get again before the write, the write, one get per later kubeconfig step.
 	if got := v.requests(); !slices.Equal(got, []string{"get secrets", "update secrets", "get secrets", "update secrets",
 		"get secrets", "get secrets", "get secrets", "get secrets"}) {
@@ -495,9 +501,7 @@ func TestForbiddenUpdateChangesNothing(t *testing.T) {
 	// The dry run met the 403 before the first write: no backup, no journal, nothing anywhere.
 	v.assertUnchanged()
 	v.setUser("system:masters")
-	if code, _, stderr := v.run("repair"); code != 0 || !strings.Contains(stderr, "repaired") {
-		t.Fatalf("rerun with RBAC fixed: exit %d: %s", code, stderr)
-	}
+	v.repairCodes(pki.DecideLeaves, true, pki.CodeLeaf) // the rerun with RBAC fixed
 }
 
 func TestAPIDownChangesNothing(t *testing.T) {
@@ -539,9 +543,9 @@ func TestCorruptKeptFileDoesNotBlock(t *testing.T) {
 	s.Data["apiserver.crt"] = s.Data["apiserver.crt"][:120] // truncated
 	kenv.Client.CoreV1().Secrets(v.ns).Update(ctx, s, metav1.UpdateOptions{})
 	v.data = v.secret()
-	code, _, stderr := v.run("repair")
-	if code != 0 || !strings.Contains(stderr, "apiserver.crt is corrupt") || !strings.Contains(stderr, "repaired") {
-		t.Fatalf("exit %d: %s", code, stderr)
+	plan := v.repairCodes(pki.DecideLeaves, true, pki.CodeLeaf, pki.CodeKeptBroken)
+	if f, _ := plan.Has(pki.CodeKeptBroken); !strings.HasSuffix(f.Path, "apiserver.crt") {
+		t.Fatalf("the %s finding is about %q, want apiserver.crt", pki.CodeKeptBroken, f.Path)
 	}
 	if got := v.secret(); !bytes.Equal(got["apiserver.crt"], v.data["apiserver.crt"]) || got["server.crt"] != nil {
 		t.Error("want the leaves removed and the kept file left as it was")
@@ -639,10 +643,39 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestDemo: the demo's first repair decides leaves and its second decides nothing with no step
+// (its heading says "a second run is a no-op": the plan printed under it must be one); its pki
+// dir then holds none of the 14 k0s leaf files, and one backup.
 func TestDemo(t *testing.T) {
-	code, stdout, stderr := runBin(t, nil, "demo", "--dir", t.TempDir())
-	if code != 0 || !strings.Contains(stdout, "decision: leaves") || !strings.Contains(stdout, "a second run is a no-op") {
+	dir := t.TempDir()
+	code, stdout, stderr := runBin(t, nil, "demo", "--dir", dir)
+	if code != 0 {
 		t.Fatalf("demo: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	_, first, ok1 := strings.Cut(stdout, "\n== certguard repair\n")
+	_, again, ok2 := strings.Cut(stdout, "\n== certguard repair (again)")
+	_, again, _ = strings.Cut(again, "\n")
+	decision := func(section string) string {
+		line, _, _ := strings.Cut(section, "\n")
+		return line
+	}
+	if !ok1 || !ok2 || decision(first) != "decision: "+string(pki.DecideLeaves)+" (strategy auto)" ||
+		decision(again) != "decision: "+string(pki.DecideNothing)+" (strategy auto)" {
+		t.Fatalf("demo: want a leaves repair, then nothing:\n%s", stdout)
+	}
+	for _, line := range strings.Split(again, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "1. ") {
+			t.Fatalf("the second run has steps: %s", again)
+		}
+	}
+	files := manifest(t, filepath.Join(dir, "pki"))
+	for _, f := range k0sFileNames {
+		if _, ok := files[f]; ok {
+			t.Errorf("the demo's pki dir still has %s", f)
+		}
+	}
+	if backups, _ := filepath.Glob(filepath.Join(dir, "pki.old", "*")); len(backups) != 1 {
+		t.Errorf("backups %v, want one", backups)
 	}
 }
 

@@ -3,14 +3,14 @@ package kube
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"time"
 
+	"github.com/certguard/certguard/pki"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
@@ -23,57 +23,62 @@ var (
 	eventsGVR  = schema.GroupVersionResource{Version: "v1", Resource: "events"}
 )
 
-// meta is the part of an object's metadata certguard reads.
-type meta struct {
-	Name            string
-	Namespace       string
-	UID             string
-	ResourceVersion string
-	Labels          map[string]string
-	Annotations     map[string]string
-	Finalizers      []string
-	// DeletionTimestamp is set once a delete was accepted while finalizers keep the object.
-	DeletionTimestamp string
-}
-
-// secret is a Secret as certguard reads it, with the server's object kept whole for writing
-// back: an update changes the keys and annotations certguard means to change, nothing else.
+// secret is a Secret as certguard reads it: the domain's pki.Secret, and the server's object
+// kept whole for writing back, so that an update changes the keys and annotations certguard
+// means to change, nothing else.
 type secret struct {
-	Metadata meta
-	Type     string
-	Data     map[string][]byte
-	obj      *unstructured.Unstructured
-	raw      []byte // the server's JSON, when obj is not decoded yet
+	pki.Secret
+	obj *unstructured.Unstructured
+	raw []byte // the server's JSON, when obj is not decoded yet
 }
 
-func metaOf(u *unstructured.Unstructured) meta {
-	m := meta{Name: u.GetName(), Namespace: u.GetNamespace(), UID: string(u.GetUID()), ResourceVersion: u.GetResourceVersion(),
-		Labels: u.GetLabels(), Annotations: u.GetAnnotations(), Finalizers: u.GetFinalizers()}
-	if ts := u.GetDeletionTimestamp(); ts != nil {
-		m.DeletionTimestamp = ts.UTC().Format(time.RFC3339)
-	}
-	return m
+// secretJSON is the one Secret decoder: the part of a Secret's JSON certguard reads. It is the
+// wire's shape (metadata nested, a deletion timestamp), which pki.Secret, the domain's, is not.
+// A GET's or a LIST page's answer is decoded into it by encoding/json, which decodes the base64
+// data values into bytes; an object the dynamic client already decoded into maps (a WATCH event,
+// an Update's answer) is read into it by apimachinery's converter (secretFrom). Only the fields
+// certguard reads are decoded: never managedFields, which the dynamic client's maps hold.
+type secretJSON struct {
+	Metadata struct {
+		Name              string            `json:"name"`
+		Namespace         string            `json:"namespace"`
+		UID               string            `json:"uid"`
+		ResourceVersion   string            `json:"resourceVersion"`
+		Labels            map[string]string `json:"labels"`
+		Annotations       map[string]string `json:"annotations"`
+		Finalizers        []string          `json:"finalizers"`
+		DeletionTimestamp *metav1.Time      `json:"deletionTimestamp"`
+	} `json:"metadata"`
+	Data map[string][]byte `json:"data"`
 }
 
-// decodeSecret reads the fields certguard uses; data values are base64 in the JSON the server
-// sends, as in every Secret.
-func decodeSecret(u *unstructured.Unstructured) (*secret, error) {
-	s := &secret{Metadata: metaOf(u), obj: u}
-	s.Type, _, _ = unstructured.NestedString(u.Object, "type")
-	data, _, err := unstructured.NestedStringMap(u.Object, "data")
-	if err != nil {
-		return nil, fmt.Errorf("decode Secret %s/%s: %w", s.Metadata.Namespace, s.Metadata.Name, err)
+// secret is the decoded Secret, without the server's object.
+func (j *secretJSON) secret() *secret {
+	m := j.Metadata
+	return &secret{Secret: pki.Secret{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		Labels: m.Labels, Annotations: m.Annotations, Finalizers: m.Finalizers, Deleting: m.DeletionTimestamp != nil, Data: j.Data}}
+}
+
+// decodeSecret decodes a GET's answer once; the whole object is decoded again only when
+// certguard writes it back (edited), which a healthy start never does.
+func decodeSecret(raw []byte) (*secret, error) {
+	var j secretJSON
+	if err := json.Unmarshal(raw, &j); err != nil {
+		return nil, fmt.Errorf("decode Secret: %w", err)
 	}
-	if len(data) > 0 {
-		s.Data = make(map[string][]byte, len(data))
+	s := j.secret()
+	s.raw = raw
+	return s, nil
+}
+
+// secretFrom reads a Secret the dynamic client decoded, through secretJSON.
+func secretFrom(u *unstructured.Unstructured) (*secret, error) {
+	var j secretJSON
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &j); err != nil {
+		return nil, fmt.Errorf("decode Secret %s/%s: %w", u.GetNamespace(), u.GetName(), err)
 	}
-	for k, v := range data {
-		b, err := base64.StdEncoding.DecodeString(v)
-		if err != nil {
-			return nil, fmt.Errorf("decode Secret %s/%s: key %q: %w", s.Metadata.Namespace, s.Metadata.Name, k, err)
-		}
-		s.Data[k] = b
-	}
+	s := j.secret()
+	s.obj = u
 	return s, nil
 }
 
@@ -85,7 +90,7 @@ func (s *secret) edited(remove []string, annotations map[string]string) (*unstru
 	if s.obj == nil {
 		s.obj = &unstructured.Unstructured{}
 		if err := s.obj.UnmarshalJSON(s.raw); err != nil {
-			return nil, fmt.Errorf("decode Secret %s/%s: %w", s.Metadata.Namespace, s.Metadata.Name, err)
+			return nil, fmt.Errorf("decode Secret %s/%s: %w", s.Namespace, s.Name, err)
 		}
 	}
 	obj := s.obj.DeepCopy()
@@ -118,47 +123,7 @@ func (c *Client) getSecret(ctx context.Context, ns, name string) (*secret, error
 	if err != nil {
 		return nil, err
 	}
-	return decodeSecretJSON(raw)
-}
-
-// secretJSON is the part of a Secret's JSON certguard reads; encoding/json decodes the base64
-// data values into bytes.
-type secretJSON struct {
-	Metadata struct {
-		Name              string            `json:"name"`
-		Namespace         string            `json:"namespace"`
-		UID               string            `json:"uid"`
-		ResourceVersion   string            `json:"resourceVersion"`
-		Labels            map[string]string `json:"labels"`
-		Annotations       map[string]string `json:"annotations"`
-		Finalizers        []string          `json:"finalizers"`
-		DeletionTimestamp *metav1.Time      `json:"deletionTimestamp"`
-	} `json:"metadata"`
-	Type string            `json:"type"`
-	Data map[string][]byte `json:"data"`
-}
-
-// decodeSecretJSON decodes a GET's answer once; the whole object is decoded again only when
-// certguard writes it back (edited), which a healthy start never does.
-func decodeSecretJSON(raw []byte) (*secret, error) {
-	var j secretJSON
-	if err := json.Unmarshal(raw, &j); err != nil {
-		return nil, fmt.Errorf("decode Secret: %w", err)
-	}
-	s := j.secret()
-	s.raw = raw
-	return s, nil
-}
-
-// secret is the decoded Secret, without the server's object.
-func (j *secretJSON) secret() *secret {
-	m := j.Metadata
-	s := &secret{Metadata: meta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
-		Labels: m.Labels, Annotations: m.Annotations, Finalizers: m.Finalizers}, Type: j.Type, Data: j.Data}
-	if m.DeletionTimestamp != nil {
-		s.Metadata.DeletionTimestamp = m.DeletionTimestamp.UTC().Format(time.RFC3339)
-	}
-	return s
+	return decodeSecret(raw)
 }
 
 // updateSecret writes obj back; the resourceVersion in it makes a concurrent change a Conflict.
@@ -173,7 +138,7 @@ func (c *Client) updateSecret(ctx context.Context, ns, _ string, obj *unstructur
 	if err != nil {
 		return nil, err
 	}
-	return decodeSecret(u)
+	return secretFrom(u)
 }
 
 func (c *Client) delete(ctx context.Context, ns string, gvr schema.GroupVersionResource, name string, pre *metav1.Preconditions, dryRun bool) error {
@@ -187,23 +152,6 @@ func (c *Client) delete(ctx context.Context, ns string, gvr schema.GroupVersionR
 func (c *Client) create(ctx context.Context, ns string, gvr schema.GroupVersionResource, obj map[string]any) error {
 	_, err := c.dyn.Resource(gvr).Namespace(ns).Create(ctx, &unstructured.Unstructured{Object: obj}, metav1.CreateOptions{})
 	return err
-}
-
-func (c *Client) getMeta(ctx context.Context, ns string, gvr schema.GroupVersionResource, name string) (*meta, error) {
-	u, err := c.dyn.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	m := metaOf(u)
-	return &m, nil
-}
-
-// listSecrets is one LIST request (one page when opts.Limit is set).
-func (c *Client) listSecrets(ctx context.Context, ns string, opts metav1.ListOptions) (*unstructured.UnstructuredList, error) {
-	if ns == "" {
-		return c.dyn.Resource(secretsGVR).List(ctx, opts)
-	}
-	return c.secrets(ns).List(ctx, opts)
 }
 
 // secretListJSON is one page of a Secret LIST, decoded once into the fields certguard reads.
@@ -220,15 +168,24 @@ type secretListJSON struct {
 // client's List decodes each page into maps, scanning the JSON three times (measured: most of
 // fleet serve's CPU during its first LIST).
 func (c *Client) listSecretsJSON(ctx context.Context, ns string, opts metav1.ListOptions) (*secretListJSON, error) {
-	rc, err := c.bulkClient()
+	rc, err := c.streamClient()
 	if err != nil {
 		return nil, err
 	}
+	// The stream client has no timeout of its own (watches): this page gets the one of a request,
+	// on the server (the timeout parameter, as raw sends it) and here (Stream leaves reading the
+	// body to the caller, so the deadline is on the context).
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
 	path := []string{"/api/v1/secrets"}
 	if ns != "" {
 		path = []string{"/api/v1/namespaces", ns, "secrets"}
 	}
-	req := rc.Get().AbsPath(path...)
+	// No compressed answer: the apiserver gzips any answer over 128 KiB for a client that
+	// accepts it (Go's transport asks when the request does not say), which on the host
+	// cluster's network cost both sides more CPU than the bytes it saved (measured: a fifth of
+	// fleet serve's CPU during its first LIST was inflating).
+	req := rc.Get().AbsPath(path...).SetHeader("Accept-Encoding", "identity").Timeout(c.timeout)
 	for k, v := range map[string]string{"fieldSelector": opts.FieldSelector, "labelSelector": opts.LabelSelector, "continue": opts.Continue,
 		"resourceVersion": opts.ResourceVersion, "resourceVersionMatch": string(opts.ResourceVersionMatch)} {
 		if v != "" {
@@ -266,11 +223,7 @@ func (c *Client) listSecretsJSON(ctx context.Context, ns string, opts metav1.Lis
 }
 
 // watchSecrets opens a watch stream on the client without a request timeout: the server ends it
-// after a while and RetryWatcher opens the next one from the last version seen.
+// after a while and the informer opens the next one from the last version seen.
 func (c *Client) watchSecrets(ctx context.Context, ns string, opts metav1.ListOptions) (watch.Interface, error) {
-	wc, err := c.watchClient()
-	if err != nil {
-		return nil, err
-	}
-	return wc.Resource(secretsGVR).Namespace(ns).Watch(ctx, opts)
+	return c.watch(ctx, secretsGVR, ns, opts)
 }

@@ -1,7 +1,7 @@
 // Package kube is certguard's side of the Kubernetes API: the <release>-certs Secret, Events
 // on the vcluster pod, and the pod itself. It uses client-go's dynamic client with unstructured
-// objects, its pager and its RetryWatcher: client-go's typed clientset registers every API group
-// (+22 MiB of binary), and even k8s.io/api/core/v1 alone weighs 3 MiB, for five calls. An object
+// objects, its pager and its informer (tools/cache): client-go's typed clientset registers every
+// API group (+22 MiB of binary), and even k8s.io/api/core/v1 alone weighs 3 MiB, for five calls. An object
 // certguard writes back is the server's own object with one edit, so no field is ever dropped.
 package kube
 
@@ -16,34 +16,39 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Client is a dynamic client for the core API group that remembers the API server's clock.
+//
+// It holds two REST clients, for the two kinds of request that need different transports (one
+// was four: a dynamic client, a raw client beside it, a watch client and a bulk client):
+//   - raw, for every ordinary request: a 10 s timeout and client-go's rate limit. dyn is the
+//     dynamic client over it; the one GET of a healthy start uses raw itself, its answer decoded
+//     once into the fields certguard reads (the dynamic Get decodes the whole Secret twice, into
+//     maps, which was most of the API layer's CPU in a healthy run).
+//   - stream, for long or bulky answers: the WATCH streams (no client-side timeout: the server
+//     ends a watch after a while and the informer opens the next one) and the informer's and the
+//     one-shot commands' LIST pages (their timeout is a deadline on each page's context instead).
+//     It has no rate limit, and its LIST pages ask for no compression (listSecretsJSON). It
+//     shares raw's transport, hence its connection. Built on first use: the init container
+//     never lists nor watches.
 type Client struct {
-	dyn   dynamic.Interface
-	raw   rest.Interface
-	clock *serverClock
+	raw     rest.Interface
+	dyn     dynamic.Interface
+	clock   *serverClock
+	timeout time.Duration // of a request on raw, and of each LIST page on stream
 
-	// The watch client is dyn without a client-side timeout, for long watch streams; only the
-	// sidecar needs it, so the init container never builds it.
-	watchOnce sync.Once
-	watchCfg  *rest.Config
-	watch     dynamic.Interface
-	watchErr  error
-
-	// The bulk client is raw without response compression or rate limit, for the informer's LIST
-	// pages: the apiserver gzips any answer over 128 KiB for a client that accepts it (Go's
-	// transport asks by default), which on the host cluster's network cost both sides more CPU
-	// than the bytes it saved (measured: a fifth of fleet serve's CPU during its first LIST was
-	// inflating). Built on first use: the init container never lists.
-	bulkOnce sync.Once
-	bulkCfg  *rest.Config
-	bulk     rest.Interface
-	bulkErr  error
-	pages    sync.Pool // *bytes.Buffer, one per LIST page in flight
+	streamOnce sync.Once
+	streamCfg  *rest.Config
+	stream     rest.Interface
+	streamErr  error
+	pages      sync.Pool // *bytes.Buffer, one per LIST page in flight
 }
 
 // Config builds a REST config: an explicit kubeconfig path wins, then $KUBECONFIG, then the
@@ -73,48 +78,48 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
 	}
+	// The dynamic client and the raw client were two REST clients with client-go's default
+	// limit each (5 requests a second, burst 10); as one they keep the sum.
+	if cfg.QPS == 0 && cfg.Burst == 0 && cfg.RateLimiter == nil {
+		cfg.QPS, cfg.Burst = 2*rest.DefaultQPS, 2*rest.DefaultBurst
+	}
 	clock := &serverClock{}
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return clock.wrap(rt) })
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "certguard"
 	}
-	dcfg := dynamic.ConfigFor(cfg)
-	hc, err := rest.HTTPClientFor(dcfg)
-	if err != nil {
-		return nil, fmt.Errorf("build API client: %w", err)
-	}
-	dyn, err := dynamic.NewForConfigAndClient(dcfg, hc)
-	if err != nil {
-		return nil, fmt.Errorf("build API client: %w", err)
-	}
-	// The same REST client the dynamic client wraps, for the one GET of a healthy start: its
-	// raw answer is decoded once, into the fields certguard reads (the dynamic Get decodes the
-	// whole Secret twice, into maps, which was most of the API layer's CPU in a healthy run).
-	rcfg := rest.CopyConfig(dcfg)
+	// As dynamic.NewForConfig builds its REST client (every path is absolute), so that the
+	// dynamic client and the raw GET share it.
+	rcfg := dynamic.ConfigFor(cfg)
 	rcfg.GroupVersion = nil
-	raw, err := rest.UnversionedRESTClientForConfigAndClient(rcfg, hc)
+	raw, err := rest.UnversionedRESTClientFor(rcfg)
 	if err != nil {
 		return nil, fmt.Errorf("build API client: %w", err)
 	}
-	wcfg := rest.CopyConfig(cfg)
-	wcfg.Timeout = 0
-	bcfg := rest.CopyConfig(rcfg)
-	bcfg.DisableCompression = true
+	scfg := rest.CopyConfig(rcfg)
+	scfg.Timeout = 0
 	// No client-side rate limit (client-go's default is 5 requests a second, burst 10): a LIST
 	// is one request split into pages, and at 10,000 vcluster Secrets its 200 pages waited 38 s
 	// on the limiter. The apiserver's priority and fairness is what protects it.
-	bcfg.QPS, bcfg.Burst, bcfg.RateLimiter = -1, 0, nil
-	return &Client{dyn: dyn, raw: raw, watchCfg: wcfg, bulkCfg: bcfg, clock: clock}, nil
+	scfg.QPS, scfg.Burst, scfg.RateLimiter = -1, 0, nil
+	return &Client{raw: raw, dyn: dynamic.New(raw), timeout: cfg.Timeout, streamCfg: scfg, clock: clock}, nil
 }
 
-func (c *Client) bulkClient() (rest.Interface, error) {
-	c.bulkOnce.Do(func() { c.bulk, c.bulkErr = rest.UnversionedRESTClientFor(c.bulkCfg) })
-	return c.bulk, c.bulkErr
+// streamClient is the client of WATCH streams and LIST pages, built on first use. Its config
+// differs from raw's only in what is not part of the transport (timeout, rate limit), so client-go
+// hands it the same transport: no second connection (the sidecar's budget is 20 MiB).
+func (c *Client) streamClient() (rest.Interface, error) {
+	c.streamOnce.Do(func() { c.stream, c.streamErr = rest.UnversionedRESTClientFor(c.streamCfg) })
+	return c.stream, c.streamErr
 }
 
-func (c *Client) watchClient() (dynamic.Interface, error) {
-	c.watchOnce.Do(func() { c.watch, c.watchErr = dynamic.NewForConfig(c.watchCfg) })
-	return c.watch, c.watchErr
+// watch opens a watch stream of resource in namespace on the stream client.
+func (c *Client) watch(ctx context.Context, gvr schema.GroupVersionResource, namespace string, opts metav1.ListOptions) (watch.Interface, error) {
+	sc, err := c.streamClient()
+	if err != nil {
+		return nil, err
+	}
+	return dynamic.New(sc).Resource(gvr).Namespace(namespace).Watch(ctx, opts)
 }
 
 // ServerTime is the API server's clock at its last answer, advanced by the time since.

@@ -8,8 +8,8 @@ import (
 	"github.com/certguard/certguard/pki"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/pager"
 )
 
@@ -23,28 +23,34 @@ import (
 // gathers every page into one list: the memory bound this function is for.
 func EachCertSecret(ctx context.Context, c *Client, namespace string, pageSize int64, fn func(*pki.Secret)) (int, error) {
 	var requests atomic.Int64
+	// The pages are the informer's (listSecretsJSON, reduced): decoded once into the fields
+	// certguard reads, each Secret reduced to its pki.Secret when it is a certificate Secret.
+	reduce := func(s *secret) runtime.Object {
+		var p *pki.Secret
+		if pki.IsCertSecret(s.Name, s.Labels, func(k string) bool { _, ok := s.Data[k]; return ok }) {
+			p = toPKI(s)
+		}
+		return reducedSecret(s, p)
+	}
 	p := pager.New(pager.SimplePageFunc(func(opts metav1.ListOptions) (runtime.Object, error) {
 		requests.Add(1)
-		return c.listSecrets(ctx, namespace, opts)
+		l, err := c.listSecretsJSON(ctx, namespace, opts)
+		if err != nil {
+			return nil, err
+		}
+		return l.reduced(reduce), nil
 	}))
 	p.PageSize = pageSize
 	p.PageBufferSize = 0 // one page at a time, not the pager's default of 10 fetched ahead
-	seen := map[string]bool{}
+	seen := map[types.UID]bool{}
 	each := func(obj runtime.Object) error {
-		u, ok := obj.(*unstructured.Unstructured)
+		cs, ok := obj.(*cachedSecret)
 		if !ok {
 			return fmt.Errorf("list Secrets: unexpected item %T", obj)
 		}
-		if seen[string(u.GetUID())] {
-			return nil
-		}
-		s, err := decodeSecret(u)
-		if err != nil {
-			return err
-		}
-		if pki.IsCertSecret(s.Metadata.Name, s.Metadata.Labels, func(k string) bool { _, ok := s.Data[k]; return ok }) {
-			seen[s.Metadata.UID] = true
-			fn(toPKI(s))
+		if s, _ := cs.parsed.(*pki.Secret); s != nil && !seen[cs.UID] {
+			seen[cs.UID] = true
+			fn(s)
 		}
 		return nil
 	}

@@ -14,11 +14,11 @@ var ReleaseLabels = []string{"release", "app.kubernetes.io/instance"}
 // PodRelease reads the release name from the pod's labels: the fallback when the pod name is not
 // a StatefulSet's <release>-<ordinal> (vcluster with persistence off runs a Deployment).
 func PodRelease(ctx context.Context, c *Client, namespace, pod string) (string, error) {
-	p, err := c.getMeta(ctx, namespace, podsGVR, pod)
+	p, err := c.dyn.Resource(podsGVR).Namespace(namespace).Get(ctx, pod, metav1.GetOptions{})
 	if err != nil {
 		return "", Explain(err, "get", "Pod "+namespace+"/"+pod)
 	}
-	return releaseLabel(p.Labels), nil
+	return releaseLabel(p.GetLabels()), nil
 }
 
 // PodState is what the fleet reads of a vcluster pod while restarting it.

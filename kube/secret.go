@@ -73,7 +73,7 @@ func (s *SecretStore) update(ctx context.Context, sec *pki.Secret, dryRun bool, 
 	s.mu.Lock()
 	obj := s.last
 	s.mu.Unlock()
-	if obj == nil || obj.Metadata.UID != sec.UID || obj.Metadata.ResourceVersion != sec.ResourceVersion {
+	if obj == nil || obj.UID != sec.UID || obj.ResourceVersion != sec.ResourceVersion {
 		return fmt.Errorf("secret %s: %w", s.ref(), pki.ErrSecretChanged)
 	}
 	body, err := edit(obj)
@@ -127,13 +127,13 @@ func (s *SecretStore) waitGone(ctx context.Context, uid string) error {
 			return nil
 		case err != nil && !retriable(err):
 			return Explain(err, "get", "Secret "+s.ref())
-		case err == nil && obj.Metadata.UID != uid:
+		case err == nil && obj.UID != uid:
 			return nil
 		}
 		if !time.Now().Before(deadline) {
 			var fin []string
 			if obj != nil {
-				fin = obj.Metadata.Finalizers
+				fin = obj.Finalizers
 			}
 			return fmt.Errorf("secret %s: %w: deleted but still there after %s, held by finalizers %q: remove them "+
 				"(kubectl patch secret -n %s %s --type=merge -p '{\"metadata\":{\"finalizers\":null}}') or fix the controller "+
@@ -152,8 +152,9 @@ func (s *SecretStore) waitGone(ctx context.Context, uid string) error {
 // ServerTime is the API server's clock.
 func (s *SecretStore) ServerTime() time.Time { return s.Client.ServerTime() }
 
+// toPKI is the domain's Secret, a copy: what a caller does with it leaves the one kept for
+// writing back as it was.
 func toPKI(s *secret) *pki.Secret {
-	return &pki.Secret{Namespace: s.Metadata.Namespace, Name: s.Metadata.Name, UID: s.Metadata.UID,
-		ResourceVersion: s.Metadata.ResourceVersion, Labels: s.Metadata.Labels, Annotations: s.Metadata.Annotations, Data: s.Data,
-		Finalizers: s.Metadata.Finalizers, Deleting: s.Metadata.DeletionTimestamp != ""}
+	p := s.Secret
+	return &p
 }

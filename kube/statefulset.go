@@ -69,11 +69,7 @@ func StatefulSetInformer(c *Client, namespace string, fn StatefulSetHandler, onE
 			return list, nil
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			wc, err := c.watchClient()
-			if err != nil {
-				return nil, err
-			}
-			return wc.Resource(statefulSetsGVR).Namespace(namespace).Watch(ctx, o)
+			return c.watch(ctx, statefulSetsGVR, namespace, o)
 		},
 	}, &unstructured.Unstructured{}, 0, cache.Indexers{})
 	if err := inf.SetTransform(func(obj any) (any, error) {
