@@ -152,9 +152,9 @@ func (c *clockCluster) DeletePod(ctx context.Context, namespace, name, uid strin
 	return nil
 }
 
-func (c *clockCluster) Event(ctx context.Context, namespace, statefulSet, eventType, reason, message string) {
-	if c.call(ctx, "event "+reason) == nil {
-		c.events = append(c.events, reason)
+func (c *clockCluster) Event(ctx context.Context, namespace, statefulSet, eventType string, reason kube.Reason, message string) {
+	if c.call(ctx, "event "+string(reason)) == nil {
+		c.events = append(c.events, string(reason))
 	}
 }
 
@@ -300,8 +300,8 @@ func TestRestarterReadyTimeoutStallsAtTheInstant(t *testing.T) {
 			if rec.Verdict.Code != restart.Stalled || !rec.Verdict.At.Equal(stall) || !p.Stalled {
 				t.Fatalf("at %s: verdict %+v, plan stalled %v; want stalled at that instant", stall, rec.Verdict, p.Stalled)
 			}
-			if !strings.Contains(strings.Join(c.events, ","), ReasonRestartStalled) {
-				t.Fatalf("events %v, want %s", c.events, ReasonRestartStalled)
+			if !strings.Contains(strings.Join(c.events, ","), string(kube.ReasonRestartStalled)) {
+				t.Fatalf("events %v, want %s", c.events, kube.ReasonRestartStalled)
 			}
 		})
 	}
