@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -142,6 +143,49 @@ func TestEveryFlagIsItsVariable(t *testing.T) {
 					t.Errorf("%s: --%s=%s and %s=%s differ", name, f, v, s.env, v)
 				}
 			}
+		}
+	}
+}
+
+// TestFlagContract: flag and variable names are a contract users' Helm values depend on. The
+// lists below are written out by hand (what v0.1 shipped, plus --k0s-version and --jitter):
+// removing or renaming a flag fails here, and so does adding one without saying so. A flag's
+// variable is CERTGUARD_ and its name in capitals with "_" for "-", except -o (OUTPUT), -n
+// (NAMESPACE) and demo's --dir (DEMO_DIR).
+func TestFlagContract(t *testing.T) {
+	pod := []string{"api-timeout", "k0s-version", "kubeconfig", "log-format", "max-clock-skew", "namespace", "pki-dir", "pod-name", "renew-before", "secret-name", "vcluster-name"}
+	host := []string{"kubeconfig", "log-format", "n", "namespace", "renew-before"}
+	plan := []string{"jitter", "max-concurrent", "restart-timezone", "restart-window"}
+	want := map[string][]string{
+		"repair":      append([]string{"backup-dir", "dry-run", "keep-backups", "o", "output", "strategy"}, pod...),
+		"check":       append([]string{"no-secret", "o", "output"}, pod...),
+		"watch":       append([]string{"backup-dir", "dry-run", "event-reminder", "listen", "restart-before", "restart-min-interval", "restart-timezone", "restart-window"}, pod...),
+		"fleet":       append([]string{"o", "output", "page-size"}, host...),
+		"fleet plan":  append(append([]string{"o", "output", "page-size"}, host...), plan...),
+		"fleet serve": append(append([]string{"dry-run", "lease-name", "lease-namespace", "listen", "pod-name", "restart-due", "restart-min-interval", "restart-ready-timeout"}, host...), plan...),
+		"demo":        {"dir"},
+		"version":     {"o", "output"},
+	}
+	exception := map[string]string{"o": "CERTGUARD_OUTPUT", "n": "CERTGUARD_NAMESPACE", "dir": "CERTGUARD_DEMO_DIR"}
+	for _, name := range commandNames {
+		var got []string
+		for _, s := range settingsOf(t, name) {
+			for _, f := range s.flags {
+				got = append(got, f)
+				env := exception[f]
+				if env == "" {
+					env = "CERTGUARD_" + strings.ToUpper(strings.ReplaceAll(f, "-", "_"))
+				}
+				if s.env != env {
+					t.Errorf("%s --%s is read from %s, want %s", name, f, s.env, env)
+				}
+			}
+		}
+		w := slices.Clone(want[name])
+		slices.Sort(w)
+		slices.Sort(got)
+		if !slices.Equal(got, w) {
+			t.Errorf("%s flags: %v, want %v", name, got, w)
 		}
 	}
 }

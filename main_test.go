@@ -678,13 +678,3 @@ func TestDemo(t *testing.T) {
 		t.Errorf("backups %v, want one", backups)
 	}
 }
-
-func TestUsageDocumentsEveryFlag(t *testing.T) {
-	_, stdout, _ := runBin(t, nil, "--help")
-	for _, f := range []string{"--pki-dir", "--backup-dir", "--keep-backups", "--vcluster-name", "--secret-name", "--namespace",
-		"--kubeconfig", "--renew-before", "--strategy", "--dry-run", "--log-format", "--no-secret", "Exit codes"} {
-		if !strings.Contains(stdout, f) {
-			t.Errorf("usage lacks %s", f)
-		}
-	}
-}
