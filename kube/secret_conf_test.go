@@ -3,7 +3,6 @@ package kube_test
 import (
 	"context"
 	"errors"
-	"strings"
 	"testing"
 
 	"github.com/certguard/certguard/kube"
@@ -42,15 +41,7 @@ func TestSetKeysInOneUpdate(t *testing.T) {
 		got.Annotations[pki.LastRepairAnnotation] != "" || len(got.OwnerReferences) != 1 || got.Type != corev1.SecretTypeOpaque {
 		t.Fatalf("after SetKeys: %d keys, labels %v, annotations %v", len(got.Data), got.Labels, got.Annotations)
 	}
-	reqs, err := env.Requests(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var verbs []string
-	for _, r := range reqs {
-		verbs = append(verbs, r.Verb)
-	}
-	if strings.Join(verbs, ",") != "get,update,update" {
+	if verbs := verbsOf(t, name); verbs != "get,update,update" {
 		t.Fatalf("requests %v, want get, update (dry run), update", verbs)
 	}
 

@@ -136,15 +136,7 @@ func TestRemoveKeysInOneUpdate(t *testing.T) {
 	if !strings.HasSuffix(got.Annotations[pki.LastRepairAnnotation], " leaves") {
 		t.Fatalf("last-repair annotation %q", got.Annotations[pki.LastRepairAnnotation])
 	}
-	reqs, err := env.Requests(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var verbs []string
-	for _, r := range reqs {
-		verbs = append(verbs, r.Verb)
-	}
-	if strings.Join(verbs, ",") != "get,update" {
+	if verbs := verbsOf(t, name); verbs != "get,update" {
 		t.Fatalf("requests %v, want exactly get,update", verbs)
 	}
 	if st := store.ServerTime(); st.IsZero() || time.Since(st).Abs() > 3*time.Second {
@@ -294,4 +286,18 @@ func TestWatchFollowsTheSecret(t *testing.T) {
 		t.Fatalf("saw %q for another Secret", got)
 	case <-time.After(500 * time.Millisecond):
 	}
+}
+
+// verbsOf is the verbs of user's requests, in order, from the apiserver's audit log.
+func verbsOf(t *testing.T, user string) string {
+	t.Helper()
+	reqs, err := env.Requests(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var verbs []string
+	for _, r := range reqs {
+		verbs = append(verbs, r.Verb)
+	}
+	return strings.Join(verbs, ",")
 }
