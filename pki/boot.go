@@ -1,7 +1,5 @@
 package pki
 
-import "path"
-
 // RewrittenAtBoot reports whether k0s writes this file anew at the next start, whatever it holds
 // now, so that its expiry is not a repair's concern: the etcd-ca leaves and etcd/jwt (re-issued at
 // every start), the kubeconfigs k0s writes from its leaves (admin.conf, scheduler.conf, ccm.conf,
@@ -15,7 +13,7 @@ func (r *Report) RewrittenAtBoot(f File) bool {
 	case RoleKubeconfig:
 		return f.Path == "admin.conf" || f.Path == "scheduler.conf"
 	case RoleK0sLeaf:
-		return path.Ext(f.Path) == ".conf" || r.K0s.RenewsLeaves || (!f.OnDisk && !f.InSecret)
+		return f.Format() == FormatKubeconfig || r.K0s.RenewsLeaves || (!f.OnDisk && !f.InSecret)
 	}
 	return false
 }

@@ -207,8 +207,8 @@ func classifyFile(f *File, eff map[string][]byte, bad map[string]error, now time
 	data := eff[f.Path]
 	e, _ := roleOf(f.Path)
 	f.Status = StatusOK
-	switch {
-	case strings.HasSuffix(f.Path, ".crt"):
+	switch f.Format() {
+	case FormatCert:
 		c, err := ParseCertPEM(data)
 		if err != nil {
 			corrupt(err)
@@ -226,11 +226,11 @@ func classifyFile(f *File, eff map[string][]byte, bad map[string]error, now time
 			return
 		}
 		f.Status = Classify(c.NotBefore, c.NotAfter, now, renewBefore)
-	case strings.HasSuffix(f.Path, ".key"):
+	case FormatKey:
 		if _, err := ParseKeyPEM(data); err != nil {
 			corrupt(err)
 		}
-	case strings.HasSuffix(f.Path, ".pub"):
+	case FormatPublicKey:
 		pubs, err := ParsePublicKeys(data)
 		if err != nil {
 			corrupt(err)
@@ -241,7 +241,7 @@ func classifyFile(f *File, eff map[string][]byte, bad map[string]error, now time
 				mismatch("the private key " + strings.TrimSuffix(f.Path, ".pub") + ".key does not belong to any public key in this file")
 			}
 		}
-	case strings.HasSuffix(f.Path, ".conf"):
+	case FormatKubeconfig:
 		kc, err := ParseKubeconfig(data)
 		if err != nil {
 			corrupt(err)

@@ -149,7 +149,7 @@ func (r *Report) RenewedByK0s(f File) bool {
 	if !slices.Contains(k0sResignsFiles, f.Path) || !r.k0sCanRenew() {
 		return false
 	}
-	if strings.HasSuffix(f.Path, ".key") {
+	if f.Format() == FormatKey {
 		// k0s writes the key when it writes the certificate.
 		crt, ok := r.File(strings.TrimSuffix(f.Path, ".key") + ".crt")
 		return ok && f.Status != StatusMissing && f.Kind == "" && r.RenewedByK0s(crt)
@@ -173,7 +173,7 @@ func (r *Report) RenewedByK0s(f File) bool {
 func (r *Report) K0sMatters() bool {
 	return slices.ContainsFunc(r.Files, func(f File) bool {
 		return slices.Contains(k0sResignsFiles, f.Path) &&
-			(f.Status != StatusOK || f.Drift == DriftDiffers && !strings.HasSuffix(f.Path, ".conf"))
+			(f.Status != StatusOK || f.Drift == DriftDiffers && f.Format() != FormatKubeconfig)
 	})
 }
 

@@ -100,7 +100,7 @@ func planConfServers(r *Report, p *Plan) {
 	}
 	for _, path := range paths(r.secret) {
 		key := SecretKey(path)
-		if key == "" || !strings.HasSuffix(key, ".conf") || removed[key] {
+		if key == "" || FormatOf(key) != FormatKubeconfig || removed[key] {
 			continue
 		}
 		data, ok := r.secret.Files[path]
@@ -246,7 +246,7 @@ func (x *Executor) setConfServers(ctx context.Context, st Step, all []Step, save
 
 // validConfStep checks a journaled set-conf-server step: one *.conf key, named in Path too.
 func validConfStep(st Step) bool {
-	return len(st.Keys) == 1 && st.Path == st.Keys[0] && strings.HasSuffix(st.Path, ".conf") && !strings.ContainsAny(st.Path, `/\`) &&
+	return len(st.Keys) == 1 && st.Path == st.Keys[0] && FormatOf(st.Path) == FormatKubeconfig && !strings.ContainsAny(st.Path, `/\`) &&
 		!strings.HasPrefix(st.Path, ".")
 }
 
