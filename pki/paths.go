@@ -31,15 +31,15 @@ func ResolvePaths(pkiDir, backupDir string) (Paths, error) {
 	if err != nil {
 		return Paths{}, fmt.Errorf("--pki-dir: %w", err)
 	}
-	// The flags themselves must not nest the two directories: that is a usage error.
-	babs0 := backupDir
-	if babs0 == "" {
-		babs0 = abs + ".old"
+	if backupDir == "" {
+		backupDir = abs + ".old"
 	}
-	if babs0, err = filepath.Abs(babs0); err != nil {
+	babs, err := filepath.Abs(backupDir)
+	if err != nil {
 		return Paths{}, fmt.Errorf("--backup-dir: %w", err)
 	}
-	if within(babs0, abs) {
+	// The flags themselves must not nest the two directories: that is a usage error.
+	if within(babs, abs) {
 		return Paths{}, fmt.Errorf("--backup-dir must be outside --pki-dir: vcluster copies every file in the pki dir into the Secret")
 	}
 	var p Paths
@@ -50,13 +50,6 @@ func ResolvePaths(pkiDir, backupDir string) (Paths, error) {
 	}
 	if fi, err := os.Lstat(abs); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
 		p.PKILink = abs
-	}
-	if backupDir == "" {
-		backupDir = abs + ".old"
-	}
-	babs, err := filepath.Abs(backupDir)
-	if err != nil {
-		return Paths{}, fmt.Errorf("--backup-dir: %w", err)
 	}
 	if p.BackupDir, err = resolveExisting(babs); err != nil {
 		p.BackupDir, p.BackupErr = babs, fmt.Errorf("backup dir %s: %w", babs, err)
