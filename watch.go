@@ -83,8 +83,9 @@ func (c *watchCmd) run(ctx context.Context, o streams) int {
 		Client: t.client, Namespace: t.namespace, Pod: t.pod, Log: log, Now: time.Now,
 	}
 	// The sidecar lives for months on a few allocations a minute: a smaller heap goal costs
-	// nothing measurable in CPU and keeps it within its 20 MiB budget (BenchmarkSidecarIdle:
-	// 20.5 MiB at the default GOGC 100, 19.9–20.0 MiB at 40). A GOGC the user set wins.
+	// nothing measurable in CPU and keeps it near its 20 MiB budget (BenchmarkSidecarIdle:
+	// 20.4–20.5 MiB at the default GOGC 100, 20.2–20.4 MiB at 40; docs/sidecar.md). A GOGC the
+	// user set wins.
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(40)
 	}
