@@ -121,7 +121,7 @@ func parseInitContainer(args []string, environ map[string]string) (fleetsvc.Init
 		environ = map[string]string{} // never this process's own environment
 	}
 	var c repairCmd
-	if _, err := parseSettings("repair", &c, args, environ); err != nil {
+	if err := parseSettings("repair", &c, args, environ); err != nil {
 		return fleetsvc.InitSettings{}, err
 	}
 	return fleetsvc.InitSettings{RenewBefore: time.Duration(c.RenewBefore), Strategy: c.strategy, DryRun: c.DryRun, PKIDir: c.PKIDir,

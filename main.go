@@ -91,7 +91,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if c == nil {
 		return fail(stderr, usageError{fmt.Sprintf("unknown command %q: want repair, check, watch, fleet, demo or version (see certguard --help)", name)})
 	}
-	if _, err := parseSettings(name, c, args[1:], nil); err != nil {
+	if err := parseSettings(name, c, args[1:], nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			if name == "version" {
 				fmt.Fprintln(stdout, "usage: certguard version [-o text|json]")

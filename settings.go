@@ -39,7 +39,7 @@ type streams struct {
 
 // parseSettings reads a command's settings as the binary does: the environment (environ, or
 // this process's when nil), then args with the command's own flag set, then validate.
-func parseSettings(name string, c command, args []string, environ map[string]string) (*flag.FlagSet, error) {
+func parseSettings(name string, c command, args []string, environ map[string]string) error {
 	opts := env.Options{Prefix: "CERTGUARD_"}
 	if environ != nil {
 		opts.Environment = environ
@@ -47,25 +47,25 @@ func parseSettings(name string, c command, args []string, environ map[string]str
 	// A CERTGUARD_ variable that does not parse fails every command, not only those that read
 	// it: the environment is often shared by the containers of a pod, and a typo there is found
 	// at the first start rather than when another command runs.
-	for _, name := range commandNames {
-		if err := env.ParseWithOptions(newCommand(name), opts); err != nil {
-			return nil, usageError{"environment: " + firstLine(err.Error())}
+	for _, other := range commandNames {
+		if err := env.ParseWithOptions(newCommand(other), opts); err != nil {
+			return usageError{"environment: " + firstLine(err.Error())}
 		}
 	}
 	if err := env.ParseWithOptions(c, opts); err != nil {
-		return nil, usageError{"environment: " + firstLine(err.Error())}
+		return usageError{"environment: " + firstLine(err.Error())}
 	}
 	fs := flagSet(name, c)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return fs, err
+			return err
 		}
-		return nil, usageError{name + ": " + err.Error() + " (see certguard --help)"}
+		return usageError{name + ": " + err.Error() + " (see certguard --help)"}
 	}
 	if fs.NArg() > 0 {
-		return nil, usageError{fmt.Sprintf("%s: unexpected argument %q (see certguard --help)", name, fs.Arg(0))}
+		return usageError{fmt.Sprintf("%s: unexpected argument %q (see certguard --help)", name, fs.Arg(0))}
 	}
-	return fs, c.validate()
+	return c.validate()
 }
 
 // firstError runs checks in order and returns the first error.
