@@ -31,9 +31,9 @@ var (
 	descSourceUp  = prometheus.NewDesc(SourceUp.Name, SourceUp.Help, sourceLabels, nil)
 )
 
-// DescribeCerts sends the descriptors of the x509_cert_* and x509_source_up series.
+// DescribeCerts sends the descriptors of the x509_cert_*, x509_source_up and build-info series.
 func DescribeCerts(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNotAfter, descNotBefore, descExpired, descExpiresIn, descSourceUp} {
+	for _, d := range []*prometheus.Desc{descNotAfter, descNotBefore, descExpired, descExpiresIn, descSourceUp, descBuildInfo} {
 		ch <- d
 	}
 }

@@ -46,6 +46,12 @@ type Metrics struct {
 	// Extra (nil: none) is rendered after, through client_golang: the per-vcluster gauges of
 	// StatefulSets and restarts (RestartCollector), a few series per vcluster.
 	Extra prometheus.Gatherer
+	// Workloads tells whether a deleted Secret's vcluster is still there (its StatefulSet): its
+	// source is then down. nil: StatefulSets are not followed, and a deleted Secret's source
+	// goes with it.
+	Workloads *Workloads
+	// Build labels x509_exporter_build_info.
+	Build exporter.Build
 }
 
 // ServeHTTP writes every series.
@@ -118,7 +124,9 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 	header(w, famCount)
 	w.WriteString(famCount.Name + " ")
 	value(float64(len(certSecrets)))
-	if len(secrets) == 0 {
+	m.writeBuildInfo(w)
+	gone := m.downSources()
+	if len(secrets) == 0 && len(gone) == 0 {
 		return
 	}
 	kubeconfigRows := func() {
@@ -221,11 +229,47 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 		}
 	}
 	header(w, exporter.SourceUp)
-	for _, s := range secrets {
+	up := func(key, v string) {
 		w.WriteString(exporter.SourceUp.Name + `{source_kind="` + string(exporter.KindKubeSecret) + `",source_name="`)
-		w.WriteString(escapeLabel(exporter.LabelValue(s.key)))
-		w.WriteString(`"} 1` + "\n")
+		w.WriteString(escapeLabel(exporter.LabelValue(key)))
+		w.WriteString(`"} ` + v + "\n")
 	}
+	for _, s := range secrets {
+		up(s.key, "1")
+	}
+	for _, g := range gone {
+		up(g.key, "0")
+	}
+}
+
+// downSources are the deleted certificate Secrets whose vcluster is still there: each is a
+// source that cannot be read (x509_source_up 0), as the exporter shows a source it lost, so that
+// its SourceDown alert sees a vcluster whose certificates nobody watches any more. The others
+// are forgotten: their vcluster was removed.
+func (m *Metrics) downSources() []goneSecret {
+	var out []goneSecret
+	for _, g := range m.State.deleted() {
+		if m.Workloads.Get(g.namespace, g.release) == nil {
+			m.State.forget(g.key)
+			continue
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+// writeBuildInfo writes x509_exporter_build_info.
+func (m *Metrics) writeBuildInfo(w *bufio.Writer) {
+	header(w, exporter.BuildInfo)
+	names, values := m.Build.Labels()
+	w.WriteString(exporter.BuildInfo.Name + "{")
+	for i := range names {
+		if i > 0 {
+			w.WriteByte(',')
+		}
+		w.WriteString(names[i] + `="` + escapeLabel(values[i]) + `"`)
+	}
+	w.WriteString("} 1\n")
 }
 
 func header(w *bufio.Writer, f exporter.Family) {

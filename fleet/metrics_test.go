@@ -8,12 +8,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/certguard/certguard/exporter"
+	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
 	"github.com/certguard/certguard/pki/pkigen/pkigentest"
@@ -76,6 +78,7 @@ func (r *reference) Collect(ch chan<- prometheus.Metric) {
 		gauge(refRepair, rep, s.Namespace, row.Release)
 	}
 	gauge(refCount, float64(len(r.secrets)))
+	exporter.SendBuildInfo(ch, exporter.Build{})
 }
 
 func sortedLines(t *testing.T, text []byte) []string {
@@ -154,16 +157,74 @@ func TestMetricsMatchTheExporter(t *testing.T) {
 	}
 }
 
-// TestMetricsEmpty: no Secret yet, only the count.
+// TestMetricsEmpty: no Secret yet, only the count and the build info.
 func TestMetricsEmpty(t *testing.T) {
 	var got bytes.Buffer
 	w := bufio.NewWriter(&got)
-	(&Metrics{State: NewState()}).Write(w, time.Now())
+	(&Metrics{State: NewState(), Build: exporter.Build{Version: "v1.2.3", Commit: "abc", Date: "2026-12-05T00:00:00Z"}}).Write(w, time.Now())
 	w.Flush()
-	want := "# HELP certguard_fleet_vclusters vcluster certificate Secrets followed.\n# TYPE certguard_fleet_vclusters gauge\ncertguard_fleet_vclusters 0\n"
+	want := "# HELP certguard_fleet_vclusters vcluster certificate Secrets followed.\n# TYPE certguard_fleet_vclusters gauge\ncertguard_fleet_vclusters 0\n" +
+		"# HELP x509_exporter_build_info Constant 1, with build labels.\n# TYPE x509_exporter_build_info gauge\n" +
+		`x509_exporter_build_info{built="2026-12-05T00:00:00Z",git_commit="abc",go_arch="` + runtime.GOARCH + `",go_os="` + runtime.GOOS +
+		`",go_runtime="` + runtime.Version() + `",version="v1.2.3"} 1` + "\n"
 	if got.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", got.String(), want)
 	}
+}
+
+// TestDeletedSecretIsASourceDown: a certificate Secret deleted while its vcluster's StatefulSet
+// is there is a source that cannot be read (x509_source_up 0, its certificate series gone), up
+// again once re-created; once the StatefulSet is gone too, the vcluster was removed and its
+// source is forgotten.
+func TestDeletedSecretIsASourceDown(t *testing.T) {
+	p, err := pkigen.Generate(pkigen.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := &pki.Secret{Namespace: "ns", Name: "a-certs", Data: p.SecretData()}
+	st, wl := NewState(), NewWorkloads()
+	wl.Set("ns/a", &kube.StatefulSet{Namespace: "ns", Name: "a"})
+	m := &Metrics{State: st, Workloads: wl}
+	up := func() string {
+		var b bytes.Buffer
+		w := bufio.NewWriter(&b)
+		m.Write(w, time.Now())
+		w.Flush()
+		sortedLines(t, b.Bytes()) // parses
+		return grep(b.String(), "x509_source_up{")
+	}
+	const series = `x509_source_up{source_kind="kube-secret",source_name="ns/a-certs"} `
+	st.Set("ns/a-certs", Parse(sec))
+	if got := up(); got != series+"1" {
+		t.Fatalf("present: %q", got)
+	}
+	st.Set("ns/a-certs", nil)
+	if got := up(); got != series+"0" {
+		t.Fatalf("deleted, StatefulSet there: %q", got)
+	}
+	st.Set("ns/a-certs", Parse(sec))
+	if got := up(); got != series+"1" {
+		t.Fatalf("re-created: %q", got)
+	}
+	st.Set("ns/a-certs", nil)
+	wl.Set("ns/a", nil)
+	if got := up(); got != "" {
+		t.Fatalf("deleted with its StatefulSet: %q", got)
+	}
+	if len(st.deleted()) != 0 {
+		t.Fatal("the removed vcluster's source is still remembered")
+	}
+}
+
+// grep returns the lines of s that start with prefix.
+func grep(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // BenchmarkMetricsWrite renders 1,000 vclusters (one PKI's Secret under 1,000 names), plain text,

@@ -33,6 +33,8 @@ type Server struct {
 	Restarter *Restarter
 	Log       *slog.Logger
 	HTTP      exporter.HTTPLimits
+	// Build is the binary's stamps, for x509_exporter_build_info.
+	Build exporter.Build
 }
 
 // Handler builds the routes; /metrics renders the state itself (Metrics), with no registry.
@@ -44,7 +46,7 @@ func (s *Server) Handler() http.Handler {
 		extra = reg
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", &Metrics{State: s.State, Now: s.Now, RenewBefore: s.RenewBefore, Extra: extra})
+	mux.Handle("/metrics", &Metrics{State: s.State, Now: s.Now, RenewBefore: s.RenewBefore, Extra: extra, Workloads: s.Workloads, Build: s.Build})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !s.Synced() {

@@ -11,6 +11,7 @@ import (
 
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/certguard/certguard/exporter"
 	"github.com/certguard/certguard/kube"
 )
 
@@ -35,6 +36,8 @@ type Service struct {
 	Tick        time.Duration
 	LeaseBudget time.Duration
 	Log         *slog.Logger
+	// Build is the binary's stamps, for x509_exporter_build_info.
+	Build exporter.Build
 }
 
 // Run serves until ctx ends (nil) or something fails that a retry would not mend: the listen
@@ -76,7 +79,7 @@ func (s *Service) Run(ctx context.Context) error {
 		now := time.Now()
 		return BuildPlan(state.Vclusters(now, s.Plan.RenewBefore, workloads, s.Parse), now, s.Plan, nil)
 	}
-	srv.Plan = build
+	srv.Plan, srv.Build = build, s.Build
 	if s.RestartDue {
 		r := &Restarter{State: state, Workloads: workloads, Parse: s.Parse, Settings: s.Plan, DryRun: s.DryRun, Log: s.Log,
 			LeaseBudget: s.LeaseBudget, API: &KubeRestartAPI{Client: s.Client, Lease: s.Lease, Log: s.Log, Instance: s.Lease.Identity}}

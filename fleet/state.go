@@ -3,6 +3,7 @@ package fleet
 import (
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -14,21 +15,48 @@ type State struct {
 	mu      sync.RWMutex
 	entries map[string]*Secret
 	sorted  []*Secret // the entries by key; nil after a change, rebuilt by the next reader
+	// gone are the certificate Secrets deleted while followed, by key: each is a source that is
+	// down (x509_source_up 0) while its vcluster's StatefulSet is still there, until the Secret
+	// comes back (Metrics forgets it once the StatefulSet is gone too: the vcluster was removed).
+	gone map[string]goneSecret
 }
 
+// goneSecret is a deleted certificate Secret: its x509_source_up labels and its vcluster.
+type goneSecret struct{ key, namespace, release string }
+
 // NewState makes an empty state.
-func NewState() *State { return &State{entries: map[string]*Secret{}} }
+func NewState() *State { return &State{entries: map[string]*Secret{}, gone: map[string]goneSecret{}} }
 
 // Set records a Secret (nil: deleted, or no longer one the service follows). It has the signature
 // kube.CertSecretInformer calls with Parse's results.
 func (s *State) Set(key string, sec *Secret) {
 	s.mu.Lock()
 	if sec == nil {
+		if old := s.entries[key]; old != nil && old.kubeconfig == nil {
+			s.gone[key] = goneSecret{key: key, namespace: old.namespace, release: old.facts.Release}
+		}
 		delete(s.entries, key)
 	} else {
 		s.entries[key] = sec
+		delete(s.gone, key)
 	}
 	s.sorted = nil
+	s.mu.Unlock()
+}
+
+// deleted returns the deleted certificate Secrets, by key.
+func (s *State) deleted() []goneSecret {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := slices.Collect(maps.Values(s.gone))
+	slices.SortFunc(out, func(a, b goneSecret) int { return strings.Compare(a.key, b.key) })
+	return out
+}
+
+// forget drops a deleted Secret whose source no longer exists, unless it has come back since.
+func (s *State) forget(key string) {
+	s.mu.Lock()
+	delete(s.gone, key)
 	s.mu.Unlock()
 }
 

@@ -47,6 +47,8 @@ type snapshot struct {
 type Metrics struct {
 	Now    func() time.Time
 	Errors *exporter.Errors
+	// Build labels x509_exporter_build_info.
+	Build exporter.Build
 
 	mu   sync.Mutex
 	snap snapshot
@@ -115,6 +117,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	send(descRestart, unix(s.nextRestart), nil)
 	send(descBlocked, b2f(s.restartBlocked), nil)
 	send(descHeld, b2f(s.repairHeld), nil)
+	exporter.SendBuildInfo(ch, m.Build)
 	m.Errors.Collect(ch)
 }
 

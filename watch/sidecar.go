@@ -50,6 +50,8 @@ type Sidecar struct {
 	K0s func(context.Context) pki.K0s
 	// HTTP bounds the metrics server; zero fields take exporter.DefaultHTTPLimits'.
 	HTTP exporter.HTTPLimits
+	// Build is the binary's stamps, for x509_exporter_build_info.
+	Build exporter.Build
 	// Ready is closed after the first refresh, with the listener's address set.
 	Ready chan struct{}
 	Addr  string
@@ -67,6 +69,7 @@ type Sidecar struct {
 // Run serves until ctx ends.
 func (s *Sidecar) Run(ctx context.Context) error {
 	s.metrics = NewMetrics(s.Now)
+	s.metrics.Build = s.Build
 	s.metrics.Errors.AddSource(exporter.KindFile, s.PKIDir)
 	s.metrics.Errors.AddSource(exporter.KindKubeconfig, s.PKIDir)
 	if s.Secrets != nil {
