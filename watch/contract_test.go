@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -206,6 +207,13 @@ func TestSidecarSpeaksTheExporterContract(t *testing.T) {
 				t.Errorf("x509_source_errors_total{%s,%s,%s} = %v, %v; want present at 0", src.kind, src.name, reason, n, ok)
 			}
 		}
+	}
+	// The exporter's build-info series (v4.2.0 pkg/registry/registry.go): constant 1, the build
+	// in six labels.
+	if bi := fams["x509_exporter_build_info"]; bi == nil || len(bi.Metric) != 1 || bi.Metric[0].GetGauge().GetValue() != 1 {
+		t.Errorf("x509_exporter_build_info: %v", bi)
+	} else if l := labelsOf(bi.Metric[0]); len(l) != 6 || l["go_runtime"] != runtime.Version() || l["version"] == "" || l["git_commit"] == "" || l["built"] == "" || l["go_os"] == "" || l["go_arch"] == "" {
+		t.Errorf("x509_exporter_build_info labels %v", l)
 	}
 	if _, ok := value(fams, "x509_source_up", map[string]string{"source_kind": "secret"}); ok {
 		t.Error(`source_kind="secret" is not a kind the exporter writes`)

@@ -2,18 +2,15 @@ package watch_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/certguard/certguard/exporter/exportertest"
 	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/pki/pkigen"
 	"github.com/certguard/certguard/restart"
@@ -21,22 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 )
-
-// promtool returns the path of the pinned promtool, built and cached by .ci/tools.sh.
-func promtool(t *testing.T) string {
-	t.Helper()
-	cmd := exec.Command("bash", filepath.Join("..", ".ci", "tools.sh"), "promtool")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("bash .ci/tools.sh promtool: %v\n%s", err, stderr.String())
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	return lines[len(lines)-1]
-}
 
 // dashboardQueries reads testdata/exporter/dashboard.txt: a title line, then its query.
 func dashboardQueries(t *testing.T) map[string]string {
@@ -119,24 +101,7 @@ func TestExporterAlertsAndDashboard(t *testing.T) {
 	fams := scrape(t, s.Addr)
 
 	// The scrape, as promtool input series: each sample held for the whole test group.
-	var series []map[string]string
-	names := make([]string, 0, len(fams))
-	for name := range fams {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		if !strings.HasPrefix(name, "x509_") && !strings.HasPrefix(name, "certguard_") {
-			continue
-		}
-		for _, m := range fams[name].Metric {
-			v := m.GetGauge().GetValue()
-			if m.Counter != nil {
-				v = m.Counter.GetValue()
-			}
-			series = append(series, map[string]string{"series": seriesName(name, m, nil), "values": strconv.FormatFloat(v, 'f', -1, 64) + "+0x400"})
-		}
-	}
+	series := exportertest.InputSeries([]exportertest.Scrape{{Fams: fams, Minutes: 401}})
 
 	// Which certificates must fire, known from how they were made above; their label sets
 	// (which promtool compares whole) are read from the scrape.
@@ -169,56 +134,57 @@ func TestExporterAlertsAndDashboard(t *testing.T) {
 			"exp_samples": []map[string]any{{"labels": "{}", "value": 1}}})
 	}
 	sort.Slice(exprTests, func(i, j int) bool { return exprTests[i]["expr"].(string) < exprTests[j]["expr"].(string) })
-	rules, err := filepath.Abs(filepath.Join("testdata", "exporter", "alerts.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	quiet := func(name string) map[string]any {
 		return map[string]any{"alertname": name, "eval_time": "40m", "exp_alerts": []any{}}
 	}
-	test := map[string]any{
-		"rule_files":          []string{rules},
-		"evaluation_interval": "1m",
-		"tests": []map[string]any{{
-			"name":            "certguard watch scraped at " + scrapedAt.UTC().Format(time.RFC3339),
-			"start_timestamp": scrapedAt.Unix(),
-			"interval":        "1m",
-			"input_series":    series,
-			"alert_rule_test": []map[string]any{
-				{"alertname": "CertificateExpiration", "eval_time": "20m", "exp_alerts": expAlerts},
-				quiet("SourceDown"), quiet("SourceErrors"), quiet("SourceErrorsSustained"), quiet("CertificateNotYetValid"),
-			},
-			"promql_expr_test": exprTests,
-		}},
-	}
-	body, err := yaml.Marshal(test)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "exporter-test.yaml")
-	if err := os.WriteFile(file, body, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(promtool(t), "test", "rules", file).CombinedOutput()
-	if err != nil {
-		t.Fatalf("promtool test rules: %v\n%s", err, out)
-	}
+	exportertest.Run(t, exportertest.AlertsFile(), map[string]any{
+		"name":            "certguard watch scraped at " + scrapedAt.UTC().Format(time.RFC3339),
+		"start_timestamp": scrapedAt.Unix(),
+		"interval":        "1m",
+		"input_series":    series,
+		"alert_rule_test": []map[string]any{
+			{"alertname": "CertificateExpiration", "eval_time": "20m", "exp_alerts": expAlerts},
+			quiet("SourceDown"), quiet("SourceErrors"), quiet("SourceErrorsSustained"), quiet("CertificateNotYetValid"),
+		},
+		"promql_expr_test": exprTests,
+	})
 	t.Logf("%d series scraped; CertificateExpiration fires for %d; %d dashboard queries return series", len(series), len(expAlerts), len(exprTests))
 }
 
-// seriesName writes a sample's series in PromQL notation, without the empty labels (Prometheus
-// stores an empty label as no label).
-func seriesName(name string, m *dto.Metric, extra map[string]string) string {
-	var parts []string
-	for _, l := range m.Label {
-		if l.GetValue() != "" {
-			parts = append(parts, l.GetName()+"="+strconv.Quote(l.GetValue()))
-		}
+// TestSourceDownOnALiveScrape scrapes a live `certguard watch` while its Secret is there, after
+// it is deleted, and once it is re-created, and runs x509-certificate-exporter's SourceDown alert
+// over the three scrapes laid end to end: quiet, then firing for the kube-secret source alone
+// once it has been down for the alert's 5 minutes, then resolved.
+func TestSourceDownOnALiveScrape(t *testing.T) {
+	ctx := context.Background()
+	v := newVcluster(t, 30*day)
+	s, _ := v.sidecar(t, nil, false)
+	ref := map[string]string{"source_kind": "kube-secret", "source_name": v.ns + "/vc-certs"}
+	upIs := func(want float64) func() bool {
+		return func() bool { got, ok := value(scrape(t, s.Addr), "x509_source_up", ref); return ok && got == want }
 	}
-	for k, v := range extra {
-		parts = append(parts, k+"="+strconv.Quote(v))
+	if !upIs(1)() {
+		t.Fatal("the Secret's source is not up at start")
 	}
-	return fmt.Sprintf("%s{%s}", name, strings.Join(parts, ","))
+	up := scrape(t, s.Addr)
+	sec, err := env.Client.CoreV1().Secrets(v.ns).Get(ctx, "vc-certs", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.CoreV1().Secrets(v.ns).Delete(ctx, "vc-certs", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the Secret's source down", upIs(0))
+	down := scrape(t, s.Addr)
+	if _, ok := value(down, "x509_cert_not_after", map[string]string{"secret_name": "vc-certs"}); ok {
+		t.Error("the deleted Secret's certificates are still served")
+	}
+	sec.ResourceVersion, sec.UID = "", ""
+	if _, err := env.Client.CoreV1().Secrets(v.ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the Secret's source up again", upIs(1))
+	exportertest.Run(t, exportertest.AlertsFile(), exportertest.SourceDownTest("certguard watch: the Secret deleted and re-created", up, down, scrape(t, s.Addr), ref))
 }
 
 // find returns the first sample whose labels include all of match ("" = empty or absent).
