@@ -4,23 +4,32 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/certguard/certguard/exporter"
+	"github.com/certguard/certguard/exporter/exportertest"
 	"github.com/certguard/certguard/kube"
+	"github.com/certguard/certguard/kube/kubetest"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
 	"github.com/certguard/certguard/pki/pkigen/pkigentest"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // reference is how fleet serve rendered its metrics before Metrics: a prometheus.Collector over
@@ -299,4 +308,135 @@ func TestMetricsGzip(t *testing.T) {
 			t.Errorf("Accept-Encoding %q: not the plain text", c.accept)
 		}
 	}
+}
+
+// apiserver is the test apiserver of this package, started by the first test that asks for it
+// (the others run without one) and stopped by TestMain.
+var apiserver struct {
+	once sync.Once
+	env  *kubetest.Env
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if apiserver.env != nil {
+		_ = apiserver.env.Stop()
+	}
+	os.Exit(code)
+}
+
+func liveEnv(t *testing.T) *kubetest.Env {
+	t.Helper()
+	apiserver.once.Do(func() { apiserver.env, apiserver.err = kubetest.Start() })
+	if apiserver.err != nil {
+		t.Fatal(apiserver.err)
+	}
+	return apiserver.env
+}
+
+// TestSourceDownOnALiveScrape follows a vcluster's StatefulSet and certificate Secret on the real
+// apiserver with the service's informers, scrapes /metrics while the Secret is there, after it
+// is deleted and once it is re-created, and runs x509-certificate-exporter's SourceDown alert
+// over the three scrapes: quiet, then firing for that Secret's source alone, then resolved.
+// Deleted with its StatefulSet (the vcluster removed), the source goes away rather than down.
+func TestSourceDownOnALiveScrape(t *testing.T) {
+	env := liveEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns, err := env.Namespace(ctx, "fleet-source")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := kube.NewClient(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{"app": "vcluster", "release": "a"}
+	if _, err := env.Client.AppsV1().StatefulSets(ns).Create(ctx, &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "a", Labels: labels},
+		Spec: appsv1.StatefulSetSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, ServiceName: "a",
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "syncer", Image: "x"}}}}}},
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := pkigen.Generate(pkigen.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "a-certs"}, Data: p.SecretData()}
+	if _, err := env.Client.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	st, wl := NewState(), NewWorkloads()
+	inf, _, err := kube.CertSecretInformer(client, ns, Parse, st.Set, func(err error) { t.Error(err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	stsInf, _, err := kube.StatefulSetInformer(client, ns, wl.Set, func(err error) { t.Error(err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	go kube.RunInformer(ctx, inf)
+	go kube.RunInformer(ctx, stsInf)
+	m := &Metrics{State: st, Workloads: wl, Now: time.Now}
+	scrape := func() map[string]*dto.MetricFamily {
+		w := httptest.NewRecorder()
+		m.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		fams, err := new(expfmt.TextParser).TextToMetricFamilies(w.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fams
+	}
+	ref := map[string]string{"source_kind": "kube-secret", "source_name": ns + "/a-certs"}
+	// upIs waits for the source's x509_source_up to read want (absent: -1) and returns that scrape.
+	upIs := func(what string, want float64) map[string]*dto.MetricFamily {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			fams, got := scrape(), -1.0
+			for _, s := range fams["x509_source_up"].GetMetric() {
+				if l := labelSet(s); l["source_kind"] == ref["source_kind"] && l["source_name"] == ref["source_name"] {
+					got = s.GetGauge().GetValue()
+				}
+			}
+			if got == want && (want != 1 || wl.Get(ns, "a") != nil) {
+				return fams
+			}
+		}
+		t.Fatalf("timed out waiting for %s", what)
+		return nil
+	}
+	up := upIs("the Secret's source up", 1)
+	if err := env.Client.CoreV1().Secrets(ns).Delete(ctx, "a-certs", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	down := upIs("the deleted Secret's source down", 0)
+	for _, s := range down["x509_cert_not_after"].GetMetric() {
+		if labelSet(s)["secret_name"] == "a-certs" {
+			t.Fatal("the deleted Secret's certificates are still served")
+		}
+	}
+	if _, err := env.Client.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again := upIs("the re-created Secret's source up", 1)
+	exportertest.Run(t, exportertest.AlertsFile(), exportertest.SourceDownTest("certguard fleet serve: a Secret deleted and re-created", up, down, again, ref))
+
+	// The vcluster removed: StatefulSet and Secret gone, nothing is down.
+	if err := env.Client.AppsV1().StatefulSets(ns).Delete(ctx, "a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.CoreV1().Secrets(ns).Delete(ctx, "a-certs", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	upIs("the removed vcluster's source gone", -1)
+}
+
+func labelSet(m *dto.Metric) map[string]string {
+	out := map[string]string{}
+	for _, l := range m.GetLabel() {
+		out[l.GetName()] = l.GetValue()
+	}
+	return out
 }
