@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -36,7 +37,7 @@ func TestValuesWithVclusterCharts(t *testing.T) {
 		if src != "" {
 			chart = extractChart(t, src, c.tag, c.path)
 		} else {
-			chart = moduleChart(t, c.tag, c.path)
+			chart = moduleChart(t, "github.com/loft-sh/vcluster", c.tag, c.path)
 		}
 		for _, f := range valuesFiles {
 			if f.v019 != c.v019 {
@@ -124,22 +125,44 @@ func container(spec any, list, name string) obj {
 	return nil
 }
 
-// moduleChart copies the chart at path of vcluster's release tag, from the Go module proxy's copy
-// of github.com/loft-sh/vcluster, into a temp dir (the module cache is read-only).
-func moduleChart(t *testing.T, tag, path string) string {
+// moduleChart copies the chart at path of a module's release tag, from the Go module proxy's
+// copy, into a temp dir (the module cache is read-only).
+func moduleChart(t *testing.T, module, tag, path string) string {
 	t.Helper()
-	cmd := exec.Command("go", "mod", "download", "-json", "github.com/loft-sh/vcluster@"+tag)
-	cmd.Dir = t.TempDir() // no go.mod here: the project's own module is left alone
+	dir, err := moduleDir(module, tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return copyChart(t, dir, path)
+}
+
+// moduleDir downloads a module at a version through the Go module proxy and returns its directory
+// in the module cache.
+func moduleDir(module, tag string) (string, error) {
+	tmp, err := os.MkdirTemp("", "module")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	cmd := exec.Command("go", "mod", "download", "-json", module+"@"+tag)
+	cmd.Dir = tmp // no go.mod here: the project's own module is left alone
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	var mod struct{ Dir, Error string }
-	if err != nil || json.Unmarshal(out, &mod) != nil || mod.Dir == "" {
-		t.Fatalf("go mod download github.com/loft-sh/vcluster@%s: %v %s %s", tag, err, mod.Error, stderr.String())
+	jsonErr := json.Unmarshal(out, &mod) // -json reports a failure in Error, with exit status 1
+	if err != nil || jsonErr != nil || mod.Dir == "" {
+		return "", fmt.Errorf("go mod download %s@%s: %v %s %s", module, tag, err, mod.Error, stderr.String())
 	}
+	return mod.Dir, nil
+}
+
+// copyChart copies the chart at path of a module's directory into a temp dir.
+func copyChart(t *testing.T, modDir, path string) string {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), filepath.Base(path))
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join(mod.Dir, filepath.FromSlash(path)))); err != nil {
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join(modDir, filepath.FromSlash(path)))); err != nil {
 		t.Fatal(err)
 	}
 	return dir
