@@ -6,7 +6,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/certguard/certguard/exporter"
 	fleetsvc "github.com/certguard/certguard/fleet"
 	"github.com/certguard/certguard/kube"
 )
@@ -74,7 +73,7 @@ func (c *fleetServeCmd) run(ctx context.Context, o streams) int {
 	}
 	svc := &fleetsvc.Service{Client: client, Namespace: c.Namespace, Listen: c.Listen, RenewBefore: time.Duration(c.RenewBefore),
 		Plan: c.Booking.plan(c.RenewBefore, c.Restarting), Parse: parseInitContainer, RestartDue: c.RestartDue, DryRun: c.DryRun,
-		Tick: restartTick, LeaseBudget: leaseDuration / 3, Log: log, Build: exporter.Build{Version: version, Commit: commit, Date: date}}
+		Tick: restartTick, LeaseBudget: leaseDuration / 3, Log: log, Build: exporterBuild()}
 	if c.RestartDue {
 		if svc.Lease, err = c.lease(client); err != nil {
 			return fail(stderr, err)

@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+
+	"github.com/certguard/certguard/exporter"
 )
 
 // What the release build stamps (.ci/release.sh, the Dockerfile):
@@ -33,6 +35,12 @@ type versionInfo struct {
 	// Deps are the main module's dependencies linked into the binary, module path -> version,
 	// as the build info records them (a replaced module shows its replacement's version).
 	Deps map[string]string `json:"deps"`
+}
+
+// exporterBuild is the build x509_exporter_build_info shows, the same as `certguard version`'s.
+func exporterBuild() exporter.Build {
+	v := buildVersionInfo()
+	return exporter.Build{Version: v.Version, Commit: v.Commit, Date: v.Date}
 }
 
 func buildVersionInfo() versionInfo {

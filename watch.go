@@ -9,7 +9,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/certguard/certguard/exporter"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/restart"
 	"github.com/certguard/certguard/watch"
@@ -83,7 +82,7 @@ func (c *watchCmd) run(ctx context.Context, o streams) int {
 		Secrets: t.secretStore(c.APITimeout), Events: t.events(log),
 		Client: t.client, Namespace: t.namespace, Pod: t.pod, Log: log, Now: time.Now,
 	}
-	s.Build = exporter.Build{Version: version, Commit: commit, Date: date}
+	s.Build = exporterBuild()
 	// The sidecar lives for months on a few allocations a minute: a smaller heap goal costs
 	// nothing measurable in CPU and keeps it near its 20 MiB budget (BenchmarkSidecarIdle:
 	// 20.4–20.5 MiB at the default GOGC 100, 20.2–20.4 MiB at 40; docs/sidecar.md). A GOGC the

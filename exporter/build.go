@@ -2,7 +2,6 @@ package exporter
 
 import (
 	"runtime"
-	"runtime/debug"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -18,26 +17,13 @@ var buildLabels = []string{"built", "git_commit", "go_arch", "go_os", "go_runtim
 
 var descBuildInfo = prometheus.NewDesc(BuildInfo.Name, BuildInfo.Help, buildLabels, nil)
 
-// Build is what the binary was stamped with (main's -ldflags: version, commit, date). What is
-// empty is read from the build info the Go toolchain recorded, else "unknown" as the exporter
-// writes it ("dev" for the version, certguard's own default).
+// Build is the binary's version, commit and date as `certguard version` prints them (main's
+// -ldflags stamps, else what the Go toolchain recorded). What is empty reads "unknown", as the
+// exporter writes it, and "dev" for the version, certguard's own default.
 type Build struct{ Version, Commit, Date string }
 
 // Labels are the values of BuildInfo's labels, in buildLabels' order.
 func (b Build) Labels() (names, values []string) {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			switch {
-			case s.Key == "vcs.revision" && b.Commit == "":
-				b.Commit = s.Value
-			case s.Key == "vcs.time" && b.Date == "":
-				b.Date = s.Value
-			}
-		}
-		if v := bi.Main.Version; b.Version == "" && v != "" && v != "(devel)" {
-			b.Version = v
-		}
-	}
 	or := func(s, d string) string {
 		if s == "" {
 			return d
