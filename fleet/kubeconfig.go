@@ -117,6 +117,15 @@ func indexOwners(certSecrets []*Secret) owners {
 // in the Secret's namespace, then the one its vcluster-name label names; "" when still none or
 // several: unattributed.
 func (o owners) vcluster(s *Secret) string {
+	if c := o.owner(s); c != nil {
+		return c.facts.Release
+	}
+	return ""
+}
+
+// owner is the certificate Secret of the vcluster a kubeconfig Secret belongs to (vcluster); nil
+// when none or several.
+func (o owners) owner(s *Secret) *Secret {
 	var cands []*Secret
 	for _, fp := range s.kubeconfig.caFingerprints {
 		cands = append(cands, o.byFingerprint[fp]...)
@@ -138,7 +147,7 @@ func (o owners) vcluster(s *Secret) string {
 	slices.SortFunc(cands, func(a, b *Secret) int { return strings.Compare(a.key, b.key) })
 	cands = slices.CompactFunc(cands, func(a, b *Secret) bool { return a.key == b.key })
 	if len(cands) != 1 {
-		return ""
+		return nil
 	}
-	return cands[0].facts.Release
+	return cands[0]
 }

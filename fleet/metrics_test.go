@@ -183,8 +183,9 @@ func TestMetricsEmpty(t *testing.T) {
 
 // TestDeletedSecretIsASourceDown: a certificate Secret deleted while its vcluster's StatefulSet
 // is there is a source that cannot be read (x509_source_up 0, its certificate series gone), up
-// again once re-created; once the StatefulSet is gone too, the vcluster was removed and its
-// source is forgotten.
+// again once re-created; so is a kubeconfig Secret of that vcluster, exported to another
+// namespace. Once the StatefulSet is gone too, the vcluster was removed and its sources are
+// forgotten.
 func TestDeletedSecretIsASourceDown(t *testing.T) {
 	p, err := pkigen.Generate(pkigen.Options{})
 	if err != nil {
@@ -214,6 +215,13 @@ func TestDeletedSecretIsASourceDown(t *testing.T) {
 	st.Set("ns/a-certs", Parse(sec))
 	if got := up(); got != series+"1" {
 		t.Fatalf("re-created: %q", got)
+	}
+	kc := &pki.Secret{Namespace: "other", Name: "vc-a", Data: map[string][]byte{KubeconfigKey: pkigen.Kubeconfig("https://a.ns:443", p.Files["ca.crt"], p.Files["admin.crt"], p.Files["admin.key"])}}
+	const kcSeries = `x509_source_up{source_kind="kube-secret",source_name="other/vc-a"} `
+	st.Set("other/vc-a", Parse(kc))
+	st.Set("other/vc-a", nil)
+	if got := up(); got != series+"1\n"+kcSeries+"0" {
+		t.Fatalf("kubeconfig deleted, its vcluster there: %q", got)
 	}
 	st.Set("ns/a-certs", nil)
 	wl.Set("ns/a", nil)

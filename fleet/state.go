@@ -15,13 +15,14 @@ type State struct {
 	mu      sync.RWMutex
 	entries map[string]*Secret
 	sorted  []*Secret // the entries by key; nil after a change, rebuilt by the next reader
-	// gone are the certificate Secrets deleted while followed, by key: each is a source that is
-	// down (x509_source_up 0) while its vcluster's StatefulSet is still there, until the Secret
-	// comes back (Metrics forgets it once the StatefulSet is gone too: the vcluster was removed).
+	// gone are the Secrets deleted while followed, by key: each is a source that is down
+	// (x509_source_up 0) while its vcluster's StatefulSet is still there, until the Secret comes
+	// back (Metrics forgets it once the StatefulSet is gone too: the vcluster was removed).
 	gone map[string]goneSecret
 }
 
-// goneSecret is a deleted certificate Secret: its x509_source_up labels and its vcluster.
+// goneSecret is a deleted Secret: its x509_source_up source_name and its vcluster (the
+// namespace and release of the StatefulSet whose presence keeps it down).
 type goneSecret struct{ key, namespace, release string }
 
 // NewState makes an empty state.
@@ -32,8 +33,10 @@ func NewState() *State { return &State{entries: map[string]*Secret{}, gone: map[
 func (s *State) Set(key string, sec *Secret) {
 	s.mu.Lock()
 	if sec == nil {
-		if old := s.entries[key]; old != nil && old.kubeconfig == nil {
-			s.gone[key] = goneSecret{key: key, namespace: old.namespace, release: old.facts.Release}
+		if old := s.entries[key]; old != nil {
+			if g, ok := s.vclusterOf(old); ok {
+				s.gone[key] = g
+			}
 		}
 		delete(s.entries, key)
 	} else {
@@ -44,7 +47,26 @@ func (s *State) Set(key string, sec *Secret) {
 	s.mu.Unlock()
 }
 
-// deleted returns the deleted certificate Secrets, by key.
+// vclusterOf is the vcluster a Secret belongs to, under s.mu: a certificate Secret's own, a
+// kubeconfig Secret's owner as its metrics attribute it (none when that is ambiguous: such a
+// Secret, deleted, simply goes). A deletion is rare: indexing every Secret for one is cheap.
+func (s *State) vclusterOf(sec *Secret) (goneSecret, bool) {
+	if sec.kubeconfig == nil {
+		return goneSecret{key: sec.key, namespace: sec.namespace, release: sec.facts.Release}, true
+	}
+	var certSecrets []*Secret
+	for _, e := range s.entries {
+		if e.kubeconfig == nil {
+			certSecrets = append(certSecrets, e)
+		}
+	}
+	if o := indexOwners(certSecrets).owner(sec); o != nil {
+		return goneSecret{key: sec.key, namespace: o.namespace, release: o.facts.Release}, true
+	}
+	return goneSecret{}, false
+}
+
+// deleted returns the deleted Secrets whose vcluster is known, by key.
 func (s *State) deleted() []goneSecret {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
