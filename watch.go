@@ -24,6 +24,8 @@ type watchCmd struct {
 	RestartMinInterval duration `env:"RESTART_MIN_INTERVAL" envDefault:"24h"`
 	EventReminder      duration `env:"EVENT_REMINDER" envDefault:"6h"`
 	DryRun             bool     `env:"DRY_RUN"`
+	ProbeAPIServer     string   `env:"PROBE_APISERVER" envDefault:"127.0.0.1:6443"`
+	ProbeSyncer        string   `env:"PROBE_SYNCER" envDefault:"127.0.0.1:8443"`
 }
 
 func (c *watchCmd) flags(fs *flag.FlagSet) {
@@ -35,6 +37,8 @@ func (c *watchCmd) flags(fs *flag.FlagSet) {
 	fs.Var(&c.RestartMinInterval, "restart-min-interval", "at most one restart per this interval (recorded on the Secret)")
 	fs.Var(&c.EventReminder, "event-reminder", "repeat a warning Event this often while a certificate stays due")
 	fs.BoolVar(&c.DryRun, "dry-run", c.DryRun, "log restarts instead of doing them")
+	strFlag(fs, &c.ProbeAPIServer, "probe-apiserver", "host:port of k0s's API server in the pod, whose served certificate is probed (empty: not probed; docs/served.md)")
+	strFlag(fs, &c.ProbeSyncer, "probe-syncer", "host:port of the syncer in the pod, whose served certificate is probed (empty: not probed)")
 }
 
 func (c *watchCmd) validate() error {
@@ -81,6 +85,9 @@ func (c *watchCmd) run(ctx context.Context, o streams) int {
 		DryRun: c.DryRun, Listen: c.Listen,
 		Secrets: t.secretStore(c.APITimeout), Events: t.events(log),
 		Client: t.client, Namespace: t.namespace, Pod: t.pod, Log: log, Now: time.Now,
+	}
+	if c.ProbeAPIServer != "" || c.ProbeSyncer != "" {
+		s.Served = &watch.Served{APIServer: c.ProbeAPIServer, Syncer: c.ProbeSyncer, Now: time.Now}
 	}
 	// The sidecar lives for months on a few allocations a minute: a smaller heap goal costs
 	// nothing measurable in CPU and keeps it near its 20 MiB budget (BenchmarkSidecarIdle:
