@@ -46,6 +46,8 @@ type Metrics struct {
 	// Extra (nil: none) is rendered after, through client_golang: the per-vcluster gauges of
 	// StatefulSets and restarts (RestartCollector), a few series per vcluster.
 	Extra prometheus.Gatherer
+	// Served (nil: --probe-served is off) adds the served leaves' series (served.go).
+	Served *Served
 }
 
 // ServeHTTP writes every series.
@@ -219,6 +221,7 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 				}
 			}
 		}
+		m.Served.writeServed(w, f, &first, now)
 	}
 	header(w, exporter.SourceUp)
 	for _, s := range secrets {
@@ -226,6 +229,8 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 		w.WriteString(escapeLabel(exporter.LabelValue(s.key)))
 		w.WriteString(`"} 1` + "\n")
 	}
+	m.Served.writeServed(w, exporter.SourceUp, nil, now)
+	m.Served.writeServedGauges(w)
 }
 
 func header(w *bufio.Writer, f exporter.Family) {

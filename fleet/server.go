@@ -31,6 +31,7 @@ type Server struct {
 	Workloads *Workloads
 	Parse     InitParser
 	Restarter *Restarter
+	Served    *Served // nil: --probe-served is off
 	Log       *slog.Logger
 	HTTP      exporter.HTTPLimits
 }
@@ -44,7 +45,7 @@ func (s *Server) Handler() http.Handler {
 		extra = reg
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", &Metrics{State: s.State, Now: s.Now, RenewBefore: s.RenewBefore, Extra: extra})
+	mux.Handle("/metrics", &Metrics{State: s.State, Now: s.Now, RenewBefore: s.RenewBefore, Extra: extra, Served: s.Served})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !s.Synced() {

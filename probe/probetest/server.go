@@ -54,12 +54,38 @@ func (s *Server) Close() { s.ln.Close() }
 // Set switches the certificate served from the next handshake on.
 func (s *Server) Set(c tls.Certificate) { s.cur.Store(&c) }
 
-// Start serves c until the test ends.
+// Start serves c on 127.0.0.1 until the test ends.
 func Start(t testing.TB, c tls.Certificate) *Server {
+	t.Helper()
+	return StartOn(t, "127.0.0.1", c)
+}
+
+// HostIP is an IPv4 address of this machine other than loopback and link-local: the API server
+// refuses those in an EndpointSlice, so a test that points one at a local server listens here.
+// The test is skipped on a machine without one.
+func HostIP(t testing.TB) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip := n.IP.To4(); ip != nil && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() {
+				return ip.String()
+			}
+		}
+	}
+	t.Skip("no IPv4 address but loopback: an EndpointSlice cannot point at this machine")
+	return ""
+}
+
+// StartOn serves c on host (an address of this machine) until the test ends.
+func StartOn(t testing.TB, host string, c tls.Certificate) *Server {
 	t.Helper()
 	s := &Server{}
 	s.cur.Store(&c)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
