@@ -17,7 +17,6 @@ import (
 	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/kube/kubetest"
 	"github.com/certguard/certguard/pki"
-	"github.com/certguard/certguard/pki/pkigen"
 	"github.com/certguard/certguard/probe/probetest"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -44,19 +43,8 @@ func TestFleetProbesEachVclusterService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := pkigen.Generate(pkigen.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := pkigen.Generate(pkigen.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The syncer's own leaf, signed by the vcluster's ca.crt (docs/served.md).
-	crt, key, err := p.Issue(p.CAs["ca"], pkigen.Leaf{CN: []string{"kube-apiserver"}, Server: true, Issued: time.Now(), Lifetime: 365 * 24 * time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := probetest.NewVcluster(t)
+	p, other, crt, key := v.PKI, v.Other, v.SyncerCrt, v.SyncerKey
 	host := probetest.HostIP(t)
 	syncer := probetest.StartOn(t, host, probetest.KeyPair(t, crt, key))
 	_, port, _ := net.SplitHostPort(syncer.Addr)
@@ -106,7 +94,9 @@ func TestFleetProbesEachVclusterService(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	svc := &fleet.Service{Client: client, Namespace: ns, Listen: addr, RenewBefore: 90 * 24 * time.Hour,
-		Parse:       func([]string, map[string]string) (fleet.InitSettings, error) { return fleet.InitSettings{}, errors.New("none") },
+		Parse: func([]string, map[string]string) (fleet.InitSettings, error) {
+			return fleet.InitSettings{}, errors.New("none")
+		},
 		ProbeServed: true, ProbeInterval: 200 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()

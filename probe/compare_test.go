@@ -3,33 +3,21 @@ package probe_test
 import (
 	"crypto/x509"
 	"testing"
-	"time"
 
 	"github.com/certguard/certguard/pki"
-	"github.com/certguard/certguard/pki/pkigen"
 	"github.com/certguard/certguard/probe"
+	"github.com/certguard/certguard/probe/probetest"
 )
 
 func TestMismatch(t *testing.T) {
-	p, err := pkigen.Generate(pkigen.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := pkigen.Generate(pkigen.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := probetest.NewVcluster(t)
+	p, other, syncer := v.PKI, v.Other, v.SyncerCrt
 	parse := func(b []byte) *x509.Certificate {
 		c, err := pki.ParseCertPEM(b)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return c
-	}
-	// The syncer's leaf: made in memory, signed by ca.crt (CN kube-apiserver).
-	syncer, _, err := p.Issue(p.CAs["ca"], pkigen.Leaf{CN: []string{"kube-apiserver"}, Server: true, Issued: time.Now(), Lifetime: 365 * 24 * time.Hour})
-	if err != nil {
-		t.Fatal(err)
 	}
 	cases := []struct {
 		name            string

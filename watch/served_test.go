@@ -18,21 +18,10 @@ import (
 // k0s's API server and the syncer, switches what they serve, and reads the result from /metrics:
 // the served leaf's expiry, whether it is the stored one, and its source going down.
 func TestSidecarProbesWhatThePodServes(t *testing.T) {
-	p, err := pkigen.Generate(pkigen.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := pkigen.Generate(pkigen.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := probetest.NewVcluster(t)
+	p, other, syncCrt, syncKey := v.PKI, v.Other, v.SyncerCrt, v.SyncerKey
 	dir := filepath.Join(t.TempDir(), "pki")
 	if err := pkigen.WriteDir(dir, p.Files); err != nil {
-		t.Fatal(err)
-	}
-	// The syncer's leaf is its own, made in memory from ca.crt (docs/served.md).
-	syncCrt, syncKey, err := p.Issue(p.CAs["ca"], pkigen.Leaf{CN: []string{"kube-apiserver"}, Server: true, Issued: time.Now(), Lifetime: 365 * day})
-	if err != nil {
 		t.Fatal(err)
 	}
 	api := probetest.Start(t, probetest.KeyPair(t, p.Files["server.crt"], p.Files["server.key"]))
