@@ -1,7 +1,6 @@
 package exporter
 
 import (
-	"crypto/x509"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,7 +27,7 @@ type Served struct {
 	Endpoint            string // "apiserver" or "syncer"
 	Addr                string // host:port probed
 	Up                  bool   // the last handshake served a certificate
-	Leaf                *x509.Certificate
+	Cert                Cert   // the served leaf, when Up
 	// Mismatch holds when MismatchKnown: something stored to hold the leaf against.
 	Mismatch, MismatchKnown bool
 }
@@ -46,8 +45,7 @@ func (s Served) SourceName() string { return "tls://" + s.Addr }
 // tls://address, discriminator served:<endpoint>, so its series never collide with the stored
 // server.crt's.
 func (s Served) CertLabels() []string {
-	c := FromX509(s.Leaf)
-	l := Labels(c, Location{Filename: s.Addr, Path: s.SourceName()})
+	l := Labels(s.Cert, Location{Filename: s.Addr, Path: s.SourceName()})
 	l[len(l)-1] = "served:" + s.Endpoint
 	return l
 }
@@ -57,12 +55,12 @@ func (s Served) CertLabels() []string {
 // shared by every call of one scrape (SendCert).
 func SendServed(ch chan<- prometheus.Metric, now time.Time, seen map[string]bool, s Served) {
 	SendSourceUp(ch, ServedSourceKind, s.SourceName(), s.Up)
-	if !s.Up || s.Leaf == nil {
+	if !s.Up {
 		return
 	}
-	SendCert(ch, now, seen, FromX509(s.Leaf), s.CertLabels())
+	SendCert(ch, now, seen, s.Cert, s.CertLabels())
 	l := []string{LabelValue(s.Namespace), LabelValue(s.Vcluster), s.Endpoint}
-	SendGauge(ch, descServedExpiry, float64(s.Leaf.NotAfter.Unix()), l)
+	SendGauge(ch, descServedExpiry, float64(s.Cert.NotAfter.Unix()), l)
 	if s.MismatchKnown {
 		v := 0.0
 		if s.Mismatch {

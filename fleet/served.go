@@ -124,7 +124,9 @@ func (v *Served) current() []exporter.Served {
 		if !ok {
 			continue
 		}
-		s := exporter.Served{Namespace: t.ns, Vcluster: t.release, Endpoint: string(probe.EndpointSyncer), Addr: t.target.Addr, Up: r.Up(), Leaf: r.Leaf}
+		l := r.Leaf
+		s := exporter.Served{Namespace: t.ns, Vcluster: t.release, Endpoint: string(probe.EndpointSyncer), Addr: t.target.Addr, Up: r.Up(),
+			Cert: exporter.Cert{Serial: l.Serial, Subject: l.Subject, Issuer: l.Issuer, NotBefore: l.NotBefore, NotAfter: l.NotAfter}}
 		if sec := v.State.get(t.target.Key + "-certs"); sec != nil {
 			id, _ := hex.DecodeString(sec.caKeyID)
 			s.Mismatch, s.MismatchKnown = probe.IssuedBy(r.Leaf, id)
@@ -166,7 +168,7 @@ func (v *Served) writeServed(w *bufio.Writer, f exporter.Family, first *bool, no
 			w.WriteString(exporter.CertLabels[i] + `="` + escapeLabel(exporter.LabelValue(l)) + `"`)
 		}
 		w.WriteString("} ")
-		na := s.Leaf.NotAfter
+		na := s.Cert.NotAfter
 		var val float64
 		switch f {
 		case exporter.CertExpired:
@@ -176,7 +178,7 @@ func (v *Served) writeServed(w *bufio.Writer, f exporter.Family, first *bool, no
 		case exporter.CertNotAfter:
 			val = float64(na.Unix())
 		case exporter.CertNotBefore:
-			val = float64(s.Leaf.NotBefore.Unix())
+			val = float64(s.Cert.NotBefore.Unix())
 		}
 		w.WriteString(strconv.FormatFloat(val, 'g', -1, 64) + "\n")
 	}
@@ -198,7 +200,7 @@ func (v *Served) writeServedGauges(w *bufio.Writer) {
 			}
 			w.WriteString(f.Name + `{endpoint="` + s.Endpoint + `",secret_namespace="` + escapeLabel(exporter.LabelValue(s.Namespace)) + `",vcluster="` + escapeLabel(exporter.LabelValue(s.Vcluster)) + `"} `)
 			if f == exporter.ServedExpiry {
-				w.WriteString(strconv.FormatInt(s.Leaf.NotAfter.Unix(), 10) + "\n")
+				w.WriteString(strconv.FormatInt(s.Cert.NotAfter.Unix(), 10) + "\n")
 			} else {
 				w.WriteString(strconv.Itoa(b2i(s.Mismatch)) + "\n")
 			}

@@ -78,9 +78,9 @@ func pemCerts(data []byte) []*x509.Certificate {
 // (the fleet keeps no certificate bytes): mismatch when the leaf's authority key ID names
 // another key. Go's x509 and cfssl both write the authority key ID from the CA's subject key ID;
 // a leaf or CA without one cannot be judged.
-func IssuedBy(served *x509.Certificate, caKeyID []byte) (mismatch, known bool) {
-	if served == nil || len(caKeyID) == 0 || len(served.AuthorityKeyId) == 0 {
+func IssuedBy(served Leaf, caKeyID []byte) (mismatch, known bool) {
+	if len(caKeyID) == 0 || len(served.AuthorityKeyID) == 0 {
 		return false, false
 	}
-	return !bytes.Equal(served.AuthorityKeyId, caKeyID), true
+	return !bytes.Equal(served.AuthorityKeyID, caKeyID), true
 }

@@ -60,6 +60,7 @@ func (v *Served) run(ctx context.Context, secrets *kube.SecretStore, podNamespac
 	}
 	v.mu.Unlock()
 	v.prober.Workers, v.prober.Timeout, v.prober.Interval, v.prober.Jitter = 2, v.Timeout, v.Interval, probe.DefaultJitter
+	v.prober.KeepCerts = true // two leaves, whose signature the syncer's check verifies
 	v.prober.Set(v.targets())
 	v.prober.Run(ctx)
 }
@@ -94,8 +95,10 @@ func (v *Served) Collect(ch chan<- prometheus.Metric) {
 		if !ok {
 			continue
 		}
-		s := exporter.Served{Namespace: ns, Vcluster: vc, Endpoint: t.Key, Addr: t.Addr, Up: r.Up(), Leaf: r.Leaf}
-		s.Mismatch, s.MismatchKnown = probe.Mismatch(probe.Endpoint(t.Key), r.Leaf, stored)
+		l := r.Leaf
+		s := exporter.Served{Namespace: ns, Vcluster: vc, Endpoint: t.Key, Addr: t.Addr, Up: r.Up(),
+			Cert: exporter.Cert{Serial: l.Serial, Subject: l.Subject, Issuer: l.Issuer, NotBefore: l.NotBefore, NotAfter: l.NotAfter}}
+		s.Mismatch, s.MismatchKnown = probe.Mismatch(probe.Endpoint(t.Key), r.Cert, stored)
 		exporter.SendServed(ch, now, seen, s)
 	}
 }

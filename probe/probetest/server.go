@@ -45,6 +45,10 @@ type Server struct {
 	Peak       atomic.Int64 // the most handshakes in progress at once
 	// Slow holds each handshake this long (set before the first): concurrency becomes measurable.
 	Slow time.Duration
+	// Many (set before the first handshake) are served in turn, one per handshake, instead of
+	// the one Set: as many endpoints, each with its own leaf, would serve.
+	Many []tls.Certificate
+	turn atomic.Int64
 	ln   net.Listener
 }
 
@@ -99,6 +103,9 @@ func StartOn(t testing.TB, host string, c tls.Certificate) *Server {
 			}
 			time.Sleep(s.Slow)
 			s.live.Add(-1)
+			if len(s.Many) > 0 {
+				return &s.Many[int(s.turn.Add(1)-1)%len(s.Many)], nil
+			}
 			return s.cur.Load(), nil
 		},
 	}
