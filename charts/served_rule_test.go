@@ -1,13 +1,24 @@
 package charts_test
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/probe/probetest"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -130,5 +141,103 @@ fleet:
 	r = run(t, nil, promtool, "test", "rules", write("tests.yaml", tests))
 	if r.code != 0 {
 		t.Errorf("promtool test rules: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	t.Run("live", func(t *testing.T) { liveServedAlerts(t, promtool, ns, svc, write) })
+}
+
+// liveServedAlerts runs certguard fleet serve --probe-served on the test apiserver against two
+// vclusters whose Services' EndpointSlices point at local TLS servers: vc-reset serves a leaf of
+// another CA expiring in 5 days, vc-old an expired leaf of its own CA. Their
+// certguard_vcluster_served_* series, as scraped, go to promtool (held for 3 h, the expiries
+// shifted so that "now" is the test's 2 h) against the rules written in bare.yaml.
+func liveServedAlerts(t *testing.T, promtool, ns, svc string, write func(string, any) string) {
+	ctx := context.Background()
+	vcNs := namespace(t, "servedlive")
+	host := probetest.HostIP(t)
+	now := time.Now()
+	reset, old := probetest.NewVcluster(t), probetest.NewVcluster(t)
+	soon, soonKey, err := reset.Other.Issue(reset.Other.CAs["ca"], pkigen.Leaf{CN: []string{"kube-apiserver"}, Server: true, Issued: now.Add(-360 * 24 * time.Hour), Lifetime: 365 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, expiredKey, err := old.PKI.Issue(old.PKI.CAs["ca"], pkigen.Leaf{CN: []string{"kube-apiserver"}, Server: true, Issued: now.Add(-400 * 24 * time.Hour), Lifetime: 365 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, vc := range []struct {
+		name     string
+		pki      *pkigen.PKI
+		crt, key []byte
+	}{{"vc-reset", reset.PKI, soon, soonKey}, {"vc-old", old.PKI, expired, expiredKey}} {
+		srv := probetest.StartOn(t, host, probetest.KeyPair(t, vc.crt, vc.key))
+		_, portStr, _ := net.SplitHostPort(srv.Addr)
+		port, _ := strconv.Atoi(portStr)
+		p32 := int32(port)
+		labels := map[string]string{"app": "vcluster", "release": vc.name}
+		if _, err := env.Client.CoreV1().Secrets(vcNs).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: vc.name + "-certs", Labels: labels},
+			Type: corev1.SecretTypeOpaque, Data: vc.pki.SecretData()}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		name, ready := "https", true
+		if _, err := env.Client.DiscoveryV1().EndpointSlices(vcNs).Create(ctx, &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Name: vc.name + "-x", Labels: map[string]string{"app": "vcluster", discoveryv1.LabelServiceName: vc.name}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{host}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+			Ports:       []discoveryv1.EndpointPort{{Name: &name, Port: &p32}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs := serveFleet(t, []string{"fleet", "serve", "--listen=:9793", "--namespace=" + vcNs, "--renew-before=120d", "--probe-served", "--kubeconfig=" + adminKubeconfig}, nil)
+	var fams map[string]*dto.MetricFamily
+	fs.waitMetrics(t, "both vclusters' served series", func(metrics string) bool {
+		var p expfmt.TextParser
+		f, err := p.TextToMetricFamilies(strings.NewReader(metrics))
+		if err != nil || f["certguard_vcluster_served_mismatch"] == nil || len(f["certguard_vcluster_served_mismatch"].Metric) < 2 {
+			return false
+		}
+		fams = f
+		return true
+	})
+	fs.stop(t)
+
+	var input []any
+	for _, name := range []string{"certguard_vcluster_served_expiry_timestamp_seconds", "certguard_vcluster_served_mismatch"} {
+		for _, m := range fams[name].Metric {
+			l := fmt.Sprintf("namespace=%q,service=%q", ns, svc)
+			for _, lp := range m.Label {
+				l += fmt.Sprintf(",%s=%q", lp.GetName(), lp.GetValue())
+			}
+			v := m.GetGauge().GetValue()
+			if strings.HasSuffix(name, "_seconds") {
+				v = v - float64(now.Unix()) + 7200 // promtool's clock reads 7200 at 2h
+			}
+			input = append(input, obj{"series": name + "{" + l + "}", "values": fmt.Sprintf("%.0fx180", v)})
+		}
+	}
+	alert := func(vcluster, severity string) obj {
+		return obj{"exp_labels": obj{"namespace": ns, "service": svc, "secret_namespace": vcNs, "vcluster": vcluster, "endpoint": "syncer",
+			"severity": severity, "team": "platform"}}
+	}
+	tests := obj{
+		"rule_files":          []any{"bare.yaml"},
+		"evaluation_interval": "1m",
+		"tests": []any{obj{
+			"interval":     "1m",
+			"input_series": input,
+			"alert_rule_test": []any{
+				obj{"eval_time": "2h", "alertname": "CertguardServedCertificateExpiresSoon", "exp_alerts": []any{
+					alert("vc-reset", "warning"), alert("vc-reset", "critical"),
+				}},
+				obj{"eval_time": "2h", "alertname": "CertguardServedCertificateExpired", "exp_alerts": []any{alert("vc-old", "critical")}},
+				obj{"eval_time": "2h", "alertname": "CertguardServedCertificateNotStored", "exp_alerts": []any{alert("vc-reset", "warning")}},
+				obj{"eval_time": "10m", "alertname": "CertguardServedCertificateNotStored", "exp_alerts": []any{}},
+			},
+		}},
+	}
+	r := run(t, nil, promtool, "test", "rules", write("live.yaml", tests))
+	if r.code != 0 {
+		t.Errorf("promtool test rules on the live scrape: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
