@@ -73,10 +73,14 @@ fleet:
 		"CertguardServedCertificateExpiresSoon/warning", "CertguardServedCertificateNotStored/warning"}; !slices.Equal(names, want) {
 		t.Errorf("alerts %v, want %v", names, want)
 	}
-	// Without probeServed, nothing: the series would not exist.
+	// probeServed passes --probe-served and grants list on endpointslices, nothing more; without
+	// it, none of that and no served alerts (the series would not exist).
+	on := mustRun(t, nil, helmBin, "template", "certguard-fleet", chartDir, "-n", ns, "-f", values)
 	off := mustRun(t, nil, helmBin, "template", "certguard-fleet", chartDir, "-n", ns, "-f", values, "--set", "fleet.serve.probeServed=false")
-	if strings.Contains(off.stdout, "CertguardServedCertificate") {
-		t.Error("served alerts rendered without fleet.serve.probeServed")
+	for _, w := range []string{"- --probe-served\n", `resources: ["endpointslices"]` + "\n    verbs: [\"list\"]\n", "CertguardServedCertificate"} {
+		if !strings.Contains(on.stdout, w) || strings.Contains(off.stdout, w) {
+			t.Errorf("%q: rendered with probeServed %v, without %v", w, strings.Contains(on.stdout, w), strings.Contains(off.stdout, w))
+		}
 	}
 
 	serverDryRunRule(t, o)
