@@ -159,10 +159,10 @@ func TestFlagContract(t *testing.T) {
 	want := map[string][]string{
 		"repair":      append([]string{"backup-dir", "dry-run", "keep-backups", "o", "output", "strategy"}, pod...),
 		"check":       append([]string{"no-secret", "o", "output"}, pod...),
-		"watch":       append([]string{"backup-dir", "dry-run", "event-reminder", "listen", "restart-before", "restart-min-interval", "restart-timezone", "restart-window"}, pod...),
+		"watch":       append([]string{"backup-dir", "dry-run", "event-reminder", "listen", "probe-apiserver", "probe-syncer", "restart-before", "restart-min-interval", "restart-timezone", "restart-window"}, pod...),
 		"fleet":       append([]string{"o", "output", "page-size"}, host...),
 		"fleet plan":  append(append([]string{"o", "output", "page-size"}, host...), plan...),
-		"fleet serve": append(append([]string{"dry-run", "lease-name", "lease-namespace", "listen", "pod-name", "restart-due", "restart-min-interval", "restart-ready-timeout"}, host...), plan...),
+		"fleet serve": append(append([]string{"dry-run", "lease-name", "lease-namespace", "listen", "pod-name", "probe-served", "restart-due", "restart-min-interval", "restart-ready-timeout"}, host...), plan...),
 		"demo":        {"dir"},
 		"version":     {"o", "output"},
 	}

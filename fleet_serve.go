@@ -25,6 +25,7 @@ type fleetServeCmd struct {
 	LeaseNamespace string `env:"LEASE_NAMESPACE"`
 	LeaseName      string `env:"LEASE_NAME" envDefault:"certguard-fleet"`
 	PodName        string `env:"POD_NAME"`
+	ProbeServed    bool   `env:"PROBE_SERVED"`
 }
 
 func (c *fleetServeCmd) flags(fs *flag.FlagSet) {
@@ -37,6 +38,7 @@ func (c *fleetServeCmd) flags(fs *flag.FlagSet) {
 	strFlag(fs, &c.LeaseNamespace, "lease-namespace", "namespace of the restart Lease (default: the service account's namespace)")
 	strFlag(fs, &c.LeaseName, "lease-name", "name of the Lease that keeps two replicas from restarting at once")
 	strFlag(fs, &c.PodName, "pod-name", "this replica's name in the Lease and Events (default: the hostname)")
+	fs.BoolVar(&c.ProbeServed, "probe-served", c.ProbeServed, "probe each vcluster's Service (its EndpointSlices' https port) for the certificate it serves; needs list on endpointslices (docs/served.md)")
 }
 
 func (c *fleetServeCmd) validate() error {
@@ -73,7 +75,7 @@ func (c *fleetServeCmd) run(ctx context.Context, o streams) int {
 	}
 	svc := &fleetsvc.Service{Client: client, Namespace: c.Namespace, Listen: c.Listen, RenewBefore: time.Duration(c.RenewBefore),
 		Plan: c.Booking.plan(c.RenewBefore, c.Restarting), Parse: parseInitContainer, RestartDue: c.RestartDue, DryRun: c.DryRun,
-		Tick: restartTick, LeaseBudget: leaseDuration / 3, Log: log, Build: exporterBuild()}
+		Tick: restartTick, LeaseBudget: leaseDuration / 3, ProbeServed: c.ProbeServed, Log: log, Build: exporterBuild()}
 	if c.RestartDue {
 		if svc.Lease, err = c.lease(client); err != nil {
 			return fail(stderr, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -24,6 +25,8 @@ type watchCmd struct {
 	RestartMinInterval duration `env:"RESTART_MIN_INTERVAL" envDefault:"24h"`
 	EventReminder      duration `env:"EVENT_REMINDER" envDefault:"6h"`
 	DryRun             bool     `env:"DRY_RUN"`
+	ProbeAPIServer     string   `env:"PROBE_APISERVER" envDefault:"127.0.0.1:6443"`
+	ProbeSyncer        string   `env:"PROBE_SYNCER" envDefault:"127.0.0.1:8443"`
 }
 
 func (c *watchCmd) flags(fs *flag.FlagSet) {
@@ -35,10 +38,30 @@ func (c *watchCmd) flags(fs *flag.FlagSet) {
 	fs.Var(&c.RestartMinInterval, "restart-min-interval", "at most one restart per this interval (recorded on the Secret)")
 	fs.Var(&c.EventReminder, "event-reminder", "repeat a warning Event this often while a certificate stays due")
 	fs.BoolVar(&c.DryRun, "dry-run", c.DryRun, "log restarts instead of doing them")
+	strFlag(fs, &c.ProbeAPIServer, "probe-apiserver", "host:port of k0s's API server in the pod, whose served certificate is probed (off: not probed; docs/served.md)")
+	strFlag(fs, &c.ProbeSyncer, "probe-syncer", "host:port of the syncer in the pod, whose served certificate is probed (off: not probed)")
+}
+
+func probeAddr(a string) string {
+	if a == "off" {
+		return ""
+	}
+	return a
 }
 
 func (c *watchCmd) validate() error {
-	return firstError(c.InPod.validate, c.Windowing.validate, c.validateRestart)
+	return firstError(c.InPod.validate, c.Windowing.validate, c.validateRestart, c.validateProbes)
+}
+
+func (c *watchCmd) validateProbes() error {
+	for _, p := range []struct{ flag, addr string }{{"--probe-apiserver", c.ProbeAPIServer}, {"--probe-syncer", c.ProbeSyncer}} {
+		if a := probeAddr(p.addr); a != "" {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return usageError{fmt.Sprintf("%s: want host:port or off (got %q)", p.flag, p.addr)}
+			}
+		}
+	}
+	return nil
 }
 
 func (c *watchCmd) validateRestart() error {
@@ -83,6 +106,11 @@ func (c *watchCmd) run(ctx context.Context, o streams) int {
 		Client: t.client, Namespace: t.namespace, Pod: t.pod, Log: log, Now: time.Now,
 	}
 	s.Build = exporterBuild()
+	// "off" as well as empty: an empty CERTGUARD_PROBE_* takes the default, as every variable.
+	api, syncer := probeAddr(c.ProbeAPIServer), probeAddr(c.ProbeSyncer)
+	if api != "" || syncer != "" {
+		s.Served = &watch.Served{APIServer: api, Syncer: syncer, Now: time.Now}
+	}
 	// The sidecar lives for months on a few allocations a minute: a smaller heap goal costs
 	// nothing measurable in CPU and keeps it near its 20 MiB budget (BenchmarkSidecarIdle:
 	// 20.4–20.5 MiB at the default GOGC 100, 20.2–20.4 MiB at 40; docs/sidecar.md). A GOGC the

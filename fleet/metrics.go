@@ -52,6 +52,8 @@ type Metrics struct {
 	Workloads *Workloads
 	// Build labels x509_exporter_build_info.
 	Build exporter.Build
+	// Served (nil: --probe-served is off) adds the served leaves' series (served.go).
+	Served *Served
 }
 
 // ServeHTTP writes every series.
@@ -227,6 +229,7 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 				}
 			}
 		}
+		m.Served.writeServed(w, f, &first, now)
 	}
 	header(w, exporter.SourceUp)
 	// Each line is written in constant pieces: a concatenation here would allocate once per
@@ -242,6 +245,8 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 	for _, g := range gone {
 		up(g.key, "\"} 0\n")
 	}
+	m.Served.writeServed(w, exporter.SourceUp, nil, now)
+	m.Served.writeServedGauges(w)
 }
 
 // downSources are the deleted certificate Secrets whose vcluster is still there: each is a

@@ -31,6 +31,7 @@ type Server struct {
 	Workloads *Workloads
 	Parse     InitParser
 	Restarter *Restarter
+	Served    *Served // nil: --probe-served is off
 	Log       *slog.Logger
 	HTTP      exporter.HTTPLimits
 	// Build is the binary's stamps, for x509_exporter_build_info.
@@ -46,7 +47,7 @@ func (s *Server) Handler() http.Handler {
 		extra = reg
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", &Metrics{State: s.State, Now: s.Now, RenewBefore: s.RenewBefore, Extra: extra, Workloads: s.Workloads, Build: s.Build})
+	mux.Handle("/metrics", &Metrics{State: s.State, Now: s.Now, RenewBefore: s.RenewBefore, Extra: extra, Workloads: s.Workloads, Build: s.Build, Served: s.Served})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !s.Synced() {

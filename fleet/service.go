@@ -35,9 +35,13 @@ type Service struct {
 	// Lease's duration).
 	Tick        time.Duration
 	LeaseBudget time.Duration
-	Log         *slog.Logger
 	// Build is the binary's stamps, for x509_exporter_build_info.
 	Build exporter.Build
+	// ProbeServed probes each vcluster's Service for the certificate it serves (served.go), every
+	// ProbeInterval (0: probe.DefaultInterval).
+	ProbeServed   bool
+	ProbeInterval time.Duration
+	Log           *slog.Logger
 }
 
 // Run serves until ctx ends (nil) or something fails that a retry would not mend: the listen
@@ -75,6 +79,15 @@ func (s *Service) Run(ctx context.Context) error {
 	wg.Go(func() { kube.RunInformer(ctx, stsInf) })
 	synced := func() bool { return secretsSynced() && stsSynced() }
 	srv := &Server{State: state, Workloads: workloads, Parse: s.Parse, Now: time.Now, RenewBefore: s.RenewBefore, Synced: synced, Log: s.Log}
+	if s.ProbeServed {
+		srv.Served = &Served{Client: s.Client, Namespace: s.Namespace, State: state, Interval: s.ProbeInterval, Log: s.Log}
+		// Probed once the Secrets are known: a Service is probed only for a vcluster followed.
+		wg.Go(func() {
+			if cache.WaitForCacheSync(ctx.Done(), secretsSynced) {
+				srv.Served.Run(ctx)
+			}
+		})
+	}
 	build := func() Plan {
 		now := time.Now()
 		return BuildPlan(state.Vclusters(now, s.Plan.RenewBefore, workloads, s.Parse), now, s.Plan, nil)

@@ -52,6 +52,8 @@ type Sidecar struct {
 	HTTP exporter.HTTPLimits
 	// Build is the binary's stamps, for x509_exporter_build_info.
 	Build exporter.Build
+	// Served (nil: not probed) probes the pod's TLS endpoints (served.go).
+	Served *Served
 	// Ready is closed after the first refresh, with the listener's address set.
 	Ready chan struct{}
 	Addr  string
@@ -84,6 +86,10 @@ func (s *Sidecar) Run(ctx context.Context) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(s.metrics, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s.Served != nil {
+		reg.MustRegister(s.Served)
+		go s.Served.run(ctx, s.Secrets, s.Namespace)
+	}
 	mux := http.NewServeMux()
 	// ContinueOnError: a series that cannot be rendered is left out and the rest served; the
 	// default would answer 500 and leave Prometheus blind to every certificate.
@@ -239,6 +245,9 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 		snap.secret, snap.secretUp, snap.secretNS, snap.secretName = secretOnly, secretOK && secret != nil, s.Secrets.Namespace, s.Secrets.Name
 	}
 	s.metrics.set(snap)
+	if s.Served != nil {
+		s.Served.setStored(disk, secret)
+	}
 
 	if eff.DiskPresent || secret != nil {
 		for _, ev := range s.eventer.Next(eff) {

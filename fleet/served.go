@@ -1,0 +1,216 @@
+package fleet
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/certguard/certguard/exporter"
+	"github.com/certguard/certguard/kube"
+	"github.com/certguard/certguard/probe"
+)
+
+// vclusterServiceSelector selects vcluster's Services, and with them their EndpointSlices (the
+// EndpointSlice controller copies a Service's labels): app=vcluster in every chart v0.19–v0.25.
+const vclusterServiceSelector = "app=vcluster"
+
+// vclusterServicePort is the port name of the vcluster Service's 443 (targetPort 8443: the syncer).
+const vclusterServicePort = "https"
+
+// Served probes the syncer of each followed vcluster through its Service's endpoints (the
+// vcluster Service <release> in the Secret's namespace, port https): what a kubeconfig meets. It
+// lists the EndpointSlices once per Interval and hands one ready address per vcluster to a
+// bounded prober (package probe). docs/served.md.
+type Served struct {
+	Client    *kube.Client
+	Namespace string // "" = all
+	State     *State
+	// Interval, Timeout and Workers bound the prober (zero: probe's defaults).
+	Interval, Timeout time.Duration
+	Workers           int
+	Log               *slog.Logger
+	// endpoints lists the Service endpoints (nil: kube.ServiceEndpoints).
+	endpoints func(ctx context.Context) ([]kube.ServiceEndpoint, error)
+
+	prober  probe.Prober
+	mu      sync.Mutex
+	targets []servedTarget // sorted by key
+}
+
+type servedTarget struct {
+	ns, release string
+	target      probe.Target
+}
+
+// Run probes until ctx ends.
+func (v *Served) Run(ctx context.Context) {
+	v.prober.Workers, v.prober.Timeout, v.prober.Interval, v.prober.Jitter = v.Workers, v.Timeout, v.Interval, probe.DefaultJitter
+	interval := v.Interval
+	if interval <= 0 {
+		interval = probe.DefaultInterval
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { v.prober.Run(ctx) })
+	defer wg.Wait()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		v.refresh(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// refresh lists the endpoints and makes each followed vcluster's first ready one (by address)
+// its target; a vcluster without one is not probed (no series), as a Service without endpoints
+// has nothing to serve.
+func (v *Served) refresh(ctx context.Context) {
+	list := v.endpoints
+	if list == nil {
+		list = func(ctx context.Context) ([]kube.ServiceEndpoint, error) {
+			return kube.ServiceEndpoints(ctx, v.Client, v.Namespace, vclusterServiceSelector, vclusterServicePort)
+		}
+	}
+	eps, err := list(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			v.Log.Warn("listing the vcluster Services' endpoints failed; keeping the last ones", "err", err)
+		}
+		return
+	}
+	slices.SortFunc(eps, func(a, b kube.ServiceEndpoint) int {
+		return strings.Compare(a.Namespace+"/"+a.Service+"/"+a.Addr, b.Namespace+"/"+b.Service+"/"+b.Addr)
+	})
+	var ts []servedTarget
+	var probes []probe.Target
+	for i, e := range eps {
+		key := e.Namespace + "/" + e.Service
+		if i > 0 && eps[i-1].Namespace+"/"+eps[i-1].Service == key {
+			continue // one address per vcluster: its series carry no address label of their own
+		}
+		if sec := v.State.get(key + "-certs"); sec == nil || sec.kubeconfig != nil {
+			continue // not a vcluster the service follows (its headless Service, another app)
+		}
+		t := probe.Target{Key: key, Addr: e.Addr}
+		ts, probes = append(ts, servedTarget{ns: e.Namespace, release: e.Service, target: t}), append(probes, t)
+	}
+	v.mu.Lock()
+	v.targets = ts
+	v.mu.Unlock()
+	v.prober.Set(probes)
+}
+
+// current is every target probed at least once, judged against its Secret's ca.crt.
+func (v *Served) current() []exporter.Served {
+	if v == nil {
+		return nil
+	}
+	v.mu.Lock()
+	ts := v.targets
+	v.mu.Unlock()
+	results := v.prober.Results()
+	out := make([]exporter.Served, 0, len(ts))
+	for _, t := range ts {
+		r, ok := results[t.target.Key]
+		if !ok {
+			continue
+		}
+		l := r.Leaf
+		s := exporter.Served{Namespace: t.ns, Vcluster: t.release, Endpoint: string(probe.EndpointSyncer), Addr: t.target.Addr, Up: r.Up(),
+			Cert: exporter.Cert{Serial: l.Serial, Subject: l.Subject, Issuer: l.Issuer, NotBefore: l.NotBefore, NotAfter: l.NotAfter}}
+		if sec := v.State.get(t.target.Key + "-certs"); sec != nil {
+			id, _ := hex.DecodeString(sec.caKeyID)
+			s.Mismatch, s.MismatchKnown = probe.IssuedBy(r.Leaf, id)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// get is one entry of the state (nil: none).
+func (s *State) get(key string) *Secret {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.entries[key]
+}
+
+// writeServed writes the served leaves' lines of family f (an x509_cert_* family or
+// x509_source_up) into the family Metrics.Write is writing, its header first when first says
+// none was written yet (first nil: written).
+func (v *Served) writeServed(w *bufio.Writer, f exporter.Family, first *bool, now time.Time) {
+	for _, s := range v.current() {
+		if f == exporter.SourceUp {
+			w.WriteString(f.Name + `{source_kind="` + string(exporter.ServedSourceKind) + `",source_name="` + escapeLabel(exporter.LabelValue(s.SourceName())) + `"} `)
+			w.WriteString(strconv.Itoa(b2i(s.Up)) + "\n")
+			continue
+		}
+		if !s.Up {
+			continue
+		}
+		if first != nil && *first {
+			header(w, f)
+			*first = false
+		}
+		w.WriteString(f.Name + "{")
+		for i, l := range s.CertLabels() {
+			if i > 0 {
+				w.WriteByte(',')
+			}
+			w.WriteString(exporter.CertLabels[i] + `="` + escapeLabel(exporter.LabelValue(l)) + `"`)
+		}
+		w.WriteString("} ")
+		na := s.Cert.NotAfter
+		var val float64
+		switch f {
+		case exporter.CertExpired:
+			val = float64(b2i(now.After(na)))
+		case exporter.CertExpiresIn:
+			val = na.Sub(now).Seconds()
+		case exporter.CertNotAfter:
+			val = float64(na.Unix())
+		case exporter.CertNotBefore:
+			val = float64(s.Cert.NotBefore.Unix())
+		}
+		w.WriteString(strconv.FormatFloat(val, 'g', -1, 64) + "\n")
+	}
+}
+
+// writeServedGauges writes certguard_vcluster_served_expiry_timestamp_seconds and
+// certguard_vcluster_served_mismatch.
+func (v *Served) writeServedGauges(w *bufio.Writer) {
+	list := v.current()
+	for _, f := range []exporter.Family{exporter.ServedExpiry, exporter.ServedMismatch} {
+		first := true
+		for _, s := range list {
+			if !s.Up || (f == exporter.ServedMismatch && !s.MismatchKnown) {
+				continue
+			}
+			if first {
+				header(w, f)
+				first = false
+			}
+			w.WriteString(f.Name + `{endpoint="` + s.Endpoint + `",secret_namespace="` + escapeLabel(exporter.LabelValue(s.Namespace)) + `",vcluster="` + escapeLabel(exporter.LabelValue(s.Vcluster)) + `"} `)
+			if f == exporter.ServedExpiry {
+				w.WriteString(strconv.FormatInt(s.Cert.NotAfter.Unix(), 10) + "\n")
+			} else {
+				w.WriteString(strconv.Itoa(b2i(s.Mismatch)) + "\n")
+			}
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

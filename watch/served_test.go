@@ -1,0 +1,103 @@
+package watch_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/certguard/certguard/pki"
+	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/probe/probetest"
+	"github.com/certguard/certguard/restart"
+	"github.com/certguard/certguard/watch"
+)
+
+// TestSidecarProbesWhatThePodServes runs the sidecar against two local TLS servers standing for
+// k0s's API server and the syncer, switches what they serve, and reads the result from /metrics:
+// the served leaf's expiry, whether it is the stored one, and its source going down.
+func TestSidecarProbesWhatThePodServes(t *testing.T) {
+	v := probetest.NewVcluster(t)
+	p, other, syncCrt, syncKey := v.PKI, v.Other, v.SyncerCrt, v.SyncerKey
+	dir := filepath.Join(t.TempDir(), "pki")
+	if err := pkigen.WriteDir(dir, p.Files); err != nil {
+		t.Fatal(err)
+	}
+	api := probetest.Start(t, probetest.KeyPair(t, p.Files["server.crt"], p.Files["server.key"]))
+	syncer := probetest.Start(t, probetest.KeyPair(t, syncCrt, syncKey))
+
+	s := &watch.Sidecar{PKIDir: dir, BackupDir: dir + ".old", RenewBefore: 120 * day, Reminder: 6 * time.Hour, Debounce: 50 * time.Millisecond,
+		Restart: restart.Policy{Before: 30 * day, MinInterval: day, MaxSkew: 5 * time.Minute},
+		Listen:  "127.0.0.1:0", Log: quiet, Now: time.Now, Ready: make(chan struct{}), Namespace: "vc-a",
+		Served: &watch.Served{APIServer: api.Addr, Syncer: syncer.Addr, Interval: 100 * time.Millisecond, Timeout: time.Second, Now: time.Now}}
+	runSidecar(t, s)
+
+	notAfter := func(pemBytes []byte) float64 {
+		c, err := pki.ParseCertPEM(pemBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return float64(c.NotAfter.Unix())
+	}
+	// want waits until every series reads its value.
+	type ser struct {
+		name  string
+		match map[string]string
+		v     float64
+	}
+	want := func(what string, series ...ser) {
+		t.Helper()
+		var last string
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			fams := scrape(t, s.Addr)
+			last = ""
+			for _, w := range series {
+				if got, ok := value(fams, w.name, w.match); !ok || got != w.v {
+					last = fmt.Sprintf("%s%v = %v (present %v), want %v", w.name, w.match, got, ok, w.v)
+					break
+				}
+			}
+			if last == "" {
+				return
+			}
+		}
+		t.Fatalf("%s: %s", what, last)
+	}
+	apiL := map[string]string{"endpoint": "apiserver", "secret_namespace": "vc-a"}
+	syncL := map[string]string{"endpoint": "syncer", "secret_namespace": "vc-a"}
+	want("both endpoints serve the stored certificates",
+		ser{"certguard_vcluster_served_expiry_timestamp_seconds", apiL, notAfter(p.Files["server.crt"])},
+		ser{"certguard_vcluster_served_expiry_timestamp_seconds", syncL, notAfter(syncCrt)},
+		ser{"certguard_vcluster_served_mismatch", apiL, 0},
+		ser{"certguard_vcluster_served_mismatch", syncL, 0},
+		ser{"x509_source_up", map[string]string{"source_kind": "file", "source_name": "tls://" + api.Addr}, 1},
+		ser{"x509_source_up", map[string]string{"source_kind": "file", "source_name": "tls://" + syncer.Addr}, 1},
+		ser{"x509_cert_not_after", map[string]string{"discriminator": "served:apiserver", "filepath": "tls://" + api.Addr, "subject_CN": "kubernetes"}, notAfter(p.Files["server.crt"])},
+		ser{"x509_cert_not_after", map[string]string{"discriminator": "served:syncer", "subject_CN": "kube-apiserver"}, notAfter(syncCrt)},
+	)
+
+	// k0s restarted on a leaf that is not the stored server.crt; the syncer on a leaf of another CA.
+	api.Set(probetest.KeyPair(t, other.Files["server.crt"], other.Files["server.key"]))
+	syncer.Set(probetest.KeyPair(t, other.Files["server.crt"], other.Files["server.key"]))
+	want("served is not stored",
+		ser{"certguard_vcluster_served_mismatch", apiL, 1},
+		ser{"certguard_vcluster_served_mismatch", syncL, 1},
+		ser{"certguard_vcluster_served_expiry_timestamp_seconds", apiL, notAfter(other.Files["server.crt"])},
+	)
+
+	// The stored server.crt catches up (a repair wrote it): the API server's mismatch clears.
+	if err := os.WriteFile(filepath.Join(dir, "server.crt"), other.Files["server.crt"], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want("the stored leaf caught up", ser{"certguard_vcluster_served_mismatch", apiL, 0})
+
+	// The syncer stops answering: its source is down and its served series are gone.
+	syncer.Close()
+	want("the syncer is down",
+		ser{"x509_source_up", map[string]string{"source_kind": "file", "source_name": "tls://" + syncer.Addr}, 0},
+	)
+	if _, ok := value(scrape(t, s.Addr), "certguard_vcluster_served_expiry_timestamp_seconds", syncL); ok {
+		t.Fatal("a down endpoint still shows a served expiry")
+	}
+}
