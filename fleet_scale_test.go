@@ -271,10 +271,12 @@ func compareReady(b *testing.B, kc, ns, other string, report func(string, ...any
 			time.Sleep(20 * time.Millisecond) // poll interval
 		}
 		ready, cpu, mem := time.Since(start), processCPU(b, s.cmd.Process.Pid), rssOf(b, s.cmd.Process.Pid)
+		time.Sleep(3 * time.Second) // what it holds once the LIST is behind it
+		later := rssOf(b, s.cmd.Process.Pid)
 		if err := s.stop(); err != nil {
 			b.Fatal(err)
 		}
-		report("compare: %s ready in %.2f s, %.2f s CPU, %v", []string{"this tree", other}[i%2], ready.Seconds(), cpu.Seconds(), mem)
+		report("compare: %s ready in %.2f s, %.2f s CPU; at ready %v; 3 s later %v", []string{"this tree", other}[i%2], ready.Seconds(), cpu.Seconds(), mem, later)
 	}
 }
 
