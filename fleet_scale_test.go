@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/certguard/certguard/pki/pkigen"
 	"github.com/certguard/certguard/pki/pkigen/pkigentest"
+	"google.golang.org/protobuf/encoding/protowire"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -98,11 +101,25 @@ func BenchmarkFleetScale(b *testing.B) {
 	}
 	report("created %d Secrets in %.1f s", 2*n, time.Since(t0).Seconds())
 	_, kc := fleetUserWith(b, "list", "watch")
-	listFloor(b, ns, report)
+	// The floor, by a minimal client in this process, in the media type fleet serve asks for and
+	// in JSON; again after fleet serve has run, since the machine's load moves in between.
+	floor := func(when string) (json, pb floorRun) {
+		json, pb = listFloor(b, ns, mediaJSON, 100), listFloor(b, ns, mediaProtobuf, 100)
+		report("floor %s: a bare paginated LIST (100 a page) in JSON %v, in protobuf %v", when, json, pb)
+		return json, pb
+	}
+	jsonBefore, pbBefore := floor("before")
+	if os.Getenv("CERTGUARD_SCALE_LEVERS") != "" {
+		levers(b, ns, report)
+	}
+	if other := os.Getenv("CERTGUARD_SCALE_COMPARE"); other != "" {
+		compareReady(b, kc, ns, other, report)
+	}
 
 	b.ResetTimer()
+	var r scaleRow
 	for range b.N {
-		start := time.Now()
+		start, cpu0 := time.Now(), serverCPU(b)
 		s := startServeEnv(b, strings.Fields(os.Getenv("CERTGUARD_SCALE_SERVE_ENV")), "--kubeconfig", kc, "-n", ns)
 		pid := s.cmd.Process.Pid
 		for {
@@ -114,33 +131,33 @@ func BenchmarkFleetScale(b *testing.B) {
 			}
 			time.Sleep(20 * time.Millisecond) // poll interval, not synchronization
 		}
-		ready := time.Since(start)
-		report("ready (/readyz 200) %.2f s after start", ready.Seconds())
-		report("RSS at ready: %s", rss(b, pid))
+		r.ready = time.Since(start)
+		r.readyCPU, r.readyServer = processCPU(b, pid), serverCPU(b)-cpu0
+		report("ready (/readyz 200) %.2f s after start, having used %.2f s of CPU (the apiserver and etcd meanwhile: %.2f s)", r.ready.Seconds(), r.readyCPU.Seconds(), r.readyServer.Seconds())
+		r.atReady = rssOf(b, pid)
+		report("RSS at ready: %v", r.atReady)
 		time.Sleep(10 * time.Second) // idle: what the process holds between scrapes
-		report("RSS 10 s after ready (steady): %s", rss(b, pid))
+		r.steady = rssOf(b, pid)
+		report("RSS 10 s after ready (steady): %v", r.steady)
 
 		want := fmt.Sprintf("certguard_fleet_vclusters %d", n)
-		for i := range 3 {
-			d, _, size, ok := scrape(b, s.addr, false, want)
+		for i := range 5 {
+			gz := i >= 3 // 3 plain, then 2 gzip: Prometheus asks for gzip
+			d, wire, size, ok := scrape(b, s.addr, gz, want)
 			if !ok {
-				b.Fatalf("scrape %d lacks %q", i, want)
+				b.Fatalf("scrape %d lacks %q", i+1, want)
 			}
-			report("scrape %d: %.2f s, %.1f MiB", i+1, d.Seconds(), float64(size)/(1<<20))
+			r.scrapes[btoi(gz)] = append(r.scrapes[btoi(gz)], d)
+			r.text, r.wire = size, wire
+			report("scrape %d (gzip %v): %.2f s, %.1f MiB on the wire, %.1f MiB of text", i+1, gz, d.Seconds(), float64(wire)/(1<<20), float64(size)/(1<<20))
 		}
-		for i := range 2 {
-			d, wire, size, ok := scrape(b, s.addr, true, want)
-			if !ok {
-				b.Fatalf("gzip scrape lacks %q", want)
-			}
-			report("gzip scrape %d: %.2f s, %.1f MiB on the wire, %.1f MiB of text", i+1, d.Seconds(), float64(wire)/(1<<20), float64(size)/(1<<20))
-		}
-		report("RSS after 5 scrapes: %s", rss(b, pid))
+		r.afterScrapes = rssOf(b, pid)
+		report("RSS after 5 scrapes: %v", r.afterScrapes)
 
 		// A change: vc00000's leaves replaced by ones expiring at a known second; first seen on
 		// /plan (a few MiB: polled every 10 ms), then a second change seen on /metrics, scraped
 		// back to back (the bound is then the scrape's own duration).
-		for _, via := range []string{"/plan", "/metrics"} {
+		for i, via := range []string{"/plan", "/metrics"} {
 			at := now.Add(100 * day).Truncate(time.Second)
 			if via == "/metrics" {
 				at = now.Add(150 * day).Truncate(time.Second)
@@ -172,14 +189,102 @@ func BenchmarkFleetScale(b *testing.B) {
 					seen = time.Since(t1)
 				}
 			}
+			r.change[i] = seen
 			report("change seen on %s %.3f s after the update returned", via, seen.Seconds())
 		}
-		report("RSS at the end: %s", rss(b, pid))
+		report("RSS at the end: %v", rssOf(b, pid))
 		if err := s.stop(); err != nil {
 			b.Fatal(err)
 		}
-		b.ReportMetric(ready.Seconds(), "s-to-ready")
+		b.ReportMetric(r.ready.Seconds(), "s-to-ready")
 	}
+	b.StopTimer()
+	jsonAfter, pbAfter := floor("after")
+	r.n, r.env = n, os.Getenv("CERTGUARD_SCALE_SERVE_ENV")
+	r.floorJSON = [2]floorRun{jsonBefore, jsonAfter}
+	r.floorPB = [2]floorRun{pbBefore, pbAfter}
+	r.print(report)
+}
+
+// scaleRow is one run's figures, printed as the row of the table docs/performance.md quotes.
+type scaleRow struct {
+	n                             int
+	env                           string
+	floorJSON, floorPB            [2]floorRun // before and after fleet serve ran
+	ready, readyCPU, readyServer  time.Duration
+	atReady, steady, afterScrapes memory
+	scrapes                       [2][]time.Duration // plain, gzip
+	text, wire                    int64              // of the last (gzip) scrape
+	change                        [2]time.Duration   // on /plan, on /metrics
+}
+
+func (r scaleRow) print(report func(string, ...any)) {
+	sec := func(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+	span := func(ds []time.Duration) string {
+		return fmt.Sprintf("%.2f–%.2f s", slices.Min(ds).Seconds(), slices.Max(ds).Seconds())
+	}
+	floor := func(f [2]floorRun) string {
+		return fmt.Sprintf("%.2f, %.2f s (%.1f, %.1f)", f[0].d.Seconds(), f[1].d.Seconds(), f[0].server.Seconds(), f[1].server.Seconds())
+	}
+	// The ratio is taken against the larger floor of the two runs around it (before, after), and
+	// against the smaller in brackets: the floor's spread is the machine's other load.
+	ratio := func(f [2]floorRun) string {
+		return fmt.Sprintf("%.2f× (%.2f×)", r.ready.Seconds()/max(f[0].d, f[1].d).Seconds(), r.ready.Seconds()/min(f[0].d, f[1].d).Seconds())
+	}
+	env := "–"
+	if r.env != "" {
+		env = "`" + r.env + "`"
+	}
+	report("table: | N | env | floor JSON: wall, before and after (apiserver CPU) | floor protobuf: the same | ready | ready ÷ floor JSON | ready ÷ floor protobuf | CPU to ready: certguard, apiserver | RSS at ready (peak) | steady RSS | RSS after scrapes | scrape plain | scrape gzip (wire) | change on /plan | on /metrics |")
+	report("table: |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	report("table: | %d | %s | %s | %s | %s | %s | %s | %.1f, %.1f s | %.0f MiB (%.0f) | %.0f MiB | %.0f MiB | %s, %.0f MiB | %s (%.1f MiB) | %s | %s |",
+		r.n, env, floor(r.floorJSON), floor(r.floorPB), sec(r.ready), ratio(r.floorJSON), ratio(r.floorPB), r.readyCPU.Seconds(), r.readyServer.Seconds(),
+		r.atReady.rss, r.atReady.peak, r.steady.rss, r.afterScrapes.rss, span(r.scrapes[0]), float64(r.text)/(1<<20),
+		span(r.scrapes[1]), float64(r.wire)/(1<<20), sec(r.change[0]), sec(r.change[1]))
+}
+
+// levers times the LIST alternatives fleet serve could make (issue 20: protobuf, a
+// metadata-only first pass, the page size), each by the same minimal client.
+func levers(b *testing.B, ns string, report func(string, ...any)) {
+	for _, m := range []struct{ name, media string }{{"JSON", mediaJSON}, {"protobuf", mediaProtobuf},
+		{"metadata only, JSON", mediaMetaJSON}, {"metadata only, protobuf", mediaMetaProtobuf}} {
+		for _, limit := range []int{50, 100, 250, 500} {
+			report("lever: LIST %s, %d a page: %v", m.name, limit, listFloor(b, ns, m.media, limit))
+		}
+	}
+}
+
+// compareReady starts this tree's certguard and another build of it (a path) in turn on the same
+// Secrets, three times each, and prints each one's time to ready and CPU: a lever measured side by
+// side, under the same load, rather than across two runs.
+func compareReady(b *testing.B, kc, ns, other string, report func(string, ...any)) {
+	this := bin
+	defer func() { bin = this }()
+	for i := range 6 {
+		bin = []string{this, other}[i%2]
+		start := time.Now()
+		s := startServeEnv(b, strings.Fields(os.Getenv("CERTGUARD_SCALE_SERVE_ENV")), "--kubeconfig", kc, "-n", ns)
+		for code, _ := s.get("/readyz"); code != http.StatusOK; code, _ = s.get("/readyz") {
+			if time.Since(start) > 5*time.Minute {
+				b.Fatalf("not ready after 5 min:\n%s", s.log())
+			}
+			time.Sleep(20 * time.Millisecond) // poll interval
+		}
+		ready, cpu, mem := time.Since(start), processCPU(b, s.cmd.Process.Pid), rssOf(b, s.cmd.Process.Pid)
+		time.Sleep(3 * time.Second) // what it holds once the LIST is behind it
+		later := rssOf(b, s.cmd.Process.Pid)
+		if err := s.stop(); err != nil {
+			b.Fatal(err)
+		}
+		report("compare: %s ready in %.2f s, %.2f s CPU; at ready %v; 3 s later %v", []string{"this tree", other}[i%2], ready.Seconds(), cpu.Seconds(), mem, later)
+	}
+}
+
+func btoi(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
 }
 
 func envInt(b *testing.B, name string, def int) int {
@@ -196,18 +301,26 @@ func envInt(b *testing.B, name string, def int) int {
 
 var rssLine = regexp.MustCompile(`(VmRSS|VmHWM):\s+(\d+) kB`)
 
-// rss is the process's resident set now (VmRSS) and at its peak so far (VmHWM), in MiB.
-func rss(b *testing.B, pid int) string {
+// memory is a process's resident set (VmRSS) and its peak so far (VmHWM), in MiB.
+type memory struct{ rss, peak float64 }
+
+func (m memory) String() string { return fmt.Sprintf("VmRSS %.0f MiB, VmHWM %.0f MiB", m.rss, m.peak) }
+
+func rssOf(b *testing.B, pid int) memory {
 	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
 	}
-	var out []string
-	for _, m := range rssLine.FindAllSubmatch(st, -1) {
-		kib, _ := strconv.ParseFloat(string(m[2]), 64)
-		out = append(out, fmt.Sprintf("%s %.0f MiB", m[1], kib/1024))
+	var m memory
+	for _, f := range rssLine.FindAllSubmatch(st, -1) {
+		kib, _ := strconv.ParseFloat(string(f[2]), 64)
+		if string(f[1]) == "VmRSS" {
+			m.rss = kib / 1024
+		} else {
+			m.peak = kib / 1024
+		}
 	}
-	return strings.Join(out, ", ")
+	return m
 }
 
 // scrape GETs /metrics, asking for gzip or not, and reads it as a scraper would, a line at a
@@ -293,22 +406,45 @@ func planLeafExpiry(b *testing.B, s *served, release string) time.Time {
 	return time.Time{}
 }
 
+// floorRun is one paginated LIST of the namespace's Opaque Secrets by a minimal client.
+type floorRun struct {
+	d, server    time.Duration // wall time; the apiserver's and etcd's CPU time meanwhile
+	pages, bytes int
+}
+
+func (f floorRun) String() string {
+	return fmt.Sprintf("%.2f s (%d pages, %.0f MiB; apiserver+etcd CPU %.2f s)", f.d.Seconds(), f.pages, float64(f.bytes)/(1<<20), f.server.Seconds())
+}
+
+// Media types of a LIST: what fleet serve asks for, and the levers measured beside it.
+const (
+	mediaJSON     = "application/json"
+	mediaProtobuf = "application/vnd.kubernetes.protobuf"
+	// Only each Secret's metadata (PartialObjectMetadataList): what a first pass that picks the
+	// vcluster Secrets by name or label before reading any data would cost.
+	mediaMetaJSON     = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+	mediaMetaProtobuf = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+)
+
 // listFloor is the floor under fleet serve's time to ready: the apiserver's paginated LIST of the
-// namespace's Opaque Secrets (100 a page, no compression, as fleet serve asks), read and thrown
-// away by this process.
-func listFloor(b *testing.B, ns string, report func(string, ...any)) {
+// namespace's Opaque Secrets (limit a page, no compression, in the media type accept), each page
+// read whole and only its continue token looked at, in this process.
+func listFloor(b *testing.B, ns, accept string, limit int) floorRun {
 	cfg := rest.CopyConfig(kenv.Config)
 	cfg.DisableCompression = true
+	cfg.QPS, cfg.Burst = -1, 0
 	cfg.GroupVersion, cfg.APIPath = nil, ""
 	cfg.NegotiatedSerializer = scheme.Codecs.WithoutConversion()
 	rc, err := rest.UnversionedRESTClientFor(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	t0 := time.Now()
-	total, pages, cont := 0, 0, ""
+	t0, cpu0 := time.Now(), serverCPU(b)
+	var f floorRun
+	cont := ""
 	for {
-		req := rc.Get().AbsPath("/api/v1/namespaces", ns, "secrets").Param("fieldSelector", "type=Opaque").Param("limit", "100")
+		req := rc.Get().AbsPath("/api/v1/namespaces", ns, "secrets").Param("fieldSelector", "type=Opaque").
+			Param("limit", strconv.Itoa(limit)).SetHeader("Accept", accept)
 		if cont != "" {
 			req = req.Param("continue", cont)
 		}
@@ -316,17 +452,100 @@ func listFloor(b *testing.B, ns string, report func(string, ...any)) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		var page struct {
-			Metadata struct{ Continue string } `json:"metadata"`
-		}
-		if err := json.Unmarshal(raw, &page); err != nil {
-			b.Fatal(err)
-		}
-		total += len(raw)
-		pages++
-		if cont = page.Metadata.Continue; cont == "" {
+		f.bytes += len(raw)
+		f.pages++
+		if cont = continueOf(b, raw); cont == "" {
 			break
 		}
 	}
-	report("floor: the apiserver's paginated LIST alone (%d pages, %.0f MiB of JSON) %.2f s", pages, float64(total)/(1<<20), time.Since(t0).Seconds())
+	f.d, f.server = time.Since(t0), serverCPU(b)-cpu0
+	return f
+}
+
+// serverCPU is the CPU time (user + system) used so far by the apiserver and etcd this test
+// process started: what a LIST costs the server, which the machine's other load moves less than
+// wall time.
+func serverCPU(b *testing.B) time.Duration {
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum time.Duration
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		comm, rest, ok := strings.Cut(string(st[bytes.IndexByte(st, '(')+1:]), ") ")
+		f := strings.Fields(rest)
+		if !ok || len(f) < 13 || (comm != "kube-apiserver" && comm != "etcd") || f[1] != strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		sum += cpuTime(f)
+	}
+	return sum
+}
+
+// cpuTime is utime + stime from the fields of /proc/<pid>/stat after the command's name.
+func cpuTime(f []string) time.Duration {
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+k) * time.Second / 100 // USER_HZ
+}
+
+// processCPU is a process's CPU time (user + system) so far.
+func processCPU(b *testing.B, pid int) time.Duration {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(st), ") ")
+	return cpuTime(strings.Fields(rest))
+}
+
+// continueOf is a LIST page's continue token, JSON or Kubernetes protobuf.
+func continueOf(b *testing.B, raw []byte) string {
+	if pb, ok := bytes.CutPrefix(raw, []byte("k8s\x00")); ok {
+		// runtime.Unknown{raw: 2} → the list{metadata: 1} → ListMeta{continue: 3}
+		return string(pbField(b, pbField(b, pbField(b, pb, 2), 1), 3))
+	}
+	var page struct {
+		Metadata struct{ Continue string } `json:"metadata"`
+	}
+	if err := json.Unmarshal(raw, &page); err != nil {
+		b.Fatal(err)
+	}
+	return page.Metadata.Continue
+}
+
+// pbField is the last length-delimited field num of the protobuf message m.
+func pbField(b *testing.B, m []byte, num protowire.Number) []byte {
+	var out []byte
+	for len(m) > 0 {
+		n, typ, l := protowire.ConsumeTag(m)
+		if l < 0 {
+			b.Fatal(protowire.ParseError(l))
+		}
+		m = m[l:]
+		if typ == protowire.BytesType {
+			v, l := protowire.ConsumeBytes(m)
+			if l < 0 {
+				b.Fatal(protowire.ParseError(l))
+			}
+			if n == num {
+				out = v
+			}
+			m = m[l:]
+			continue
+		}
+		if l = protowire.ConsumeFieldValue(n, typ, m); l < 0 {
+			b.Fatal(protowire.ParseError(l))
+		}
+		m = m[l:]
+	}
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -78,6 +79,14 @@ func (s *Service) Run(ctx context.Context) error {
 	wg.Go(func() { kube.RunInformer(ctx, inf) })
 	wg.Go(func() { kube.RunInformer(ctx, stsInf) })
 	synced := func() bool { return secretsSynced() && stsSynced() }
+	wg.Go(func() {
+		// The first LIST's pages are garbage once every Secret is reduced, and Go returns freed
+		// memory to the system only slowly: at 10,000 vclusters RSS stayed at its 200 MiB peak
+		// 10 s after ready, four times the live heap. One collection that gives it back now.
+		if cache.WaitForCacheSync(ctx.Done(), secretsSynced, stsSynced) {
+			debug.FreeOSMemory()
+		}
+	})
 	srv := &Server{State: state, Workloads: workloads, Parse: s.Parse, Now: time.Now, RenewBefore: s.RenewBefore, Synced: synced, Log: s.Log}
 	if s.ProbeServed {
 		srv.Served = &Served{Client: s.Client, Namespace: s.Namespace, State: state, Interval: s.ProbeInterval, Log: s.Log}

@@ -1,11 +1,9 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
 
 	"github.com/certguard/certguard/pki"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -152,74 +150,6 @@ func (c *Client) delete(ctx context.Context, ns string, gvr schema.GroupVersionR
 func (c *Client) create(ctx context.Context, ns string, gvr schema.GroupVersionResource, obj map[string]any) error {
 	_, err := c.dyn.Resource(gvr).Namespace(ns).Create(ctx, &unstructured.Unstructured{Object: obj}, metav1.CreateOptions{})
 	return err
-}
-
-// secretListJSON is one page of a Secret LIST, decoded once into the fields certguard reads.
-type secretListJSON struct {
-	Metadata struct {
-		ResourceVersion    string `json:"resourceVersion"`
-		Continue           string `json:"continue"`
-		RemainingItemCount *int64 `json:"remainingItemCount"`
-	} `json:"metadata"`
-	Items []secretJSON `json:"items"`
-}
-
-// listSecretsJSON is one LIST request, its answer decoded into secretListJSON: the dynamic
-// client's List decodes each page into maps, scanning the JSON three times (measured: most of
-// fleet serve's CPU during its first LIST).
-func (c *Client) listSecretsJSON(ctx context.Context, ns string, opts metav1.ListOptions) (*secretListJSON, error) {
-	rc, err := c.streamClient()
-	if err != nil {
-		return nil, err
-	}
-	// The stream client has no timeout of its own (watches): this page gets the one of a request,
-	// on the server (the timeout parameter, as raw sends it) and here (Stream leaves reading the
-	// body to the caller, so the deadline is on the context).
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	path := []string{"/api/v1/secrets"}
-	if ns != "" {
-		path = []string{"/api/v1/namespaces", ns, "secrets"}
-	}
-	// No compressed answer: the apiserver gzips any answer over 128 KiB for a client that
-	// accepts it (Go's transport asks when the request does not say), which on the host
-	// cluster's network cost both sides more CPU than the bytes it saved (measured: a fifth of
-	// fleet serve's CPU during its first LIST was inflating).
-	req := rc.Get().AbsPath(path...).SetHeader("Accept-Encoding", "identity").Timeout(c.timeout)
-	for k, v := range map[string]string{"fieldSelector": opts.FieldSelector, "labelSelector": opts.LabelSelector, "continue": opts.Continue,
-		"resourceVersion": opts.ResourceVersion, "resourceVersionMatch": string(opts.ResourceVersionMatch)} {
-		if v != "" {
-			req = req.Param(k, v)
-		}
-	}
-	if opts.Limit > 0 {
-		req = req.Param("limit", strconv.FormatInt(opts.Limit, 10))
-	}
-	if opts.TimeoutSeconds != nil {
-		req = req.Param("timeoutSeconds", strconv.FormatInt(*opts.TimeoutSeconds, 10))
-	}
-	body, err := req.Stream(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer body.Close()
-	// A page is ~11 MB of JSON; reading each into a fresh, growing buffer zeroed ~2.5× that and
-	// took a fifth of fleet serve's CPU. The buffers are reused (encoding/json copies what it
-	// decodes out of them).
-	buf, _ := c.pages.Get().(*bytes.Buffer)
-	if buf == nil {
-		buf = new(bytes.Buffer)
-	}
-	defer c.pages.Put(buf)
-	buf.Reset()
-	if _, err := buf.ReadFrom(body); err != nil {
-		return nil, fmt.Errorf("read Secret list: %w", err)
-	}
-	var l secretListJSON
-	if err := json.Unmarshal(buf.Bytes(), &l); err != nil {
-		return nil, fmt.Errorf("decode Secret list: %w", err)
-	}
-	return &l, nil
 }
 
 // watchSecrets opens a watch stream on the client without a request timeout: the server ends it

@@ -171,3 +171,21 @@ func TestWatchWithoutWatchRightSaysSo(t *testing.T) {
 		}
 	}
 }
+
+// TestListRefusedReadsAsTheServerWroteIt: the LIST pages ask for protobuf, in which the apiserver
+// also writes its errors, and client-go decodes JSON errors only. RBAC's refusal must still read
+// as the server wrote it (the verb, the resource, its reason), as it did when the pages were JSON.
+func TestListRefusedReadsAsTheServerWroteIt(t *testing.T) {
+	cfg, err := env.User("nobody-lists")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kube.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = kube.EachCertSecret(context.Background(), c, namespace(t), 100, func(*pki.Secret) { t.Error("a Secret listed without the grant") })
+	if !kube.IsForbidden(err) || !strings.Contains(err.Error(), `User "nobody-lists" cannot list resource "secrets"`) {
+		t.Fatalf("got %v", err)
+	}
+}
