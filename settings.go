@@ -48,12 +48,13 @@ func parseSettings(name string, c command, args []string, environ map[string]str
 	// it: the environment is often shared by the containers of a pod, and a typo there is found
 	// at the first start rather than when another command runs.
 	for _, other := range commandNames {
-		if err := env.ParseWithOptions(newCommand(other), opts); err != nil {
+		into := c // the command's own settings are parsed once, in their place in the order
+		if other != name {
+			into = newCommand(other)
+		}
+		if err := env.ParseWithOptions(into, opts); err != nil {
 			return usageError{"environment: " + firstLine(err.Error())}
 		}
-	}
-	if err := env.ParseWithOptions(c, opts); err != nil {
-		return usageError{"environment: " + firstLine(err.Error())}
 	}
 	fs := flagSet(name, c)
 	if err := fs.Parse(args); err != nil {
