@@ -39,12 +39,59 @@ func exporterChart(t *testing.T) string {
 	return copyChart(t, dir, "chart")
 }
 
-// TestExporterValuesForK0s renders x509-exporter-values-k0s.yaml through x509-certificate-
-// exporter's own chart and checks what the rendered exporter config watches: each path is a
-// certificate file of certguard's layout (pki/layout.go) under a vcluster pod's pki dir, every
-// certificate file of the layout is watched on each kind of volume (server.crt among them, which
-// the exporter's k0s example misses), and each glob matches where the pki dir really is.
+// exporterValues is x509-exporter-values-k0s.yaml as the exporter's chart reads it: the host paths
+// each hostPath DaemonSet watches (watchDirectories and watchFiles, which the chart's templates
+// join into the one file source of its config).
+type exporterValues struct {
+	SecretsExporter   struct{ Enabled bool } `json:"secretsExporter"`
+	HostPathsExporter struct {
+		DaemonSets map[string]struct {
+			WatchDirectories []string `json:"watchDirectories"`
+			WatchFiles       []string `json:"watchFiles"`
+		} `json:"daemonSets"`
+	} `json:"hostPathsExporter"`
+}
+
+func readExporterValues(t *testing.T) (v exporterValues, paths []string) {
+	t.Helper()
+	b, err := os.ReadFile("x509-exporter-values-k0s.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	for _, ds := range v.HostPathsExporter.DaemonSets {
+		paths = append(paths, ds.WatchDirectories...)
+		paths = append(paths, ds.WatchFiles...)
+	}
+	slices.Sort(paths)
+	return v, paths
+}
+
+// TestExporterValuesForK0s checks what x509-exporter-values-k0s.yaml makes the exporter watch,
+// on every run: each host path is a certificate file of certguard's layout (pki/layout.go) under a
+// vcluster pod's pki dir, every certificate file of the layout is watched on each kind of volume
+// (server.crt among them, which the exporter's k0s example misses), and each glob matches where
+// the pki dir really is. TestExporterValuesRenderThroughChart holds the exporter's own chart to
+// turning these values into exactly these paths.
 func TestExporterValuesForK0s(t *testing.T) {
+	v, paths := readExporterValues(t)
+	if v.SecretsExporter.Enabled {
+		t.Error("secretsExporter is enabled: the values are for the hostPath DaemonSet alone")
+	}
+	if n := len(v.HostPathsExporter.DaemonSets); n != 1 {
+		t.Fatalf("%d hostPath DaemonSets, want 1", n)
+	}
+	checkWatchedAgainstLayout(t, paths)
+}
+
+// TestExporterValuesRenderThroughChart renders x509-exporter-values-k0s.yaml through x509-
+// certificate-exporter's own chart (exporterTag) and checks that its config's one file source
+// watches the values' host paths, no more and no fewer (mapped back through the chart's
+// pathMappings), from one DaemonSet and no Secrets Deployment.
+func TestExporterValuesRenderThroughChart(t *testing.T) {
+	_, want := readExporterValues(t)
 	chart := exporterChart(t)
 	r := mustRun(t, nil, helmBin, "template", "x509", chart, "-n", "monitoring", "-f", "x509-exporter-values-k0s.yaml")
 	var config struct {
@@ -70,7 +117,30 @@ func TestExporterValuesForK0s(t *testing.T) {
 	if daemonSets != 1 || len(config.Sources) != 1 || config.Sources[0].Kind != "file" {
 		t.Fatalf("%d DaemonSets, sources %+v: want one DaemonSet with one file source", daemonSets, config.Sources)
 	}
+	src := config.Sources[0]
+	var got []string
+	for _, in := range src.Paths {
+		host := in
+		for _, m := range src.PathMappings {
+			if rest, ok := strings.CutPrefix(in, m.To+"/"); ok {
+				host = m.From + "/" + rest
+			}
+		}
+		if host == in {
+			t.Errorf("%s: under no pathMapping of the rendered config", in)
+		}
+		got = append(got, host)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("the rendered config watches (host paths)\n%v\nwant the values'\n%v", got, want)
+	}
+	t.Logf("%s@%s: %d paths rendered", exporterModule, exporterTag, len(got))
+}
 
+// checkWatchedAgainstLayout holds host paths to the layout: see TestExporterValuesForK0s.
+func checkWatchedAgainstLayout(t *testing.T, paths []string) {
+	t.Helper()
 	// The layout's files, as vcluster and k0s write them (pkigen), each with its role and format.
 	p, err := pkigen.Generate(pkigen.Options{})
 	if err != nil {
@@ -85,18 +155,11 @@ func TestExporterValuesForK0s(t *testing.T) {
 		}
 	}
 
-	src := config.Sources[0]
 	watched := map[string][]string{} // host volume glob (up to k0s/pki/) -> files under it
-	for _, in := range src.Paths {
-		host := in
-		for _, m := range src.PathMappings {
-			if rest, ok := strings.CutPrefix(in, m.To+"/"); ok {
-				host = m.From + "/" + rest
-			}
-		}
+	for _, host := range paths {
 		vol, rel, ok := strings.Cut(host, "/k0s/pki/")
-		if !ok || host == in {
-			t.Errorf("%s: not under a mapped host path's k0s/pki/", in)
+		if !ok {
+			t.Errorf("%s: not under a k0s/pki/ dir", host)
 			continue
 		}
 		f, known := layout[rel]
@@ -138,5 +201,5 @@ func TestExporterValuesForK0s(t *testing.T) {
 	if len(watched) != 2 {
 		t.Errorf("volume globs %d, want 2 (emptyDir, local-path)", len(watched))
 	}
-	t.Logf("%s@%s: %d paths watched, %d certificate files of the layout on each of %d kinds of volume", exporterModule, exporterTag, len(src.Paths), len(certFiles), len(watched))
+	t.Logf("%d paths watched, %d certificate files of the layout on each of %d kinds of volume", len(paths), len(certFiles), len(watched))
 }
