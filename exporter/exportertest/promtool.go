@@ -45,8 +45,9 @@ type Scrape struct {
 	Minutes int
 }
 
-// SeriesName writes a sample's series in PromQL notation, without the empty labels (Prometheus
-// stores an empty label as no label).
+// SeriesName writes a sample's series in PromQL notation, labels sorted by name (one label set,
+// one name, whatever order a scrape gave them in), without the empty labels (Prometheus stores
+// an empty label as no label).
 func SeriesName(name string, m *dto.Metric) string {
 	var parts []string
 	for _, l := range m.Label {
@@ -54,13 +55,15 @@ func SeriesName(name string, m *dto.Metric) string {
 			parts = append(parts, l.GetName()+"="+strconv.Quote(l.GetValue()))
 		}
 	}
+	slices.Sort(parts)
 	return name + "{" + strings.Join(parts, ",") + "}"
 }
 
 // InputSeries lays the scrapes end to end as promtool input series, one sample a minute: each
-// series holds its scraped value for its scrape's minutes and is missing ("_") where a scrape did
-// not have it, as a Secret's certificates are while it is deleted. Only x509_* and certguard_*
-// families are kept.
+// series holds its scraped value for its scrape's minutes and is missing where a scrape did not
+// have it, as a Secret's certificates are while it is deleted. A series that goes missing is
+// marked stale first, as Prometheus marks a series gone from a scrape (without the marker it
+// would still be read for 5 minutes, its lookback). Only x509_* and certguard_* families are kept.
 func InputSeries(scrapes []Scrape) []map[string]string {
 	values := map[string][]string{} // series -> value per scrape ("_": absent)
 	for i, s := range scrapes {
@@ -91,7 +94,18 @@ func InputSeries(scrapes []Scrape) []map[string]string {
 	}) {
 		var segs []string
 		for i, v := range values[key] {
-			segs = append(segs, v+"x"+strconv.Itoa(scrapes[i].Minutes-1))
+			n := scrapes[i].Minutes
+			switch {
+			case v != "_":
+				segs = append(segs, v+"x"+strconv.Itoa(n-1)) // "vxN" is N+1 samples
+			case i > 0 && values[key][i-1] != "_":
+				segs = append(segs, "stale")
+				if n > 1 {
+					segs = append(segs, "_x"+strconv.Itoa(n-1))
+				}
+			default:
+				segs = append(segs, "_x"+strconv.Itoa(n)) // "_xN" is N missing samples
+			}
 		}
 		out = append(out, map[string]string{"series": key, "values": strings.Join(segs, " ")})
 	}
@@ -140,4 +154,33 @@ func SourceDownTest(name string, up, down, upAgain map[string]*dto.MetricFamily,
 			at("59m"),
 		},
 	}
+}
+
+// Labels are a sample's labels by name.
+func Labels(m *dto.Metric) map[string]string {
+	out := map[string]string{}
+	for _, l := range m.Label {
+		out[l.GetName()] = l.GetValue()
+	}
+	return out
+}
+
+// Find returns the first sample of f whose labels include all of match ("" = empty or absent).
+func Find(f *dto.MetricFamily, match map[string]string) *dto.Metric {
+	if f == nil {
+		return nil
+	}
+	for _, m := range f.Metric {
+		l := Labels(m)
+		ok := true
+		for k, v := range match {
+			if l[k] != v {
+				ok = false
+			}
+		}
+		if ok {
+			return m
+		}
+	}
+	return nil
 }
