@@ -7,11 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certguard/certguard/exporter/exportertest"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
 	"github.com/certguard/certguard/probe/probetest"
 	"github.com/certguard/certguard/restart"
 	"github.com/certguard/certguard/watch"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // TestSidecarProbesWhatThePodServes runs the sidecar against two local TLS servers standing for
@@ -40,30 +42,7 @@ func TestSidecarProbesWhatThePodServes(t *testing.T) {
 		}
 		return float64(c.NotAfter.Unix())
 	}
-	// want waits until every series reads its value.
-	type ser struct {
-		name  string
-		match map[string]string
-		v     float64
-	}
-	want := func(what string, series ...ser) {
-		t.Helper()
-		var last string
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			fams := scrape(t, s.Addr)
-			last = ""
-			for _, w := range series {
-				if got, ok := value(fams, w.name, w.match); !ok || got != w.v {
-					last = fmt.Sprintf("%s%v = %v (present %v), want %v", w.name, w.match, got, ok, w.v)
-					break
-				}
-			}
-			if last == "" {
-				return
-			}
-		}
-		t.Fatalf("%s: %s", what, last)
-	}
+	want := func(what string, series ...ser) { t.Helper(); waitSeries(t, s.Addr, what, series...) }
 	apiL := map[string]string{"endpoint": "apiserver", "secret_namespace": "vc-a"}
 	syncL := map[string]string{"endpoint": "syncer", "secret_namespace": "vc-a"}
 	want("both endpoints serve the stored certificates",
@@ -100,4 +79,105 @@ func TestSidecarProbesWhatThePodServes(t *testing.T) {
 	if _, ok := value(scrape(t, s.Addr), "certguard_vcluster_served_expiry_timestamp_seconds", syncL); ok {
 		t.Fatal("a down endpoint still shows a served expiry")
 	}
+}
+
+// ser is a series that must read v.
+type ser struct {
+	name  string
+	match map[string]string
+	v     float64
+}
+
+// waitSeries scrapes the sidecar at addr until every series reads its value (at most 10 s).
+func waitSeries(t *testing.T, addr, what string, series ...ser) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		fams := scrape(t, addr)
+		last = ""
+		for _, w := range series {
+			if got, ok := value(fams, w.name, w.match); !ok || got != w.v {
+				last = fmt.Sprintf("%s%v = %v (present %v), want %v", w.name, w.match, got, ok, w.v)
+				break
+			}
+		}
+		if last == "" {
+			return
+		}
+	}
+	t.Fatalf("%s: %s", what, last)
+}
+
+// TestSidecarEndpointDownIsSourceDown: an endpoint that accepts TCP and never answers, then one
+// whose port is closed, is x509_source_up{source_kind="file",source_name="tls://…"} 0 at every
+// scrape once its probe has timed out or been refused: never a scrape that waits for the probe,
+// never a scrape without the series; every failed probe counts in x509_source_errors_total
+// (unreadable). The exporter's SourceDown alert, run with promtool over the scrapes (up, muted,
+// answering again), fires for that source alone after its 5 minutes and resolves.
+func TestSidecarEndpointDownIsSourceDown(t *testing.T) {
+	v := probetest.NewVcluster(t)
+	dir := filepath.Join(t.TempDir(), "pki")
+	if err := pkigen.WriteDir(dir, v.PKI.Files); err != nil {
+		t.Fatal(err)
+	}
+	api := probetest.Start(t, probetest.KeyPair(t, v.PKI.Files["server.crt"], v.PKI.Files["server.key"]))
+	syncer := probetest.Start(t, probetest.KeyPair(t, v.SyncerCrt, v.SyncerKey))
+	const timeout = 2 * time.Second
+	s := &watch.Sidecar{PKIDir: dir, BackupDir: dir + ".old", RenewBefore: 120 * day, Reminder: 6 * time.Hour, Debounce: 50 * time.Millisecond,
+		Restart: restart.Policy{Before: 30 * day, MinInterval: day, MaxSkew: 5 * time.Minute},
+		Listen:  "127.0.0.1:0", Log: quiet, Now: time.Now, Ready: make(chan struct{}), Namespace: "vc-a",
+		Served: &watch.Served{APIServer: api.Addr, Syncer: syncer.Addr, Interval: 100 * time.Millisecond, Timeout: timeout, Now: time.Now}}
+	runSidecar(t, s)
+	source := func(srv *probetest.Server) map[string]string {
+		return map[string]string{"source_kind": "file", "source_name": "tls://" + srv.Addr}
+	}
+	unreadable := func(srv *probetest.Server) map[string]string {
+		return map[string]string{"source_kind": "file", "source_name": "tls://" + srv.Addr, "reason": "unreadable"}
+	}
+	waitSeries(t, s.Addr, "both endpoints answer", ser{"x509_source_up", source(api), 1}, ser{"x509_source_up", source(syncer), 1},
+		ser{"x509_source_errors_total", unreadable(api), 0},
+		ser{"x509_source_errors_total", map[string]string{"source_name": "tls://" + api.Addr, "reason": "no_certificate"}, 0})
+	up := scrape(t, s.Addr)
+
+	// down scrapes for span (several probes' timeouts) and requires, at every scrape, that srv's
+	// source reads 0, that the scrape did not wait for a probe under way, and that the failed
+	// probes are counted. It returns the last scrape.
+	down := func(what string, srv *probetest.Server, span time.Duration) map[string]*dto.MetricFamily {
+		t.Helper()
+		waitSeries(t, s.Addr, what, ser{"x509_source_up", source(srv), 0})
+		var fams map[string]*dto.MetricFamily
+		slowest := time.Duration(0)
+		for end := time.Now().Add(span); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			start := time.Now()
+			fams = scrape(t, s.Addr)
+			slowest = max(slowest, time.Since(start))
+			if got, ok := value(fams, "x509_source_up", source(srv)); !ok || got != 0 {
+				t.Fatalf("%s: x509_source_up = %v (present %v), want 0 at every scrape", what, got, ok)
+			}
+			if _, ok := value(fams, "x509_cert_not_after", map[string]string{"filepath": "tls://" + srv.Addr}); ok {
+				t.Fatalf("%s: the served leaf is still shown", what)
+			}
+		}
+		// A scrape that waited for the probe under way would take what is left of its timeout:
+		// most of it for the scrapes that start just after a probe does.
+		if slowest > timeout*3/4 {
+			t.Errorf("%s: a scrape took %v with a probe of up to %v under way: it waited for the probe", what, slowest, timeout)
+		}
+		n, _ := value(fams, "x509_source_errors_total", unreadable(srv))
+		if n < 2 {
+			t.Errorf("%s: x509_source_errors_total{reason=unreadable} = %v after %v, want every failed probe counted", what, n, span)
+		}
+		t.Logf("%s: up 0 at every scrape for %v, the slowest scrape %v, %v failed probes counted", what, span, slowest, n)
+		return fams
+	}
+
+	api.Mute.Store(true) // accepts TCP, never answers
+	muted := down("the API server accepts and never answers", api, 2*timeout+time.Second)
+	api.Mute.Store(false)
+	waitSeries(t, s.Addr, "the API server answers again", ser{"x509_source_up", source(api), 1})
+	exportertest.Run(t, exportertest.AlertsFile(),
+		exportertest.SourceDownTest("certguard watch: the API server hangs, then answers", up, muted, scrape(t, s.Addr), source(api)))
+
+	syncer.Close() // the port closed: refused
+	down("the syncer's port is closed", syncer, time.Second)
 }
