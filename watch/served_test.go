@@ -139,36 +139,10 @@ func TestSidecarEndpointDownIsSourceDown(t *testing.T) {
 		ser{"x509_source_errors_total", map[string]string{"source_name": "tls://" + api.Addr, "reason": "no_certificate"}, 0})
 	up := scrape(t, s.Addr)
 
-	// down scrapes for span (several probes' timeouts) and requires, at every scrape, that srv's
-	// source reads 0, that the scrape did not wait for a probe under way, and that the failed
-	// probes are counted. It returns the last scrape.
 	down := func(what string, srv *probetest.Server, span time.Duration) map[string]*dto.MetricFamily {
 		t.Helper()
 		waitSeries(t, s.Addr, what, ser{"x509_source_up", source(srv), 0})
-		var fams map[string]*dto.MetricFamily
-		slowest := time.Duration(0)
-		for end := time.Now().Add(span); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-			start := time.Now()
-			fams = scrape(t, s.Addr)
-			slowest = max(slowest, time.Since(start))
-			if got, ok := value(fams, "x509_source_up", source(srv)); !ok || got != 0 {
-				t.Fatalf("%s: x509_source_up = %v (present %v), want 0 at every scrape", what, got, ok)
-			}
-			if _, ok := value(fams, "x509_cert_not_after", map[string]string{"filepath": "tls://" + srv.Addr}); ok {
-				t.Fatalf("%s: the served leaf is still shown", what)
-			}
-		}
-		// A scrape that waited for the probe under way would take what is left of its timeout:
-		// most of it for the scrapes that start just after a probe does.
-		if slowest > timeout*3/4 {
-			t.Errorf("%s: a scrape took %v with a probe of up to %v under way: it waited for the probe", what, slowest, timeout)
-		}
-		n, _ := value(fams, "x509_source_errors_total", unreadable(srv))
-		if n < 2 {
-			t.Errorf("%s: x509_source_errors_total{reason=unreadable} = %v after %v, want every failed probe counted", what, n, span)
-		}
-		t.Logf("%s: up 0 at every scrape for %v, the slowest scrape %v, %v failed probes counted", what, span, slowest, n)
-		return fams
+		return exportertest.HeldDown(t, what, func() map[string]*dto.MetricFamily { return scrape(t, s.Addr) }, source(srv), span, timeout, 2)
 	}
 
 	api.Mute.Store(true) // accepts TCP, never answers

@@ -4,6 +4,7 @@ package exportertest
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"sigs.k8s.io/yaml"
@@ -183,4 +185,37 @@ func Find(f *dto.MetricFamily, match map[string]string) *dto.Metric {
 		}
 	}
 	return nil
+}
+
+// HeldDown scrapes for span and requires, at every scrape, that the served source (labels
+// source_kind and source_name) reads x509_source_up 0 and shows no leaf (an endpoint that does
+// not answer is up 0, never a vanished series), that no scrape waited for the probe under way
+// (one that did would take most of timeout), and at the end that its failed probes were counted
+// in x509_source_errors_total{reason="unreadable"}, at least minErrors. It returns the last scrape.
+func HeldDown(t *testing.T, what string, scrape func() map[string]*dto.MetricFamily, source map[string]string, span, timeout time.Duration, minErrors float64) map[string]*dto.MetricFamily {
+	t.Helper()
+	var fams map[string]*dto.MetricFamily
+	slowest := time.Duration(0)
+	for end := time.Now().Add(span); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		start := time.Now()
+		fams = scrape()
+		slowest = max(slowest, time.Since(start))
+		if m := Find(fams["x509_source_up"], source); m == nil || m.GetGauge().GetValue() != 0 {
+			t.Fatalf("%s: x509_source_up%v = %v, want 0 at every scrape", what, source, m)
+		}
+		if Find(fams["x509_cert_not_after"], map[string]string{"filepath": source["source_name"]}) != nil {
+			t.Fatalf("%s: the served leaf of %s is still shown", what, source["source_name"])
+		}
+	}
+	if slowest > timeout*3/4 {
+		t.Errorf("%s: a scrape took %v with a probe of up to %v under way: it waited for the probe", what, slowest, timeout)
+	}
+	errs := map[string]string{"reason": "unreadable"}
+	maps.Copy(errs, source)
+	n := Find(fams["x509_source_errors_total"], errs).GetCounter().GetValue()
+	if n < minErrors {
+		t.Errorf("%s: x509_source_errors_total%v = %v after %v, want every failed probe counted (%v or more)", what, errs, n, span, minErrors)
+	}
+	t.Logf("%s: up 0 at every scrape for %v, the slowest scrape %v, %v failed probes counted", what, span, slowest, n)
+	return fams
 }
