@@ -82,8 +82,10 @@ func (v *Served) Run(ctx context.Context) {
 }
 
 // refresh lists the endpoints and makes each followed vcluster's first ready one (by address)
-// its target; a vcluster without one is not probed (no series), as a Service without endpoints
-// has nothing to serve.
+// its target, else its first not ready one: a syncer that stops answering fails its readiness
+// probe, and probing its address still is what keeps it x509_source_up 0 rather than a series
+// gone. A vcluster without any endpoint is not probed (no series): a Service without endpoints
+// (a vcluster scaled down) has nothing to serve.
 func (v *Served) refresh(ctx context.Context) {
 	list := v.endpoints
 	if list == nil {
@@ -99,7 +101,13 @@ func (v *Served) refresh(ctx context.Context) {
 		return
 	}
 	slices.SortFunc(eps, func(a, b kube.ServiceEndpoint) int {
-		return strings.Compare(a.Namespace+"/"+a.Service+"/"+a.Addr, b.Namespace+"/"+b.Service+"/"+b.Addr)
+		if c := strings.Compare(a.Namespace+"/"+a.Service, b.Namespace+"/"+b.Service); c != 0 {
+			return c
+		}
+		if a.Ready != b.Ready {
+			return b2i(b.Ready) - b2i(a.Ready) // ready first
+		}
+		return strings.Compare(a.Addr, b.Addr)
 	})
 	var ts []servedTarget
 	var probes []probe.Target

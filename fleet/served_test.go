@@ -253,9 +253,9 @@ func metricValue(fams map[string]*dto.MetricFamily, name string, match map[strin
 // answers, then whose port is closed, is x509_source_up{source_kind="file",
 // source_name="tls://…"} 0 at every scrape of fleet serve once its probe has timed out (5 s, the
 // default) or been refused: no scrape waits for the probe, the series never goes, and each
-// failed probe counts in x509_source_errors_total (unreadable). The exporter's SourceDown alert,
-// run with promtool over the scrapes (up, muted, answering again), fires for that source alone
-// and resolves.
+// failed probe counts in x509_source_errors_total (unreadable), also once its EndpointSlice marks
+// it not ready. The exporter's SourceDown alert, run with promtool over the scrapes (up, muted,
+// answering again), fires for that source alone and resolves.
 func TestFleetServedEndpointDownIsSourceDown(t *testing.T) {
 	f := startProbedFleet(t)
 	source := map[string]string{"source_kind": "file", "source_name": "tls://" + f.syncer.Addr}
@@ -274,6 +274,18 @@ func TestFleetServedEndpointDownIsSourceDown(t *testing.T) {
 
 	f.syncer.Mute.Store(true) // accepts TCP, never answers
 	f.want(t, "the syncer hangs", ser{"x509_source_up", source, 0})
+	// Its readiness probe fails as well: the EndpointSlice marks the endpoint not ready, and the
+	// fleet keeps probing it (the only address the vcluster has) rather than dropping its series.
+	ctx := context.Background()
+	eps := f.env.Client.DiscoveryV1().EndpointSlices(f.ns)
+	es, err := eps.Get(ctx, "vc1-x1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es.Endpoints[0].Conditions.Ready = ptr(false)
+	if _, err := eps.Update(ctx, es, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	// 6 s: the next probe's 5 s timeout ends within them.
 	muted := exportertest.HeldDown(t, "the syncer accepts and never answers", scrape, source, 6*time.Second, probe.DefaultTimeout, 2)
 	f.syncer.Mute.Store(false)
