@@ -454,6 +454,8 @@ func checkPrometheusRule(t *testing.T, v valueSet, ns string, o, svc obj) {
 		{"CertguardCertificateExpiresSoon", "critical"}: {"x509_cert_not_after", "< 1209600", "15m"}, // 14d
 		{"CertguardCertificateExpired", "critical"}:     {"x509_cert_expired", "== 1", "5m"},
 		{"CertguardDiskSecretDrift", "warning"}:         {"certguard_disk_secret_drift", "> 0", "30m"},
+		// served ≠ stored for as long as the drift may last after a start (for.drift)
+		{"CertguardServedCertificateNotStored", "warning"}: {"certguard_vcluster_served_mismatch", "== 1", "30m"},
 	} {
 		r, ok := got[k]
 		if !ok {
@@ -464,8 +466,8 @@ func checkPrometheusRule(t *testing.T, v valueSet, ns string, o, svc obj) {
 			t.Errorf("%s/%s: expr %q for %q, want %s %s for %s", k.alert, k.severity, r.Expr, r.For, want.metric, want.threshold, want.forDur)
 		}
 	}
-	if len(got) != 4 {
-		t.Errorf("%d alerts, want 4", len(got))
+	if len(got) != 5 {
+		t.Errorf("%d alerts, want 5", len(got))
 	}
 	promtoolRules(t, ns, str(svc, "metadata", "name"), o)
 }
@@ -527,6 +529,10 @@ func promtoolRules(t *testing.T, ns, svc string, o obj) {
 				series("x509_cert_expired", "k0s-api.crt", "0x29 1x90"),
 				series("x509_cert_expired", "server.crt", "0x120"),
 				series("certguard_disk_secret_drift", "", "0x10 1x110"),
+				// the API server serves another leaf than server.crt for 40m: fires after 30m;
+				// the syncer's for 20m (a start, the Secret catching up): never
+				obj{"series": fmt.Sprintf(`certguard_vcluster_served_mismatch{namespace=%q,service=%q,pod="my-vcluster-0",endpoint="apiserver"}`, ns, svc), "values": "0x20 1x100"},
+				obj{"series": fmt.Sprintf(`certguard_vcluster_served_mismatch{namespace=%q,service=%q,pod="my-vcluster-0",endpoint="syncer"}`, ns, svc), "values": "0x20 1x20 0x80"},
 			},
 			"alert_rule_test": []any{
 				obj{"eval_time": "1h", "alertname": "CertguardCertificateExpiresSoon", "exp_alerts": []any{
@@ -541,6 +547,10 @@ func promtoolRules(t *testing.T, ns, svc string, o obj) {
 				obj{"eval_time": "35m", "alertname": "CertguardDiskSecretDrift", "exp_alerts": []any{}},
 				obj{"eval_time": "1h", "alertname": "CertguardDiskSecretDrift", "exp_alerts": []any{
 					obj{"exp_labels": labels("", "warning")},
+				}},
+				obj{"eval_time": "49m", "alertname": "CertguardServedCertificateNotStored", "exp_alerts": []any{}},
+				obj{"eval_time": "52m", "alertname": "CertguardServedCertificateNotStored", "exp_alerts": []any{
+					obj{"exp_labels": func() obj { l := labels("", "warning"); l["endpoint"] = "apiserver"; return l }()},
 				}},
 			},
 		}},

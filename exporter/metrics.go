@@ -119,9 +119,13 @@ func NewErrors() *Errors {
 		[]string{"source_kind", "source_name", "reason"})}
 }
 
-// AddSource makes the source's series exist at 0 for every reason.
-func (e *Errors) AddSource(kind SourceKind, name string) {
-	for _, r := range errorReasons {
+// AddSource makes the source's series exist at 0 for every reason, or for the reasons given
+// (those the source can give: ServedReasons).
+func (e *Errors) AddSource(kind SourceKind, name string, reasons ...Reason) {
+	if len(reasons) == 0 {
+		reasons = errorReasons
+	}
+	for _, r := range reasons {
 		e.vec.WithLabelValues(string(kind), LabelValue(name), string(r))
 	}
 }

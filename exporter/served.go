@@ -3,6 +3,7 @@ package exporter
 import (
 	"time"
 
+	"github.com/certguard/certguard/pki"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -39,7 +40,25 @@ type Served struct {
 const ServedSourceKind = KindFile
 
 // SourceName is the served leaf's source_name and filepath: tls://host:port.
-func (s Served) SourceName() string { return "tls://" + s.Addr }
+func (s Served) SourceName() string { return ServedSourceName(s.Addr) }
+
+// ServedSourceName is the source_name of the endpoint at addr (host:port): tls://host:port.
+func ServedSourceName(addr string) string { return "tls://" + addr }
+
+// ServedReasons are the x509_source_errors_total reasons a probe can give, each served source's
+// series at 0 from the start (Errors.AddSource): no_certificate for a handshake that completed
+// without one, unreadable for every other failure (refused, timed out, not TLS), as the exporter
+// counts a file it cannot read as read_failed whatever the cause.
+var ServedReasons = []Reason{Reason(pki.ReasonUnreadable), Reason(pki.ReasonNoCertificate)}
+
+// ServedReason is the reason of a failed probe: noCertificate when the handshake completed
+// without a certificate.
+func ServedReason(noCertificate bool) Reason {
+	if noCertificate {
+		return Reason(pki.ReasonNoCertificate)
+	}
+	return Reason(pki.ReasonUnreadable)
+}
 
 // CertLabels are the values of CertLabels for the served leaf: filename the address, filepath
 // tls://address, discriminator served:<endpoint>, so its series never collide with the stored

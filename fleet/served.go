@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -41,6 +42,15 @@ type Served struct {
 	prober  probe.Prober
 	mu      sync.Mutex
 	targets []servedTarget // sorted by key
+	// errs counts the failed probes of each target (by key) at its current address: a new
+	// address is a new source, whose count starts at 0.
+	errs map[string]*servedErrors
+}
+
+// servedErrors are one served source's x509_source_errors_total, by reason (exporter.ServedReasons).
+type servedErrors struct {
+	addr  string
+	count [2]uint64 // by index in exporter.ServedReasons
 }
 
 type servedTarget struct {
@@ -51,6 +61,7 @@ type servedTarget struct {
 // Run probes until ctx ends.
 func (v *Served) Run(ctx context.Context) {
 	v.prober.Workers, v.prober.Timeout, v.prober.Interval, v.prober.Jitter = v.Workers, v.Timeout, v.Interval, probe.DefaultJitter
+	v.prober.OnResult = v.count
 	interval := v.Interval
 	if interval <= 0 {
 		interval = probe.DefaultInterval
@@ -71,8 +82,10 @@ func (v *Served) Run(ctx context.Context) {
 }
 
 // refresh lists the endpoints and makes each followed vcluster's first ready one (by address)
-// its target; a vcluster without one is not probed (no series), as a Service without endpoints
-// has nothing to serve.
+// its target, else its first not ready one: a syncer that stops answering fails its readiness
+// probe, and probing its address still is what keeps it x509_source_up 0 rather than a series
+// gone. A vcluster without any endpoint is not probed (no series): a Service without endpoints
+// (a vcluster scaled down) has nothing to serve.
 func (v *Served) refresh(ctx context.Context) {
 	list := v.endpoints
 	if list == nil {
@@ -88,7 +101,13 @@ func (v *Served) refresh(ctx context.Context) {
 		return
 	}
 	slices.SortFunc(eps, func(a, b kube.ServiceEndpoint) int {
-		return strings.Compare(a.Namespace+"/"+a.Service+"/"+a.Addr, b.Namespace+"/"+b.Service+"/"+b.Addr)
+		if c := strings.Compare(a.Namespace+"/"+a.Service, b.Namespace+"/"+b.Service); c != 0 {
+			return c
+		}
+		if a.Ready != b.Ready {
+			return b2i(b.Ready) - b2i(a.Ready) // ready first
+		}
+		return strings.Compare(a.Addr, b.Addr)
 	})
 	var ts []servedTarget
 	var probes []probe.Target
@@ -105,8 +124,30 @@ func (v *Served) refresh(ctx context.Context) {
 	}
 	v.mu.Lock()
 	v.targets = ts
+	errs := make(map[string]*servedErrors, len(ts))
+	for _, t := range ts {
+		if e := v.errs[t.target.Key]; e != nil && e.addr == t.target.Addr {
+			errs[t.target.Key] = e
+		} else {
+			errs[t.target.Key] = &servedErrors{addr: t.target.Addr}
+		}
+	}
+	v.errs = errs
 	v.mu.Unlock()
 	v.prober.Set(probes)
+}
+
+// count counts a failed probe of a target still followed at that address.
+func (v *Served) count(r probe.Result) {
+	if r.Up() {
+		return
+	}
+	i := slices.Index(exporter.ServedReasons, exporter.ServedReason(errors.Is(r.Err, probe.ErrNoCertificate)))
+	v.mu.Lock()
+	if e := v.errs[r.Target.Key]; e != nil && e.addr == r.Target.Addr {
+		e.count[i]++
+	}
+	v.mu.Unlock()
 }
 
 // current is every target probed at least once, judged against its Secret's ca.crt.
@@ -184,8 +225,9 @@ func (v *Served) writeServed(w *bufio.Writer, f exporter.Family, first *bool, no
 	}
 }
 
-// writeServedGauges writes certguard_vcluster_served_expiry_timestamp_seconds and
-// certguard_vcluster_served_mismatch.
+// writeServedGauges writes certguard_vcluster_served_expiry_timestamp_seconds,
+// certguard_vcluster_served_mismatch, and x509_source_errors_total of the served sources (the
+// fleet counts no other source's errors, so the family is whole here).
 func (v *Served) writeServedGauges(w *bufio.Writer) {
 	list := v.current()
 	for _, f := range []exporter.Family{exporter.ServedExpiry, exporter.ServedMismatch} {
@@ -206,6 +248,7 @@ func (v *Served) writeServedGauges(w *bufio.Writer) {
 			}
 		}
 	}
+	v.writeServedErrors(w)
 }
 
 func b2i(b bool) int {
@@ -213,4 +256,32 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// writeServedErrors writes x509_source_errors_total: every followed target's two reasons, from
+// the moment it is followed, as the exporter pre-sets a source's (so that increase() sees the
+// first error).
+func (v *Served) writeServedErrors(w *bufio.Writer) {
+	if v == nil {
+		return
+	}
+	// Copied under the lock, written without it: a slow reader of /metrics must not hold up the
+	// probes' counting.
+	v.mu.Lock()
+	rows := make([]servedErrors, 0, len(v.targets))
+	for _, t := range v.targets {
+		rows = append(rows, *v.errs[t.target.Key])
+	}
+	v.mu.Unlock()
+	if len(rows) == 0 {
+		return
+	}
+	f := exporter.SourceErrors
+	w.WriteString("# HELP " + f.Name + " " + f.Help + "\n# TYPE " + f.Name + " counter\n")
+	for _, e := range rows {
+		for i, r := range exporter.ServedReasons {
+			w.WriteString(f.Name + `{source_kind="` + string(exporter.ServedSourceKind) + `",source_name="` + escapeLabel(exporter.LabelValue(exporter.ServedSourceName(e.addr))) + `",reason="` + string(r) + `"} `)
+			w.WriteString(strconv.FormatUint(e.count[i], 10) + "\n")
+		}
+	}
 }

@@ -13,10 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certguard/certguard/exporter/exportertest"
 	"github.com/certguard/certguard/fleet"
 	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/kube/kubetest"
 	"github.com/certguard/certguard/pki"
+	"github.com/certguard/certguard/probe"
 	"github.com/certguard/certguard/probe/probetest"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -26,34 +28,40 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-// TestFleetProbesEachVclusterService runs fleet serve with --probe-served on a real apiserver: a
-// vcluster's certificate Secret, its Service and an EndpointSlice pointing at a local TLS server
-// standing for its syncer (on this machine's own address: the API server refuses loopback in an
-// EndpointSlice). The test switches what the server serves and stops it, and
-// reads the result from /metrics as Prometheus parses it.
-func TestFleetProbesEachVclusterService(t *testing.T) {
+// probedFleet is fleet serve --probe-served on a real apiserver, following one vcluster, vc1:
+// its certificate Secret, its Service and an EndpointSlice pointing at a local TLS server standing
+// for its syncer (on this machine's own address: the API server refuses loopback in an
+// EndpointSlice), plus the EndpointSlice of its headless Service, which no Secret names.
+type probedFleet struct {
+	env    *kubetest.Env
+	ns     string
+	addr   string // fleet serve's /metrics
+	v      probetest.Vcluster
+	syncer *probetest.Server
+}
+
+func startProbedFleet(t *testing.T) *probedFleet {
+	t.Helper()
 	env, err := kubetest.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer env.Stop()
+	t.Cleanup(func() { env.Stop() })
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	ns, err := env.Namespace(ctx, "served")
 	if err != nil {
 		t.Fatal(err)
 	}
 	v := probetest.NewVcluster(t)
-	p, other, crt, key := v.PKI, v.Other, v.SyncerCrt, v.SyncerKey
 	host := probetest.HostIP(t)
-	syncer := probetest.StartOn(t, host, probetest.KeyPair(t, crt, key))
+	syncer := probetest.StartOn(t, host, probetest.KeyPair(t, v.SyncerCrt, v.SyncerKey))
 	_, port, _ := net.SplitHostPort(syncer.Addr)
 	portNum, _ := strconv.Atoi(port)
 
 	labels := map[string]string{"app": "vcluster", "release": "vc1"}
 	core := env.Client.CoreV1()
 	if _, err := core.Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vc1-certs", Labels: labels},
-		Type: corev1.SecretTypeOpaque, Data: p.SecretData()}, metav1.CreateOptions{}); err != nil {
+		Type: corev1.SecretTypeOpaque, Data: v.PKI.SecretData()}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// The Service as vcluster's chart makes it (443 → 8443); no selector, so the test owns its
@@ -100,8 +108,54 @@ func TestFleetProbesEachVclusterService(t *testing.T) {
 		ProbeServed: true, ProbeInterval: 200 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	t.Cleanup(func() { cancel(); <-done })
+	return &probedFleet{env: env, ns: ns, addr: addr, v: v, syncer: syncer}
+}
 
+// ser is a series that must read v, alone of its name to match.
+type ser struct {
+	name  string
+	match map[string]string
+	v     float64
+}
+
+// want scrapes until every series reads its value (at most 15 s) and returns that scrape.
+func (f *probedFleet) want(t *testing.T, what string, series ...ser) map[string]*dto.MetricFamily {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		fams, err := scrapeFleet(f.addr)
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		last = ""
+		for _, w := range series {
+			if got, n := metricValue(fams, w.name, w.match); n != 1 || got != w.v {
+				last = fmt.Sprintf("%s%v = %v (%d series), want %v", w.name, w.match, got, n, w.v)
+				break
+			}
+		}
+		if last == "" {
+			return fams
+		}
+	}
+	t.Fatalf("%s: %s", what, last)
+	return nil
+}
+
+// TestFleetProbesEachVclusterService runs fleet serve with --probe-served on a real apiserver
+// (probedFleet). The test switches what the syncer serves and stops it, and reads the result
+// from /metrics as Prometheus parses it.
+func TestFleetProbesEachVclusterService(t *testing.T) {
+	f := startProbedFleet(t)
+	ctx := context.Background()
+	ns, syncer, want := f.ns, f.syncer, func(what string, series ...ser) map[string]*dto.MetricFamily {
+		t.Helper()
+		return f.want(t, what, series...)
+	}
+	crt, other := f.v.SyncerCrt, f.v.Other
+	eps := f.env.Client.DiscoveryV1().EndpointSlices(ns)
 	notAfter := func(b []byte) float64 {
 		c, err := pki.ParseCertPEM(b)
 		if err != nil {
@@ -111,34 +165,6 @@ func TestFleetProbesEachVclusterService(t *testing.T) {
 	}
 	vc := map[string]string{"secret_namespace": ns, "vcluster": "vc1", "endpoint": "syncer"}
 	source := map[string]string{"source_kind": "file", "source_name": "tls://" + syncer.Addr}
-	type ser struct {
-		name  string
-		match map[string]string
-		v     float64
-	}
-	want := func(what string, series ...ser) map[string]*dto.MetricFamily {
-		t.Helper()
-		var last string
-		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			fams, err := scrapeFleet(addr)
-			if err != nil {
-				last = err.Error()
-				continue
-			}
-			last = ""
-			for _, w := range series {
-				if got, n := metricValue(fams, w.name, w.match); n != 1 || got != w.v {
-					last = fmt.Sprintf("%s%v = %v (%d series), want %v", w.name, w.match, got, n, w.v)
-					break
-				}
-			}
-			if last == "" {
-				return fams
-			}
-		}
-		t.Fatalf("%s: %s", what, last)
-		return nil
-	}
 	fams := want("the syncer serves a leaf of the vcluster's CA",
 		ser{"certguard_vcluster_served_expiry_timestamp_seconds", vc, notAfter(crt)},
 		ser{"certguard_vcluster_served_mismatch", vc, 0},
@@ -173,7 +199,7 @@ func TestFleetProbesEachVclusterService(t *testing.T) {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		fams, err := scrapeFleet(addr)
+		fams, err := scrapeFleet(f.addr)
 		if err == nil {
 			if _, n := metricValue(fams, "x509_source_up", source); n == 0 {
 				break
@@ -215,7 +241,59 @@ func metricValue(fams map[string]*dto.MetricFamily, name string, match map[strin
 		if hit {
 			n++
 			v = m.GetGauge().GetValue()
+			if m.Counter != nil {
+				v = m.Counter.GetValue()
+			}
 		}
 	}
 	return v, n
+}
+
+// TestFleetServedEndpointDownIsSourceDown: a vcluster's syncer that accepts TCP and never
+// answers, then whose port is closed, is x509_source_up{source_kind="file",
+// source_name="tls://…"} 0 at every scrape of fleet serve once its probe has timed out (5 s, the
+// default) or been refused: no scrape waits for the probe, the series never goes, and each
+// failed probe counts in x509_source_errors_total (unreadable), also once its EndpointSlice marks
+// it not ready. The exporter's SourceDown alert, run with promtool over the scrapes (up, muted,
+// answering again), fires for that source alone and resolves.
+func TestFleetServedEndpointDownIsSourceDown(t *testing.T) {
+	f := startProbedFleet(t)
+	source := map[string]string{"source_kind": "file", "source_name": "tls://" + f.syncer.Addr}
+	errs := func(reason string) map[string]string {
+		return map[string]string{"source_kind": "file", "source_name": "tls://" + f.syncer.Addr, "reason": reason}
+	}
+	up := f.want(t, "the syncer answers", ser{"x509_source_up", source, 1},
+		ser{"x509_source_errors_total", errs("unreadable"), 0}, ser{"x509_source_errors_total", errs("no_certificate"), 0})
+	scrape := func() map[string]*dto.MetricFamily {
+		fams, err := scrapeFleet(f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fams
+	}
+
+	f.syncer.Mute.Store(true) // accepts TCP, never answers
+	f.want(t, "the syncer hangs", ser{"x509_source_up", source, 0})
+	// Its readiness probe fails as well: the EndpointSlice marks the endpoint not ready, and the
+	// fleet keeps probing it (the only address the vcluster has) rather than dropping its series.
+	ctx := context.Background()
+	eps := f.env.Client.DiscoveryV1().EndpointSlices(f.ns)
+	es, err := eps.Get(ctx, "vc1-x1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es.Endpoints[0].Conditions.Ready = ptr(false)
+	if _, err := eps.Update(ctx, es, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// 6 s: the next probe's 5 s timeout ends within them.
+	muted := exportertest.HeldDown(t, "the syncer accepts and never answers", scrape, source, 6*time.Second, probe.DefaultTimeout, 2)
+	f.syncer.Mute.Store(false)
+	again := f.want(t, "the syncer answers again", ser{"x509_source_up", source, 1})
+	exportertest.Run(t, exportertest.AlertsFile(),
+		exportertest.SourceDownTest("certguard fleet serve: a vcluster's syncer hangs, then answers", up, muted, again, source))
+
+	f.syncer.Close() // the port closed: refused
+	f.want(t, "the syncer's port is closed", ser{"x509_source_up", source, 0})
+	exportertest.HeldDown(t, "the syncer's port is closed", scrape, source, time.Second, probe.DefaultTimeout, 3)
 }

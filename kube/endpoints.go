@@ -15,14 +15,17 @@ import (
 
 var endpointSlicesGVR = schema.GroupVersionResource{Group: "discovery.k8s.io", Version: "v1", Resource: "endpointslices"}
 
-// ServiceEndpoint is one ready address of a Service's port, as its EndpointSlices list it.
+// ServiceEndpoint is one address of a Service's port, as its EndpointSlices list it.
 type ServiceEndpoint struct {
 	Namespace, Service string
 	Addr               string // host:port
+	// Ready is false for an endpoint known not ready (conditions.ready false): a pod starting,
+	// stopping, or failing its readiness probe, as a syncer that stopped answering does.
+	Ready bool
 }
 
 // ServiceEndpoints lists the EndpointSlices in namespace ("" = all) that match selector, a page
-// at a time, and returns every ready address of the port named port, by Service
+// at a time, and returns every address of the port named port, ready or not, by Service
 // (kubernetes.io/service-name). The EndpointSlice controller copies a Service's labels onto its
 // slices, so a vcluster Service's app=vcluster selects them (certguard fleet serve --probe-served).
 func ServiceEndpoints(ctx context.Context, c *Client, namespace, selector, port string) ([]ServiceEndpoint, error) {
@@ -46,8 +49,8 @@ func ServiceEndpoints(ctx context.Context, c *Client, namespace, selector, port 
 	return out, nil
 }
 
-// sliceEndpoints reads one EndpointSlice: the port named port and the addresses of its endpoints
-// that are not known to be unready (conditions.ready absent counts as ready, as kube-proxy reads it).
+// sliceEndpoints reads one EndpointSlice: the port named port and the addresses of its endpoints,
+// each ready unless known not to be (conditions.ready absent counts as ready, as kube-proxy reads it).
 func sliceEndpoints(o map[string]any, port string) []ServiceEndpoint {
 	svc, _, _ := unstructured.NestedString(o, "metadata", "labels", "kubernetes.io/service-name")
 	ns, _, _ := unstructured.NestedString(o, "metadata", "namespace")
@@ -66,12 +69,10 @@ func sliceEndpoints(o map[string]any, port string) []ServiceEndpoint {
 	var out []ServiceEndpoint
 	for _, e := range eps {
 		em, _ := e.(map[string]any)
-		if ready, found, _ := unstructured.NestedBool(em, "conditions", "ready"); found && !ready {
-			continue
-		}
+		ready, found, _ := unstructured.NestedBool(em, "conditions", "ready")
 		addrs, _, _ := unstructured.NestedStringSlice(em, "addresses")
 		for _, a := range addrs {
-			out = append(out, ServiceEndpoint{Namespace: ns, Service: svc, Addr: net.JoinHostPort(a, strconv.FormatInt(num, 10))})
+			out = append(out, ServiceEndpoint{Namespace: ns, Service: svc, Addr: net.JoinHostPort(a, strconv.FormatInt(num, 10)), Ready: ready || !found})
 		}
 	}
 	return out

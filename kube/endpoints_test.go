@@ -5,9 +5,9 @@ import (
 	"testing"
 )
 
-// TestSliceEndpoints reads EndpointSlices as the API serves them (unstructured JSON): the ready
-// addresses of the named port, by Service; an endpoint known unready, a slice without the port or
-// without its Service's name gives none.
+// TestSliceEndpoints reads EndpointSlices as the API serves them (unstructured JSON): the
+// addresses of the named port, by Service, each ready unless known not to be (ready absent is
+// ready); a slice without the port or without its Service's name gives none.
 func TestSliceEndpoints(t *testing.T) {
 	slice := func(svc string, ports []any, eps ...any) map[string]any {
 		labels := map[string]any{}
@@ -29,8 +29,8 @@ func TestSliceEndpoints(t *testing.T) {
 		slice map[string]any
 		want  []string
 	}{
-		{"ready and unknown", slice("vc1", https, ep(true, "10.0.0.1"), ep(nil, "10.0.0.2", "10.0.0.3")), []string{"10.0.0.1:8443", "10.0.0.2:8443", "10.0.0.3:8443"}},
-		{"unready left out", slice("vc1", https, ep(false, "10.0.0.1"), ep(true, "fd00::1")), []string{"[fd00::1]:8443"}},
+		{"ready and unknown", slice("vc1", https, ep(true, "10.0.0.1"), ep(nil, "10.0.0.2", "10.0.0.3")), []string{"10.0.0.1:8443 ready", "10.0.0.2:8443 ready", "10.0.0.3:8443 ready"}},
+		{"not ready, marked", slice("vc1", https, ep(false, "10.0.0.1"), ep(true, "fd00::1")), []string{"10.0.0.1:8443", "[fd00::1]:8443 ready"}},
 		{"no https port", slice("vc1", []any{map[string]any{"name": "kubelet", "port": int64(10250)}}, ep(true, "10.0.0.1")), nil},
 		{"no Service name", slice("", https, ep(true, "10.0.0.1")), nil},
 	}
@@ -40,6 +40,9 @@ func TestSliceEndpoints(t *testing.T) {
 			for _, e := range sliceEndpoints(c.slice, "https") {
 				if e.Namespace != "team-a" || e.Service != "vc1" {
 					t.Fatalf("endpoint %+v", e)
+				}
+				if e.Ready {
+					e.Addr += " ready"
 				}
 				got = append(got, e.Addr)
 			}

@@ -6,7 +6,6 @@ import (
 	"net"
 	"runtime"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,34 +36,11 @@ func TestHandshakeReadsTheServedLeafAndSendsNothing(t *testing.T) {
 // TestHandshakeTimesOutOnASilentServer: a server that accepts TCP and never answers the
 // ClientHello must cost the prober its timeout, not a hang.
 func TestHandshakeTimesOutOnASilentServer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var held []net.Conn
-	var mu sync.Mutex
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c) // accepted, never read, never answered
-			mu.Unlock()
-		}
-	}()
-	defer func() {
-		mu.Lock()
-		for _, c := range held {
-			c.Close()
-		}
-		mu.Unlock()
-	}()
+	srv := probetest.Start(t, probetest.SelfSigned(t, 3))
+	srv.Mute.Store(true)
 	const timeout = 300 * time.Millisecond
 	start := time.Now()
-	_, err = probe.Handshake(context.Background(), ln.Addr().String(), "", timeout)
+	_, err := probe.Handshake(context.Background(), srv.Addr, "", timeout)
 	took := time.Since(start)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want a deadline", err)
@@ -129,10 +105,10 @@ func TestPoolBoundsHandshakesAndProbesOncePerInterval(t *testing.T) {
 // after the timeout, and does not hold back the others.
 func TestPoolReportsASilentEndpointDown(t *testing.T) {
 	srv := probetest.Start(t, probetest.SelfSigned(t, 9))
-	silent, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer silent.Close() // the backlog accepts, nobody answers
+	silent := probetest.Start(t, probetest.SelfSigned(t, 10))
+	silent.Mute.Store(true)
 	p := &probe.Prober{Workers: 1, Timeout: 200 * time.Millisecond, Interval: time.Hour}
-	p.Set([]probe.Target{{Key: "silent", Addr: silent.Addr().String()}, {Key: "ok", Addr: srv.Addr}})
+	p.Set([]probe.Target{{Key: "silent", Addr: silent.Addr}, {Key: "ok", Addr: srv.Addr}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()

@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certguard/certguard/exporter/exportertest"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
 	"github.com/certguard/certguard/restart"
 	"github.com/certguard/certguard/watch"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // fileSidecar runs a sidecar on a pki dir alone (no Secret, no Events, no restarts): what the
@@ -161,14 +161,6 @@ func TestSidecarScrapesAnyFileName(t *testing.T) {
 	}
 }
 
-func labelsOf(m *dto.Metric) map[string]string {
-	out := map[string]string{}
-	for _, l := range m.Label {
-		out[l.GetName()] = l.GetValue()
-	}
-	return out
-}
-
 func serialOf(t *testing.T, certPEM []byte) string {
 	t.Helper()
 	c, err := pki.ParseCertPEM(certPEM)
@@ -212,7 +204,7 @@ func TestSidecarSpeaksTheExporterContract(t *testing.T) {
 	// in six labels.
 	if bi := fams["x509_exporter_build_info"]; bi == nil || len(bi.Metric) != 1 || bi.Metric[0].GetGauge().GetValue() != 1 {
 		t.Errorf("x509_exporter_build_info: %v", bi)
-	} else if l := labelsOf(bi.Metric[0]); len(l) != 6 || l["go_runtime"] != runtime.Version() || l["version"] == "" || l["git_commit"] == "" || l["built"] == "" || l["go_os"] == "" || l["go_arch"] == "" {
+	} else if l := exportertest.Labels(bi.Metric[0]); len(l) != 6 || l["go_runtime"] != runtime.Version() || l["version"] == "" || l["git_commit"] == "" || l["built"] == "" || l["go_os"] == "" || l["go_arch"] == "" {
 		t.Errorf("x509_exporter_build_info labels %v", l)
 	}
 	if _, ok := value(fams, "x509_source_up", map[string]string{"source_kind": "secret"}); ok {
@@ -235,7 +227,7 @@ func TestSidecarSpeaksTheExporterContract(t *testing.T) {
 	}
 	// The Secret's keys are plain kube-secret series, as the exporter's: no embedded_* there.
 	for _, m := range fams["x509_cert_not_after"].Metric {
-		l := labelsOf(m)
+		l := exportertest.Labels(m)
 		if l["secret_name"] != "" && (l["embedded_kind"] != "" || l["filename"] != "") {
 			t.Errorf("Secret series with file or embedded labels: %v", l)
 		}

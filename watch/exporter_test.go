@@ -15,7 +15,6 @@ import (
 	"github.com/certguard/certguard/pki/pkigen"
 	"github.com/certguard/certguard/restart"
 	"github.com/certguard/certguard/watch"
-	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -113,11 +112,11 @@ func TestExporterAlertsAndDashboard(t *testing.T) {
 	}
 	var expAlerts []map[string]any
 	for _, id := range critical {
-		m := find(fams["x509_cert_not_after"], id)
+		m := exportertest.Find(fams["x509_cert_not_after"], id)
 		if m == nil {
 			t.Fatalf("no x509_cert_not_after series for %v", id)
 		}
-		l := labelsOf(m)
+		l := exportertest.Labels(m)
 		for k, v := range l {
 			if v == "" {
 				delete(l, k)
@@ -185,24 +184,4 @@ func TestSourceDownOnALiveScrape(t *testing.T) {
 	}
 	eventually(t, "the Secret's source up again", upIs(1))
 	exportertest.Run(t, exportertest.AlertsFile(), exportertest.SourceDownTest("certguard watch: the Secret deleted and re-created", up, down, scrape(t, s.Addr), ref))
-}
-
-// find returns the first sample whose labels include all of match ("" = empty or absent).
-func find(f *dto.MetricFamily, match map[string]string) *dto.Metric {
-	if f == nil {
-		return nil
-	}
-	for _, m := range f.Metric {
-		l := labelsOf(m)
-		ok := true
-		for k, v := range match {
-			if l[k] != v {
-				ok = false
-			}
-		}
-		if ok {
-			return m
-		}
-	}
-	return nil
 }

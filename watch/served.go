@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -51,8 +52,8 @@ func (v *Served) targets() []probe.Target {
 
 // run probes until ctx ends: two endpoints, one worker each at most. The vcluster is named by
 // its certificate Secret (<release>-certs), as the fleet names it; without one, by the pod's
-// namespace alone.
-func (v *Served) run(ctx context.Context, secrets *kube.SecretStore, podNamespace string) {
+// namespace alone. Every failed probe counts in errs, under the endpoint's source.
+func (v *Served) run(ctx context.Context, secrets *kube.SecretStore, podNamespace string, errs *exporter.Errors) {
 	v.mu.Lock()
 	v.ns = podNamespace
 	if secrets != nil {
@@ -61,6 +62,14 @@ func (v *Served) run(ctx context.Context, secrets *kube.SecretStore, podNamespac
 	v.mu.Unlock()
 	v.prober.Workers, v.prober.Timeout, v.prober.Interval, v.prober.Jitter = 2, v.Timeout, v.Interval, probe.DefaultJitter
 	v.prober.KeepCerts = true // two leaves, whose signature the syncer's check verifies
+	for _, t := range v.targets() {
+		errs.AddSource(exporter.ServedSourceKind, exporter.ServedSourceName(t.Addr), exporter.ServedReasons...)
+	}
+	v.prober.OnResult = func(r probe.Result) {
+		if !r.Up() {
+			errs.Count(exporter.ServedSourceKind, exporter.ServedSourceName(r.Target.Addr), exporter.ServedReason(errors.Is(r.Err, probe.ErrNoCertificate)))
+		}
+	}
 	v.prober.Set(v.targets())
 	v.prober.Run(ctx)
 }

@@ -88,7 +88,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	reg.MustRegister(s.metrics, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if s.Served != nil {
 		reg.MustRegister(s.Served)
-		go s.Served.run(ctx, s.Secrets, s.Namespace)
+		go s.Served.run(ctx, s.Secrets, s.Namespace, s.metrics.Errors)
 	}
 	mux := http.NewServeMux()
 	// ContinueOnError: a series that cannot be rendered is left out and the rest served; the

@@ -4,6 +4,7 @@ package exportertest
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"sigs.k8s.io/yaml"
@@ -45,8 +47,9 @@ type Scrape struct {
 	Minutes int
 }
 
-// SeriesName writes a sample's series in PromQL notation, without the empty labels (Prometheus
-// stores an empty label as no label).
+// SeriesName writes a sample's series in PromQL notation, labels sorted by name (one label set,
+// one name, whatever order a scrape gave them in), without the empty labels (Prometheus stores
+// an empty label as no label).
 func SeriesName(name string, m *dto.Metric) string {
 	var parts []string
 	for _, l := range m.Label {
@@ -54,13 +57,15 @@ func SeriesName(name string, m *dto.Metric) string {
 			parts = append(parts, l.GetName()+"="+strconv.Quote(l.GetValue()))
 		}
 	}
+	slices.Sort(parts)
 	return name + "{" + strings.Join(parts, ",") + "}"
 }
 
 // InputSeries lays the scrapes end to end as promtool input series, one sample a minute: each
-// series holds its scraped value for its scrape's minutes and is missing ("_") where a scrape did
-// not have it, as a Secret's certificates are while it is deleted. Only x509_* and certguard_*
-// families are kept.
+// series holds its scraped value for its scrape's minutes and is missing where a scrape did not
+// have it, as a Secret's certificates are while it is deleted. A series that goes missing is
+// marked stale first, as Prometheus marks a series gone from a scrape (without the marker it
+// would still be read for 5 minutes, its lookback). Only x509_* and certguard_* families are kept.
 func InputSeries(scrapes []Scrape) []map[string]string {
 	values := map[string][]string{} // series -> value per scrape ("_": absent)
 	for i, s := range scrapes {
@@ -91,7 +96,18 @@ func InputSeries(scrapes []Scrape) []map[string]string {
 	}) {
 		var segs []string
 		for i, v := range values[key] {
-			segs = append(segs, v+"x"+strconv.Itoa(scrapes[i].Minutes-1))
+			n := scrapes[i].Minutes
+			switch {
+			case v != "_":
+				segs = append(segs, v+"x"+strconv.Itoa(n-1)) // "vxN" is N+1 samples
+			case i > 0 && values[key][i-1] != "_":
+				segs = append(segs, "stale")
+				if n > 1 {
+					segs = append(segs, "_x"+strconv.Itoa(n-1))
+				}
+			default:
+				segs = append(segs, "_x"+strconv.Itoa(n)) // "_xN" is N missing samples
+			}
 		}
 		out = append(out, map[string]string{"series": key, "values": strings.Join(segs, " ")})
 	}
@@ -140,4 +156,66 @@ func SourceDownTest(name string, up, down, upAgain map[string]*dto.MetricFamily,
 			at("59m"),
 		},
 	}
+}
+
+// Labels are a sample's labels by name.
+func Labels(m *dto.Metric) map[string]string {
+	out := map[string]string{}
+	for _, l := range m.Label {
+		out[l.GetName()] = l.GetValue()
+	}
+	return out
+}
+
+// Find returns the first sample of f whose labels include all of match ("" = empty or absent).
+func Find(f *dto.MetricFamily, match map[string]string) *dto.Metric {
+	if f == nil {
+		return nil
+	}
+	for _, m := range f.Metric {
+		l := Labels(m)
+		ok := true
+		for k, v := range match {
+			if l[k] != v {
+				ok = false
+			}
+		}
+		if ok {
+			return m
+		}
+	}
+	return nil
+}
+
+// HeldDown scrapes for span and requires, at every scrape, that the served source (labels
+// source_kind and source_name) reads x509_source_up 0 and shows no leaf (an endpoint that does
+// not answer is up 0, never a vanished series), that no scrape waited for the probe under way
+// (one that did would take most of timeout), and at the end that its failed probes were counted
+// in x509_source_errors_total{reason="unreadable"}, at least minErrors. It returns the last scrape.
+func HeldDown(t *testing.T, what string, scrape func() map[string]*dto.MetricFamily, source map[string]string, span, timeout time.Duration, minErrors float64) map[string]*dto.MetricFamily {
+	t.Helper()
+	var fams map[string]*dto.MetricFamily
+	slowest := time.Duration(0)
+	for end := time.Now().Add(span); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		start := time.Now()
+		fams = scrape()
+		slowest = max(slowest, time.Since(start))
+		if m := Find(fams["x509_source_up"], source); m == nil || m.GetGauge().GetValue() != 0 {
+			t.Fatalf("%s: x509_source_up%v = %v, want 0 at every scrape", what, source, m)
+		}
+		if Find(fams["x509_cert_not_after"], map[string]string{"filepath": source["source_name"]}) != nil {
+			t.Fatalf("%s: the served leaf of %s is still shown", what, source["source_name"])
+		}
+	}
+	if slowest > timeout*3/4 {
+		t.Errorf("%s: a scrape took %v with a probe of up to %v under way: it waited for the probe", what, slowest, timeout)
+	}
+	errs := map[string]string{"reason": "unreadable"}
+	maps.Copy(errs, source)
+	n := Find(fams["x509_source_errors_total"], errs).GetCounter().GetValue()
+	if n < minErrors {
+		t.Errorf("%s: x509_source_errors_total%v = %v after %v, want every failed probe counted (%v or more)", what, errs, n, span, minErrors)
+	}
+	t.Logf("%s: up 0 at every scrape for %v, the slowest scrape %v, %v failed probes counted", what, span, slowest, n)
+	return fams
 }

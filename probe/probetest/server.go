@@ -45,6 +45,10 @@ type Server struct {
 	Peak       atomic.Int64 // the most handshakes in progress at once
 	// Slow holds each handshake this long (set before the first): concurrency becomes measurable.
 	Slow time.Duration
+	// Mute, while set, makes the server accept each connection and never answer it: what it is
+	// sent is read and dropped until the client gives up. An endpoint that hangs, switched on and
+	// off at one address.
+	Mute atomic.Bool
 	// Many (set before the first handshake) are served in turn, one per handshake, instead of
 	// the one Set: as many endpoints, each with its own leaf, would serve.
 	Many []tls.Certificate
@@ -117,6 +121,10 @@ func StartOn(t testing.TB, host string, c tls.Certificate) *Server {
 			}
 			go func() {
 				defer c.Close()
+				if s.Mute.Load() {
+					_, _ = io.Copy(io.Discard, c)
+					return
+				}
 				tc := tls.Server(c, cfg)
 				c.SetDeadline(time.Now().Add(10 * time.Second))
 				if tc.Handshake() != nil {
