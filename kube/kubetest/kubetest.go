@@ -17,11 +17,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // Versions must match .ci/k8s-testbin.sh and the k8s.io modules in go.mod.
@@ -74,6 +76,9 @@ func Start() (*Env, error) {
 	}
 	// envtest waits 20 s for the apiserver by default: on a loaded 2-core machine (several test
 	// binaries starting their own at once) it has been seen to need more.
+	// envtest logs through controller-runtime's logger, which prints a stack trace to every test's
+	// output when nothing was set; what it would log (start and stop) is not needed.
+	ctrllog.SetLogger(logr.Discard())
 	env := &envtest.Environment{BinaryAssetsDirectory: dir, ControlPlaneStartTimeout: 2 * time.Minute}
 	api := env.ControlPlane.GetAPIServer()
 	args := api.Configure()
