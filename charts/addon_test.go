@@ -482,17 +482,7 @@ func promtoolRules(t *testing.T, ns, svc string, o obj) {
 	}
 	dir := t.TempDir()
 	groups := get(o, "spec", "groups")
-	write := func(name string, v any) string {
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := yamlWriter(t, dir)
 	r := mustRun(t, nil, promtool, "check", "rules", write("rules.yaml", obj{"groups": groups}))
 	t.Logf("promtool check rules: %s", strings.TrimSpace(r.stdout))
 

@@ -730,3 +730,20 @@ users: [{name: nobody, user: {token: unused}}]
 	}
 	return -1, serving, errBuf.String()
 }
+
+// yamlWriter returns a function that writes v as YAML to dir/name and returns the path: the
+// rules and the promtool test files each rule test hands to promtool.
+func yamlWriter(t *testing.T, dir string) func(name string, v any) string {
+	return func(name string, v any) string {
+		t.Helper()
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+}

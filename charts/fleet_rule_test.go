@@ -100,17 +100,7 @@ fleet:
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	write := func(name string, v any) string {
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := yamlWriter(t, dir)
 	groups := get(o, "spec", "groups")
 	r = mustRun(t, nil, promtool, "check", "rules", write("rules.yaml", obj{"groups": groups}))
 	t.Logf("promtool check rules: %s", strings.TrimSpace(r.stdout))

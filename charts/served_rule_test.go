@@ -19,7 +19,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 )
 
 // TestServedPrometheusRule renders the served-certificate alerts (fleet.serve.probeServed with
@@ -90,17 +89,7 @@ fleet:
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	write := func(name string, v any) string {
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := yamlWriter(t, dir)
 	groups := get(o, "spec", "groups")
 	mustRun(t, nil, promtool, "check", "rules", write("rules.yaml", obj{"groups": groups}))
 	write("bare.yaml", obj{"groups": withoutAnnotations(groups)})
