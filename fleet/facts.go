@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"crypto/x509"
 	"fmt"
 	"slices"
 	"strings"
@@ -34,7 +35,11 @@ type fleetCert struct {
 }
 
 // ReadFacts parses the certificates Judge judges.
-func ReadFacts(s *pki.Secret) Facts {
+func ReadFacts(s *pki.Secret) Facts { return readFacts(s, pki.ParseCertPEM) }
+
+// readFacts is ReadFacts parsing through parseCert (a pki.CertParser's, in fleet serve's
+// transform, which reads the same certificates again for their series).
+func readFacts(s *pki.Secret, parseCert func([]byte) (*x509.Certificate, error)) Facts {
 	rec := restart.ReadRecord(s.Annotations)
 	f := Facts{Namespace: s.Namespace, Release: strings.TrimSuffix(s.Name, "-certs"), LastRestart: rec.LastRestart, RestartedPod: rec.RestartedPod}
 	f.LastRepair, _ = pki.ParseRepairRecord(s.Annotations[pki.LastRepairAnnotation])
@@ -44,7 +49,7 @@ func ReadFacts(s *pki.Secret) Facts {
 			f.certs = append(f.certs, fleetCert{path: path, problem: path + " is missing"})
 			return
 		}
-		c, err := pki.ParseCertPEM(data)
+		c, err := parseCert(data)
 		if err != nil {
 			f.certs = append(f.certs, fleetCert{path: path, problem: path + ": " + err.Error()})
 			return

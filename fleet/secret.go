@@ -68,7 +68,10 @@ func newSecret(s *pki.Secret) *Secret {
 
 func parseCertSecret(s *pki.Secret) *Secret {
 	out := newSecret(s)
-	out.facts = ReadFacts(s)
+	// One parser for the whole Secret: its facts and its series read the same certificates, and
+	// four of its five kubeconfigs embed a certificate it also holds as a key.
+	var parser pki.CertParser
+	out.facts = readFacts(s, parser.ParseCertPEM)
 	out.record, out.data, out.uid = restart.ReadRecord(s.Annotations), dataFingerprint(s.Data), s.UID
 	// The certificates pki.Inspect would show for the Secret alone, in its order (by path),
 	// without what Inspect adds to them and the series do not show (signature and key checks:
@@ -86,9 +89,9 @@ func parseCertSecret(s *pki.Secret) *Secret {
 		data := s.Data[pki.SecretKey(p)]
 		switch pki.FormatOf(p) {
 		case pki.FormatCert:
-			c, _ = pki.ParseCertPEM(data)
+			c, _ = parser.ParseCertPEM(data)
 		case pki.FormatKubeconfig:
-			if kc, err := pki.ParseKubeconfig(data); err == nil {
+			if kc, err := parser.ParseKubeconfigCerts(data); err == nil {
 				c = kc.Users[0].Cert
 			}
 		}

@@ -250,9 +250,14 @@ func (f *kubeconfigFile) data() KubeconfigData {
 	return d
 }
 
-// ParseKubeconfig reads the embedded client certificates of a kubeconfig: through
-// ScanKubeconfig when it takes the bytes, else through sigs.k8s.io/yaml as clientcmd does.
+// ParseKubeconfig reads the embedded client certificates of a kubeconfig, and checks each
+// user's embedded key against its certificate: through ScanKubeconfig when it takes the bytes,
+// else through sigs.k8s.io/yaml as clientcmd does.
 func ParseKubeconfig(data []byte) (*Kubeconfig, error) {
+	return parseKubeconfig(data, ParseCertPEM, true)
+}
+
+func parseKubeconfig(data []byte, parseCert func([]byte) (*x509.Certificate, error), keys bool) (*Kubeconfig, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, parseErr(ReasonEmpty, "file is empty")
 	}
@@ -272,12 +277,12 @@ func ParseKubeconfig(data []byte) (*Kubeconfig, error) {
 		if len(u.ClientCertificateData) == 0 {
 			continue
 		}
-		c, err := ParseCertPEM(u.ClientCertificateData)
+		c, err := parseCert(u.ClientCertificateData)
 		if err != nil {
 			return nil, parseErr(ReasonBadKubeconfig, "user %q: %v", u.Name, err)
 		}
 		ku := KubeconfigUser{Name: u.Name, Cert: c}
-		if len(u.ClientKeyData) > 0 {
+		if keys && len(u.ClientKeyData) > 0 {
 			pub, err := ParseKeyPEM(u.ClientKeyData)
 			match := err == nil && samePublicKey(c.PublicKey, pub)
 			ku.KeyMatches = &match
