@@ -87,6 +87,7 @@ func parseKubeconfig(s *pki.Secret) *Secret {
 		}
 	}
 	seen := map[string]bool{}
+	var series seriesBuilder
 	for _, u := range f.Users {
 		c, err := pki.ParseCertPEM(u.ClientCertificateData)
 		if err != nil {
@@ -94,7 +95,7 @@ func parseKubeconfig(s *pki.Secret) *Secret {
 		}
 		if fp := pki.Fingerprint(c); !seen[fp] { // two users with one certificate: one series
 			seen[fp] = true
-			out.addCert(KubeconfigKey, c)
+			series.add(out, KubeconfigKey, c)
 		}
 		if kc.expiry.IsZero() || c.NotAfter.Before(kc.expiry) {
 			kc.expiry = c.NotAfter
@@ -106,6 +107,7 @@ func parseKubeconfig(s *pki.Secret) *Secret {
 	if kc.expiry.IsZero() {
 		return nil
 	}
+	series.done(out)
 	out.kubeconfig = kc
 	return out
 }

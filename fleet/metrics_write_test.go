@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"testing"
 	"time"
@@ -15,7 +16,8 @@ import (
 )
 
 // TestWriteSameAsBefore: Metrics.Write, made cheaper for issue 20, writes the very bytes the
-// writer before it wrote (refWrite, kept below verbatim but for its name and receiver), on a
+// writer before it wrote (refWrite, kept below verbatim but for its name and receiver, and the
+// serial number's place, s.serial(c) since the serials are stored end to end), on a
 // fleet of every kind of Secret (healthy, due, expired, without k0s keys, a corrupt
 // certificate, a repair recorded, kubeconfig Secrets owned or not, a deleted Secret whose
 // vcluster is still there) at instants around the expiries.
@@ -191,7 +193,8 @@ func refWrite(m *Metrics, w *bufio.Writer, now time.Time) {
 	for _, f := range []exporter.Family{exporter.CertExpired, exporter.CertExpiresIn, exporter.CertNotAfter, exporter.CertNotBefore} {
 		first := true
 		for _, s := range secrets {
-			for _, c := range s.certs {
+			for i := range s.certs {
+				c := &s.certs[i]
 				if first {
 					header(w, f)
 					first = false
@@ -203,7 +206,7 @@ func refWrite(m *Metrics, w *bufio.Writer, now time.Time) {
 				w.WriteString(lp.key)
 				w.WriteString(s.secretLabels)
 				w.WriteString(`serial_number="`)
-				w.WriteString(c.serial)
+				w.WriteString(s.serial(c))
 				w.WriteString(`",`)
 				w.WriteString(lp.post)
 				w.WriteString("} ")
@@ -241,4 +244,23 @@ func refWrite(m *Metrics, w *bufio.Writer, now time.Time) {
 	}
 	m.Served.writeServed(w, exporter.SourceUp, nil, now)
 	m.Served.writeServedGauges(w)
+}
+
+// appendSeconds writes what strconv.AppendFloat writes for whole seconds: around each power of
+// ten, the signs, the limits of exact integers, and at random.
+func TestAppendSeconds(t *testing.T) {
+	vals := []int64{0, 1, -1, 9, 10, 999999, 1000000, 1000001, 1234567, 1798848000, 1798848001, 2085368767, -2085368767,
+		1 << 53, 1<<53 - 1, -(1 << 53), -(1<<53 - 1), 1 << 62, -1 << 63, 1<<63 - 1}
+	for p := int64(1); p < 1e18; p *= 10 {
+		vals = append(vals, p-1, p, p+1, -p, 7*p, 12*p+3)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200000 {
+		vals = append(vals, rng.Int64N(1<<54)-1<<53, rng.Int64N(4e9))
+	}
+	for _, v := range vals {
+		if got, want := string(appendSeconds(nil, v)), strconv.FormatFloat(float64(v), 'g', -1, 64); got != want {
+			t.Fatalf("%d: %s, want %s", v, got, want)
+		}
+	}
 }
