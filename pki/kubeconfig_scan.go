@@ -90,36 +90,29 @@ func ScanKubeconfig(data []byte) (KubeconfigData, bool) {
 }
 
 func (s *kcScanner) cluster(n int, rest []byte, cl *KubeconfigClusterData) bool {
-	var seen [2]bool
-	return s.object(n, rest, func(key, rest []byte, n int) bool {
-		var ok bool
-		switch knownKey(key, seen[:], "server", "certificate-authority-data") {
-		case -1:
-			return s.skip(key, rest, n)
-		case 0:
-			cl.Server, ok = knownString(rest)
-			return ok
-		case 1:
-			cl.CertificateAuthorityData, ok = knownBase64(rest)
-			return ok
-		}
-		return false
-	})
+	return s.twoFields(n, rest, "server", "certificate-authority-data",
+		func(v []byte) (ok bool) { cl.Server, ok = knownString(v); return ok },
+		func(v []byte) (ok bool) { cl.CertificateAuthorityData, ok = knownBase64(v); return ok })
 }
 
 func (s *kcScanner) user(n int, rest []byte, u *KubeconfigUserData) bool {
+	return s.twoFields(n, rest, "client-certificate-data", "client-key-data",
+		func(v []byte) (ok bool) { u.ClientCertificateData, ok = knownBase64(v); return ok },
+		func(v []byte) (ok bool) { u.ClientKeyData, ok = knownBase64(v); return ok })
+}
+
+// twoFields reads a struct-typed value of which two fields are read, by readA and readB; its
+// other keys are skipped.
+func (s *kcScanner) twoFields(n int, rest []byte, a, b string, readA, readB func(value []byte) bool) bool {
 	var seen [2]bool
 	return s.object(n, rest, func(key, rest []byte, n int) bool {
-		var ok bool
-		switch knownKey(key, seen[:], "client-certificate-data", "client-key-data") {
+		switch knownKey(key, seen[:], a, b) {
 		case -1:
 			return s.skip(key, rest, n)
 		case 0:
-			u.ClientCertificateData, ok = knownBase64(rest)
-			return ok
+			return readA(rest)
 		case 1:
-			u.ClientKeyData, ok = knownBase64(rest)
-			return ok
+			return readB(rest)
 		}
 		return false
 	})
