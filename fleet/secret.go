@@ -156,18 +156,33 @@ func splitLabels(names, values []string, c *pki.CertInfo) (cs certSeries, serial
 	var pre, post strings.Builder
 	var key string
 	cs = certSeries{notBefore: c.NotBefore.Unix(), notAfter: c.NotAfter.Unix()}
-	b := &pre
+	// Each part sized once (escaping may add a few bytes): the parts are kept, interned.
+	size, b := 0, &pre
 	for _, i := range labelOrder {
-		pair := names[i] + `="` + escapeLabel(values[i]) + `",`
+		switch names[i] {
+		case "secret_key", "secret_name", "secret_namespace":
+		case "serial_number":
+			pre.Grow(size)
+			size = 0
+		default:
+			size += len(names[i]) + len(values[i]) + 4
+		}
+	}
+	post.Grow(size)
+	for _, i := range labelOrder {
 		switch names[i] {
 		case "secret_key":
-			key = pair
+			key = names[i] + `="` + escapeLabel(values[i]) + `",`
 		case "secret_name", "secret_namespace":
 		case "serial_number":
 			serial = escapeLabel(values[i])
 			b = &post
 		default:
-			b.WriteString(pair)
+			// Written in pieces: a concatenation per label was a tenth of Parse's CPU.
+			b.WriteString(names[i])
+			b.WriteString(`="`)
+			b.WriteString(escapeLabel(values[i]))
+			b.WriteString(`",`)
 		}
 	}
 	cs.labels = unique.Make(labelParts{pre: pre.String(), key: key, post: strings.TrimSuffix(post.String(), ",")})
