@@ -32,7 +32,8 @@ type kubeconfigSecret struct {
 	vclusterLabel  string // vcluster-name, when vcluster set it
 }
 
-// kubeconfigFile is the part of a kubeconfig read here: certificates, never keys or tokens.
+// kubeconfigFile is the part of a kubeconfig read here when pki.ScanKubeconfig leaves it to
+// sigs.k8s.io/yaml: certificates, never keys or tokens.
 type kubeconfigFile struct {
 	Clusters []struct {
 		Cluster struct {
@@ -44,6 +45,18 @@ type kubeconfigFile struct {
 			Cert []byte `json:"client-certificate-data"`
 		} `json:"user"`
 	} `json:"users"`
+}
+
+// data is what the struct read, as pki.ScanKubeconfig returns it.
+func (f *kubeconfigFile) data() pki.KubeconfigData {
+	var d pki.KubeconfigData
+	for _, c := range f.Clusters {
+		d.Clusters = append(d.Clusters, pki.KubeconfigClusterData{CertificateAuthorityData: c.Cluster.CA})
+	}
+	for _, u := range f.Users {
+		d.Users = append(d.Users, pki.KubeconfigUserData{ClientCertificateData: u.User.Cert})
+	}
+	return d
 }
 
 // parseKubeconfig reads a Secret whose config key is a kubeconfig with at least one embedded
@@ -58,26 +71,31 @@ func parseKubeconfig(s *pki.Secret) *Secret {
 	if !ok {
 		return nil
 	}
-	var f kubeconfigFile
-	if yaml.Unmarshal(data, &f) != nil {
-		return nil
+	f, ok := pki.ScanKubeconfig(data)
+	if !ok {
+		var y kubeconfigFile
+		if yaml.Unmarshal(data, &y) != nil {
+			return nil
+		}
+		f = y.data()
 	}
 	out := newSecret(s)
 	kc := &kubeconfigSecret{vclusterLabel: s.Labels[vclusterNameLabel]}
 	for _, c := range f.Clusters {
-		if ca, err := pki.ParseCertPEM(c.Cluster.CA); err == nil {
+		if ca, err := pki.ParseCertPEM(c.CertificateAuthorityData); err == nil {
 			kc.caFingerprints = append(kc.caFingerprints, pki.Fingerprint(ca))
 		}
 	}
 	seen := map[string]bool{}
+	var series seriesBuilder
 	for _, u := range f.Users {
-		c, err := pki.ParseCertPEM(u.User.Cert)
+		c, err := pki.ParseCertPEM(u.ClientCertificateData)
 		if err != nil {
 			continue
 		}
 		if fp := pki.Fingerprint(c); !seen[fp] { // two users with one certificate: one series
 			seen[fp] = true
-			out.addCert(KubeconfigKey, c)
+			series.add(out, KubeconfigKey, c)
 		}
 		if kc.expiry.IsZero() || c.NotAfter.Before(kc.expiry) {
 			kc.expiry = c.NotAfter
@@ -89,6 +107,7 @@ func parseKubeconfig(s *pki.Secret) *Secret {
 	if kc.expiry.IsZero() {
 		return nil
 	}
+	series.done(out)
 	out.kubeconfig = kc
 	return out
 }

@@ -115,6 +115,11 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 		w.Write(buf)
 		w.WriteByte('\n')
 	}
+	seconds := func(v int64) {
+		buf = appendSeconds(buf[:0], v)
+		w.Write(buf)
+		w.WriteByte('\n')
+	}
 	vcluster := func(name string, i int) {
 		w.WriteString(name)
 		w.WriteString(`{secret_namespace="`)
@@ -180,24 +185,29 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 	if len(rows) > 0 {
 		header(w, famStatus)
 	}
+	// A concatenation of non-constant strings allocates: these lines are written in pieces.
 	for i := range rows {
+		ns, release := escapeLabel(rows[i].Namespace), escapeLabel(rows[i].Release)
 		for _, st := range statuses {
-			w.WriteString(famStatus.Name + `{secret_namespace="`)
-			w.WriteString(escapeLabel(rows[i].Namespace))
-			w.WriteString(`",status="` + string(st) + `",vcluster="`)
-			w.WriteString(escapeLabel(rows[i].Release))
-			w.WriteString(`"} `)
+			w.WriteString(famStatus.Name)
+			w.WriteString(`{secret_namespace="`)
+			w.WriteString(ns)
+			w.WriteString(`",status="`)
+			w.WriteString(string(st))
+			w.WriteString(`",vcluster="`)
+			w.WriteString(release)
 			if st == rows[i].Status {
-				value(1)
+				w.WriteString("\"} 1\n")
 			} else {
-				value(0)
+				w.WriteString("\"} 0\n")
 			}
 		}
 	}
 	for _, f := range []exporter.Family{exporter.CertExpired, exporter.CertExpiresIn, exporter.CertNotAfter, exporter.CertNotBefore} {
 		first := true
 		for _, s := range secrets {
-			for _, c := range s.certs {
+			for i := range s.certs {
+				c := &s.certs[i]
 				if first {
 					header(w, f)
 					first = false
@@ -209,23 +219,23 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 				w.WriteString(lp.key)
 				w.WriteString(s.secretLabels)
 				w.WriteString(`serial_number="`)
-				w.WriteString(c.serial)
+				w.WriteString(s.serial(c))
 				w.WriteString(`",`)
 				w.WriteString(lp.post)
 				w.WriteString("} ")
 				switch f {
 				case exporter.CertExpired:
 					if now.After(time.Unix(c.notAfter, 0)) {
-						value(1)
+						w.WriteString("1\n")
 					} else {
-						value(0)
+						w.WriteString("0\n")
 					}
 				case exporter.CertExpiresIn:
 					value(time.Unix(c.notAfter, 0).Sub(now).Seconds())
 				case exporter.CertNotAfter:
-					value(float64(c.notAfter))
+					seconds(c.notAfter)
 				case exporter.CertNotBefore:
-					value(float64(c.notBefore))
+					seconds(c.notBefore)
 				}
 			}
 		}
@@ -234,8 +244,9 @@ func (m *Metrics) Write(w *bufio.Writer, now time.Time) {
 	header(w, exporter.SourceUp)
 	// Each line is written in constant pieces: a concatenation here would allocate once per
 	// Secret and scrape.
+	upPrefix := exporter.SourceUp.Name + `{source_kind="` + string(exporter.KindKubeSecret) + `",source_name="`
 	up := func(key, line string) {
-		w.WriteString(exporter.SourceUp.Name + `{source_kind="` + string(exporter.KindKubeSecret) + `",source_name="`)
+		w.WriteString(upPrefix)
 		w.WriteString(escapeLabel(exporter.LabelValue(key)))
 		w.WriteString(line)
 	}
@@ -281,6 +292,37 @@ func (m *Metrics) writeBuildInfo(w *bufio.Writer) {
 
 func header(w *bufio.Writer, f exporter.Family) {
 	w.WriteString("# HELP " + f.Name + " " + f.Help + "\n# TYPE " + f.Name + " gauge\n")
+}
+
+// appendSeconds appends float64(v) as strconv.AppendFloat(dst, float64(v), 'g', -1, 64) does,
+// four times faster for the whole seconds of a certificate's dates (two of every four x509_cert_*
+// lines): the shortest digits of an integer below 2^53 are its own without trailing zeros, in
+// %e form from 7 digits on.
+func appendSeconds(dst []byte, v int64) []byte {
+	if v <= -1<<53 || v >= 1<<53 {
+		return strconv.AppendFloat(dst, float64(v), 'g', -1, 64)
+	}
+	if v < 0 {
+		dst, v = append(dst, '-'), -v
+	}
+	var d [16]byte
+	digits := strconv.AppendInt(d[:0], v, 10)
+	exp := len(digits) - 1
+	if exp < 6 {
+		return append(dst, digits...)
+	}
+	for len(digits) > 1 && digits[len(digits)-1] == '0' {
+		digits = digits[:len(digits)-1]
+	}
+	dst = append(dst, digits[0])
+	if len(digits) > 1 {
+		dst = append(append(dst, '.'), digits[1:]...)
+	}
+	dst = append(dst, 'e', '+')
+	if exp < 10 {
+		dst = append(dst, '0')
+	}
+	return strconv.AppendInt(dst, int64(exp), 10)
 }
 
 func unix(t time.Time) float64 {

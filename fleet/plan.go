@@ -150,8 +150,8 @@ func BuildPlan(vcs []Vcluster, now time.Time, s PlanSettings, observed map[strin
 		row      PlanRow
 		earliest time.Time
 	}
-	var queue []todo
-	var rest []PlanRow
+	// Sized once: at 10,000 vclusters, growing them made half of a /plan's time.
+	queue, rest := make([]todo, 0, len(vcs)), make([]PlanRow, 0, len(vcs))
 	for _, v := range vcs {
 		r := v.Row
 		pr := PlanRow{Namespace: r.Namespace, Release: r.Release, Status: r.Status}

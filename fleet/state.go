@@ -117,8 +117,9 @@ func (s *State) Rows(now time.Time, renewBefore time.Duration) []Row {
 // Vclusters is every vcluster certificate Secret's facts for the plan, judged at now, each with
 // its StatefulSet read by parse (workloads nil: StatefulSets are not followed).
 func (s *State) Vclusters(now time.Time, renewBefore time.Duration, workloads *Workloads, parse InitParser) []Vcluster {
-	var out []Vcluster
-	for _, e := range s.snapshot() {
+	snap := s.snapshot()
+	out := make([]Vcluster, 0, len(snap))
+	for _, e := range snap {
 		if e.kubeconfig != nil {
 			continue
 		}

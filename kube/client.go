@@ -48,7 +48,7 @@ type Client struct {
 	streamCfg  *rest.Config
 	stream     rest.Interface
 	streamErr  error
-	pages      sync.Pool // *bytes.Buffer, one per LIST page in flight
+	pages      pageBuffers
 }
 
 // Config builds a REST config: an explicit kubeconfig path wins, then $KUBECONFIG, then the

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"github.com/certguard/certguard/pki"
@@ -132,15 +134,16 @@ func (c *Client) listSecretPage(ctx context.Context, ns string, opts metav1.List
 		return nil, err
 	}
 	defer body.Close()
-	// A page is ~11 MB of JSON; reading each into a fresh, growing buffer zeroed ~2.5× that and
-	// took a fifth of fleet serve's CPU. The buffers are reused (both decoders copy what they
-	// keep out of them).
-	buf, _ := c.pages.Get().(*bytes.Buffer)
-	if buf == nil {
-		buf = new(bytes.Buffer)
-	}
-	defer c.pages.Put(buf)
-	buf.Reset()
+	// A page is ~8 MB of protobuf (11 of JSON); reading each into a fresh, growing buffer zeroed
+	// ~2.5× that and took a fifth of fleet serve's CPU. The buffers are reused (both decoders
+	// copy what they keep out of them).
+	buf := c.pages.get()
+	l, err := readSecretPage(buf, body)
+	c.pages.put(buf, err == nil && l.Metadata.Continue == "")
+	return l, err
+}
+
+func readSecretPage(buf *bytes.Buffer, body io.Reader) (*secretListJSON, error) {
 	if _, err := buf.ReadFrom(body); err != nil {
 		return nil, fmt.Errorf("read Secret list: %w", err)
 	}
@@ -152,4 +155,39 @@ func (c *Client) listSecretPage(ctx context.Context, ns string, opts metav1.List
 		return nil, fmt.Errorf("decode Secret list: %w", err)
 	}
 	return &l, nil
+}
+
+// pageBuffers keeps the LIST pages' buffers from one page of a listing to the next. It is not a
+// sync.Pool: the GC empties a pool within two cycles, and a listing's 8 MB pages start a cycle
+// about every page, so each page grew a new buffer from nothing again (measured in-process at
+// 1,000 vclusters: zeroing them was 1.6 s of CPU against 2.6 s for parsing the Secrets). The
+// buffers go once a listing's last page is read: they do not outlive the first sync.
+type pageBuffers struct {
+	mu   sync.Mutex
+	free []*bytes.Buffer
+}
+
+func (p *pageBuffers) get() *bytes.Buffer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.free); n > 0 {
+		b := p.free[n-1]
+		p.free = p.free[:n-1]
+		b.Reset()
+		return b
+	}
+	return new(bytes.Buffer)
+}
+
+// put returns b; last (the listing's last page was read) lets every buffer go.
+func (p *pageBuffers) put(b *bytes.Buffer, last bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if last {
+		p.free = nil
+		return
+	}
+	if len(p.free) < 2 { // a page being read and one fetched ahead (prefetch)
+		p.free = append(p.free, b)
+	}
 }

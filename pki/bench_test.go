@@ -51,7 +51,7 @@ func loop(b *testing.B, f func()) {
 var benchPKIs sync.Map // "rsa"/"ecdsa" → *pkigen.PKI
 
 // benchPKI generates a healthy vcluster v0.25 + k0s PKI once per key type (RSA takes ~1.5 s).
-func benchPKI(b *testing.B, rsa bool) *pkigen.PKI {
+func benchPKI(b testing.TB, rsa bool) *pkigen.PKI {
 	b.Helper()
 	name := map[bool]string{true: "rsa", false: "ecdsa"}[rsa]
 	if p, ok := benchPKIs.Load(name); ok {

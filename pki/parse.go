@@ -238,30 +238,52 @@ type kubeconfigFile struct {
 	} `json:"users"`
 }
 
-// ParseKubeconfig reads the embedded client certificates of a kubeconfig.
+// data is what the struct read, as ScanKubeconfig returns it.
+func (f *kubeconfigFile) data() KubeconfigData {
+	var d KubeconfigData
+	for _, c := range f.Clusters {
+		d.Clusters = append(d.Clusters, KubeconfigClusterData{Server: c.Cluster.Server})
+	}
+	for _, u := range f.Users {
+		d.Users = append(d.Users, KubeconfigUserData{Name: u.Name, ClientCertificateData: u.User.ClientCertificateData, ClientKeyData: u.User.ClientKeyData})
+	}
+	return d
+}
+
+// ParseKubeconfig reads the embedded client certificates of a kubeconfig, and checks each
+// user's embedded key against its certificate: through ScanKubeconfig when it takes the bytes,
+// else through sigs.k8s.io/yaml as clientcmd does.
 func ParseKubeconfig(data []byte) (*Kubeconfig, error) {
+	return parseKubeconfig(data, ParseCertPEM, true)
+}
+
+func parseKubeconfig(data []byte, parseCert func([]byte) (*x509.Certificate, error), keys bool) (*Kubeconfig, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, parseErr(ReasonEmpty, "file is empty")
 	}
-	var f kubeconfigFile
-	if err := yaml.Unmarshal(data, &f); err != nil {
-		return nil, parseErr(ReasonBadKubeconfig, "not a kubeconfig: %s", firstLine(err.Error()))
+	f, ok := ScanKubeconfig(data)
+	if !ok {
+		var y kubeconfigFile
+		if err := yaml.Unmarshal(data, &y); err != nil {
+			return nil, parseErr(ReasonBadKubeconfig, "not a kubeconfig: %s", firstLine(err.Error()))
+		}
+		f = y.data()
 	}
 	kc := &Kubeconfig{}
 	if len(f.Clusters) > 0 {
-		kc.Server = f.Clusters[0].Cluster.Server
+		kc.Server = f.Clusters[0].Server
 	}
 	for _, u := range f.Users {
-		if len(u.User.ClientCertificateData) == 0 {
+		if len(u.ClientCertificateData) == 0 {
 			continue
 		}
-		c, err := ParseCertPEM(u.User.ClientCertificateData)
+		c, err := parseCert(u.ClientCertificateData)
 		if err != nil {
 			return nil, parseErr(ReasonBadKubeconfig, "user %q: %v", u.Name, err)
 		}
 		ku := KubeconfigUser{Name: u.Name, Cert: c}
-		if len(u.User.ClientKeyData) > 0 {
-			pub, err := ParseKeyPEM(u.User.ClientKeyData)
+		if keys && len(u.ClientKeyData) > 0 {
+			pub, err := ParseKeyPEM(u.ClientKeyData)
 			match := err == nil && samePublicKey(c.PublicKey, pub)
 			ku.KeyMatches = &match
 		}
