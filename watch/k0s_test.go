@@ -11,6 +11,7 @@ import (
 	"github.com/certguard/certguard/kube"
 	"github.com/certguard/certguard/pki"
 	"github.com/certguard/certguard/pki/pkigen"
+	"github.com/certguard/certguard/probe/probetest"
 	"github.com/certguard/certguard/restart"
 	"github.com/certguard/certguard/watch"
 	corev1 "k8s.io/api/core/v1"
@@ -23,7 +24,8 @@ import (
 // (on main it has no other way): the Secret's server.crt series reads expired, drift counts the
 // 12 k0s files that are no kubeconfig, a Warning Event. Told k0s v1.35.1, it alarms on nothing: no Secret series for the
 // stale copies, the disk's series (what k0s serves) all unexpired, drift 0, no restart blocked,
-// CertificateExpirationOK.
+// CertificateExpirationOK. k0s's API server serves the disk's server.crt: held against the stale
+// copy it would read served ≠ stored for good; told k0s v1.35.1 it holds it against the disk's.
 func TestSidecarK0sRenews_StaleSecretRaisesNoAlarm(t *testing.T) {
 	for _, c := range []struct {
 		name  string
@@ -62,6 +64,7 @@ func TestSidecarK0sRenews_StaleSecretRaisesNoAlarm(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			api := probetest.Start(t, probetest.KeyPair(t, p.Files["server.crt"], p.Files["server.key"]))
 			asked := 0
 			s := &watch.Sidecar{
 				PKIDir: dir, BackupDir: dir + ".old", RenewBefore: 120 * day, Reminder: 6 * time.Hour, Debounce: 50 * time.Millisecond,
@@ -70,12 +73,16 @@ func TestSidecarK0sRenews_StaleSecretRaisesNoAlarm(t *testing.T) {
 				Secrets: &kube.SecretStore{Client: client, Namespace: ns, Name: "vc-certs", Retry: time.Second},
 				Events:  &kube.Events{Client: client, Namespace: ns, Pod: "vc-0", Log: quiet},
 				Client:  client, Namespace: ns, Pod: "vc-0", Log: quiet, Now: time.Now, Ready: make(chan struct{}),
+				Served: &watch.Served{APIServer: api.Addr, Interval: 100 * time.Millisecond, Timeout: time.Second, Now: time.Now},
 			}
 			if c.k0s != nil {
 				s.K0s = func(context.Context) pki.K0s { asked++; return *c.k0s }
 			}
 			runSidecar(t, s)
+			apiL := map[string]string{"endpoint": "apiserver", "secret_namespace": ns, "vcluster": "vc"}
+			waitSeries(t, s.Addr, "the API server probed", ser{"certguard_vcluster_served_expiry_timestamp_seconds", apiL, notAfterOf(t, p.Files["server.crt"])})
 			fams := scrape(t, s.Addr)
+			mismatch, _ := value(fams, "certguard_vcluster_served_mismatch", apiL)
 
 			secretExpired, secretSeries := value(fams, "x509_cert_expired", map[string]string{"secret_name": "vc-certs", "secret_key": "server.crt"})
 			drift, _ := value(fams, "certguard_disk_secret_drift", nil)
@@ -92,8 +99,8 @@ func TestSidecarK0sRenews_StaleSecretRaisesNoAlarm(t *testing.T) {
 				reasons = append(reasons, e.Reason)
 			}
 			if c.alarm {
-				if !secretSeries || secretExpired != 1 || drift != 12 || !slices.Contains(reasons, string(kube.ReasonExpiryWarning)) {
-					t.Fatalf("baseline: Secret server.crt expired %v (series %v), drift %v, events %v; want 1, 12 (the k0s files but the two kubeconfigs) and a warning", secretExpired, secretSeries, drift, reasons)
+				if !secretSeries || secretExpired != 1 || drift != 12 || !slices.Contains(reasons, string(kube.ReasonExpiryWarning)) || mismatch != 1 {
+					t.Fatalf("baseline: Secret server.crt expired %v (series %v), drift %v, events %v, served mismatch %v; want 1, 12 (the k0s files but the two kubeconfigs), a warning and 1", secretExpired, secretSeries, drift, reasons, mismatch)
 				}
 				return
 			}
@@ -116,6 +123,9 @@ func TestSidecarK0sRenews_StaleSecretRaisesNoAlarm(t *testing.T) {
 			}
 			if slices.Contains(reasons, string(kube.ReasonExpiryWarning)) || !slices.Contains(reasons, string(kube.ReasonExpirationOK)) {
 				t.Errorf("events %v, want %s and no %s", reasons, string(kube.ReasonExpirationOK), string(kube.ReasonExpiryWarning))
+			}
+			if mismatch != 0 {
+				t.Errorf("certguard_vcluster_served_mismatch{endpoint=apiserver} = %v, want 0: k0s serves the disk's server.crt, the Secret's is a stale copy", mismatch)
 			}
 			if asked == 0 {
 				t.Error("the sidecar never asked which k0s runs")

@@ -74,14 +74,19 @@ func (v *Served) run(ctx context.Context, secrets *kube.SecretStore, podNamespac
 	v.prober.Run(ctx)
 }
 
-// setStored records the stored files the served leaves are held against: the Secret's when it
-// holds the API server's leaf (it is what every start writes to disk), else the pki dir's.
-func (v *Served) setStored(disk pki.Store, secret *pki.Secret) {
-	files := disk.Files
-	if sec := pki.FromSecret(secret); sec.Files[probe.StoredServerCert] != nil {
-		files = sec.Files
+// setStored records the stored files the served leaves are held against: for each, the bytes
+// certguard judges (eff's Source: the Secret's copy, which every start writes to disk, or the pki
+// dir's where the Secret has none or k0s ≥ v1.35.1 re-signs the leaf at every start, so that
+// the Secret's copy is stale and the disk's is what k0s serves).
+func (v *Served) setStored(eff *pki.Report, disk pki.Store, secret *pki.Secret) {
+	sec := pki.FromSecret(secret)
+	stored := map[string][]byte{}
+	for _, p := range []string{probe.StoredServerCert, probe.StoredCA} {
+		stored[p] = disk.Files[p]
+		if f, ok := eff.File(p); ok && f.Source == pki.SourceSecret && sec.Files[p] != nil {
+			stored[p] = sec.Files[p]
+		}
 	}
-	stored := map[string][]byte{probe.StoredServerCert: files[probe.StoredServerCert], probe.StoredCA: files[probe.StoredCA]}
 	v.mu.Lock()
 	v.stored = stored
 	v.mu.Unlock()

@@ -35,13 +35,7 @@ func TestSidecarProbesWhatThePodServes(t *testing.T) {
 		Served: &watch.Served{APIServer: api.Addr, Syncer: syncer.Addr, Interval: 100 * time.Millisecond, Timeout: time.Second, Now: time.Now}}
 	runSidecar(t, s)
 
-	notAfter := func(pemBytes []byte) float64 {
-		c, err := pki.ParseCertPEM(pemBytes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return float64(c.NotAfter.Unix())
-	}
+	notAfter := func(pemBytes []byte) float64 { return notAfterOf(t, pemBytes) }
 	want := func(what string, series ...ser) { t.Helper(); waitSeries(t, s.Addr, what, series...) }
 	apiL := map[string]string{"endpoint": "apiserver", "secret_namespace": "vc-a"}
 	syncL := map[string]string{"endpoint": "syncer", "secret_namespace": "vc-a"}
@@ -79,6 +73,16 @@ func TestSidecarProbesWhatThePodServes(t *testing.T) {
 	if _, ok := value(scrape(t, s.Addr), "certguard_vcluster_served_expiry_timestamp_seconds", syncL); ok {
 		t.Fatal("a down endpoint still shows a served expiry")
 	}
+}
+
+// notAfterOf is a PEM certificate's NotAfter in Unix seconds, as the series carry it.
+func notAfterOf(t *testing.T, pemBytes []byte) float64 {
+	t.Helper()
+	c, err := pki.ParseCertPEM(pemBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return float64(c.NotAfter.Unix())
 }
 
 // ser is a series that must read v.
