@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/certguard/certguard/pki"
@@ -56,7 +57,10 @@ func (c *watchCmd) validate() error {
 func (c *watchCmd) validateProbes() error {
 	for _, p := range []struct{ flag, addr string }{{"--probe-apiserver", c.ProbeAPIServer}, {"--probe-syncer", c.ProbeSyncer}} {
 		if a := probeAddr(p.addr); a != "" {
-			if _, _, err := net.SplitHostPort(a); err != nil {
+			// Checked here, not at the first dial: a port that cannot be dialled would otherwise
+			// read as an endpoint down (x509_source_up 0) for the pod's whole life.
+			host, port, err := net.SplitHostPort(a)
+			if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
 				return usageError{fmt.Sprintf("%s: want host:port or off (got %q)", p.flag, p.addr)}
 			}
 		}

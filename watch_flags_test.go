@@ -36,6 +36,10 @@ func TestWatchProbeFlags(t *testing.T) {
 		{"off", nil, []string{"--probe-apiserver", "off", "--probe-syncer", ""}, ""},
 		{"off from the environment", []string{"CERTGUARD_PROBE_SYNCER=off"}, nil, ""},
 		{"another port", nil, []string{"--probe-syncer", "127.0.0.1:9443"}, ""},
+		{"IPv6 loopback", nil, []string{"--probe-apiserver", "[::1]:6443"}, ""},
+		{"a port out of range", nil, []string{"--probe-apiserver", "127.0.0.1:65536"}, `--probe-apiserver: want host:port or off (got "127.0.0.1:65536")`},
+		{"a named port", nil, []string{"--probe-syncer", "127.0.0.1:https"}, "--probe-syncer: want host:port or off"},
+		{"no host", []string{"CERTGUARD_PROBE_SYNCER=:8443"}, nil, "--probe-syncer: want host:port or off"},
 	}
 	watchStartup(t, "--probe-", cases)
 }
