@@ -476,18 +476,7 @@ func checkPrometheusRule(t *testing.T, v valueSet, ns string, o, svc obj) {
 // and the alerts fire on synthetic series at the thresholds, only for this vcluster's series.
 func promtoolRules(t *testing.T, ns, svc string, o obj) {
 	t.Helper()
-	promtool, err := tool("promtool")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	groups := get(o, "spec", "groups")
-	write := yamlWriter(t, dir)
-	r := mustRun(t, nil, promtool, "check", "rules", write("rules.yaml", obj{"groups": groups}))
-	t.Logf("promtool check rules: %s", strings.TrimSpace(r.stdout))
-
-	// promtool test compares annotations too; they are checked above and by `check rules`.
-	write("bare.yaml", obj{"groups": withoutAnnotations(groups)})
+	promtool, write := promtoolCheckRules(t, o)
 	const day = 86400
 	series := func(metric, file, values string) obj {
 		l := fmt.Sprintf(`namespace=%q,service=%q,pod="my-vcluster-0"`, ns, svc)
@@ -545,7 +534,7 @@ func promtoolRules(t *testing.T, ns, svc string, o obj) {
 			},
 		}},
 	}
-	r = run(t, nil, promtool, "test", "rules", write("tests.yaml", tests))
+	r := run(t, nil, promtool, "test", "rules", write("tests.yaml", tests))
 	if r.code != 0 {
 		t.Errorf("promtool test rules: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}

@@ -57,22 +57,7 @@ fleet:
 	if str(o, "metadata", "name") != svc || str(o, "metadata", "namespace") != ns || str(o, "metadata", "labels", "release") != "kube-prometheus-stack" {
 		t.Errorf("PrometheusRule metadata %v", get(o, "metadata"))
 	}
-	var pr prometheusRule
-	strict(t, o, &pr)
-	sel := fmt.Sprintf(`namespace=%q,service=%q`, ns, svc)
-	var names []string
-	for _, g := range pr.Spec.Groups {
-		for _, r := range g.Rules {
-			names = append(names, r.Alert+"/"+r.Labels["severity"])
-			if !strings.Contains(r.Expr, sel) || strings.Count(r.Expr, "{") != strings.Count(r.Expr, "{"+sel) {
-				t.Errorf("%s: every series selector must start with %s: %s", r.Alert, sel, r.Expr)
-			}
-			if r.Annotations["summary"] == "" || r.Annotations["description"] == "" || r.Labels["team"] != "platform" {
-				t.Errorf("%s: no summary/description, or labels %v without the alertLabels", r.Alert, r.Labels)
-			}
-		}
-	}
-	slices.Sort(names)
+	names := alertsOf(t, o, fmt.Sprintf(`namespace=%q,service=%q`, ns, svc))
 	if want := []string{
 		"CertguardFleetServeDown/warning",
 		"CertguardKubeconfigExpiresSoon/warning",
@@ -95,18 +80,7 @@ fleet:
 
 	serverDryRunRule(t, o)
 
-	promtool, err := tool("promtool")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	write := yamlWriter(t, dir)
-	groups := get(o, "spec", "groups")
-	r = mustRun(t, nil, promtool, "check", "rules", write("rules.yaml", obj{"groups": groups}))
-	t.Logf("promtool check rules: %s", strings.TrimSpace(r.stdout))
-
-	// promtool test compares annotations too: they are checked above and by `check rules`.
-	write("bare.yaml", obj{"groups": withoutAnnotations(groups)})
+	promtool, write := promtoolCheckRules(t, o)
 
 	// Every test evaluates at 2h, when time() is 7200: a NotAfter of 7200 + N days is N days away.
 	const day = 86400
@@ -274,4 +248,46 @@ func serverDryRunRule(t *testing.T, o obj) {
 	if r.code != 0 || !strings.Contains(r.stdout, want) {
 		t.Fatalf("kubectl apply --dry-run=server --validate=strict of the PrometheusRule: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+}
+
+// alertsOf decodes the PrometheusRule o strictly and returns its alerts as "alert/severity",
+// sorted, after checking each rule: every series selector starts with sel (the fleet service's
+// own series only), a summary and a description, and the alertLabels (team=platform) the tests'
+// values set.
+func alertsOf(t *testing.T, o obj, sel string) []string {
+	t.Helper()
+	var pr prometheusRule
+	strict(t, o, &pr)
+	var names []string
+	for _, g := range pr.Spec.Groups {
+		for _, r := range g.Rules {
+			names = append(names, r.Alert+"/"+r.Labels["severity"])
+			if !strings.Contains(r.Expr, sel) || strings.Count(r.Expr, "{") != strings.Count(r.Expr, "{"+sel) {
+				t.Errorf("%s: every series selector must start with %s: %s", r.Alert, sel, r.Expr)
+			}
+			if r.Annotations["summary"] == "" || r.Annotations["description"] == "" || r.Labels["team"] != "platform" {
+				t.Errorf("%s: no summary/description, or labels %v without the alertLabels", r.Alert, r.Labels)
+			}
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// promtoolCheckRules checks the rule groups of the PrometheusRule o with `promtool check rules`
+// (the PromQL and templates parse) and writes them without annotations to bare.yaml for the
+// caller's `promtool test rules` (which compares annotations too: they are checked apart). It
+// returns promtool's path and a writer into the same dir.
+func promtoolCheckRules(t *testing.T, o obj) (string, func(name string, v any) string) {
+	t.Helper()
+	promtool, err := tool("promtool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := yamlWriter(t, t.TempDir())
+	groups := get(o, "spec", "groups")
+	r := mustRun(t, nil, promtool, "check", "rules", write("rules.yaml", obj{"groups": groups}))
+	t.Logf("promtool check rules: %s", strings.TrimSpace(r.stdout))
+	write("bare.yaml", obj{"groups": withoutAnnotations(groups)})
+	return promtool, write
 }

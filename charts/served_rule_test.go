@@ -52,22 +52,7 @@ fleet:
 		t.Fatalf("want one PrometheusRule, got:\n%s", r.stdout)
 	}
 	o := docs[0]
-	var pr prometheusRule
-	strict(t, o, &pr)
-	sel := fmt.Sprintf(`namespace=%q,service=%q`, ns, svc)
-	var names []string
-	for _, g := range pr.Spec.Groups {
-		for _, r := range g.Rules {
-			names = append(names, r.Alert+"/"+r.Labels["severity"])
-			if strings.Count(r.Expr, "{") != strings.Count(r.Expr, "{"+sel) {
-				t.Errorf("%s: every series selector must start with %s: %s", r.Alert, sel, r.Expr)
-			}
-			if r.Annotations["summary"] == "" || r.Annotations["description"] == "" || r.Labels["team"] != "platform" {
-				t.Errorf("%s: no summary/description, or labels %v without the alertLabels", r.Alert, r.Labels)
-			}
-		}
-	}
-	slices.Sort(names)
+	names := alertsOf(t, o, fmt.Sprintf(`namespace=%q,service=%q`, ns, svc))
 	if want := []string{"CertguardServedCertificateExpired/critical", "CertguardServedCertificateExpiresSoon/critical",
 		"CertguardServedCertificateExpiresSoon/warning", "CertguardServedCertificateNotStored/warning"}; !slices.Equal(names, want) {
 		t.Errorf("alerts %v, want %v", names, want)
@@ -84,15 +69,7 @@ fleet:
 
 	serverDryRunRule(t, o)
 
-	promtool, err := tool("promtool")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	write := yamlWriter(t, dir)
-	groups := get(o, "spec", "groups")
-	mustRun(t, nil, promtool, "check", "rules", write("rules.yaml", obj{"groups": groups}))
-	write("bare.yaml", obj{"groups": withoutAnnotations(groups)})
+	promtool, write := promtoolCheckRules(t, o)
 
 	// Every test evaluates at 2h, when time() is 7200: a NotAfter of 7200 + N days is N days away.
 	const day = 86400
