@@ -78,8 +78,7 @@ func (v *Served) run(ctx context.Context, secrets *kube.SecretStore, podNamespac
 // certguard judges (eff's Source: the Secret's copy, which every start writes to disk, or the pki
 // dir's where the Secret has none or k0s ≥ v1.35.1 re-signs the leaf at every start, so that
 // the Secret's copy is stale and the disk's is what k0s serves).
-func (v *Served) setStored(eff *pki.Report, disk pki.Store, secret *pki.Secret) {
-	sec := pki.FromSecret(secret)
+func (v *Served) setStored(eff *pki.Report, disk, sec pki.Store) {
 	stored := map[string][]byte{}
 	for _, p := range []string{probe.StoredServerCert, probe.StoredCA} {
 		stored[p] = disk.Files[p]

@@ -246,7 +246,7 @@ func (s *Sidecar) refresh(ctx context.Context, disk pki.Store, reread bool) (tim
 	}
 	s.metrics.set(snap)
 	if s.Served != nil {
-		s.Served.setStored(eff, disk, secret)
+		s.Served.setStored(eff, disk, secStore)
 	}
 
 	if eff.DiskPresent || secret != nil {
